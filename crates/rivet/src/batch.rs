@@ -1,0 +1,166 @@
+//! Group commit: `Db::batch` coalesces concurrent callers into one write transaction.
+//!
+//! Semantics follow bbolt: the first caller of a new batch waits up to `max_batch_delay` (or
+//! until `max_batch_size` calls have joined), then runs every queued function in one write
+//! transaction. If a function fails, the transaction is rolled back, that caller is told to
+//! retry alone (so it gets its own error), and the rest of the batch is run again. Functions
+//! may therefore run more than once and must be idempotent.
+
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::sync::mpsc;
+use std::sync::{Arc, Condvar, Mutex};
+use std::time::Instant;
+
+use crate::db::Db;
+use crate::error::{Error, Result};
+use crate::tx::Tx;
+
+/// A function queued in a batch.
+pub type BatchFn = Arc<dyn Fn(&Tx) -> Result<()> + Send + Sync>;
+
+enum Outcome {
+    Done(Result<()>),
+    RetrySolo,
+}
+
+struct Call {
+    f: BatchFn,
+    reply: mpsc::Sender<Outcome>,
+}
+
+#[derive(Default)]
+struct Group {
+    calls: Vec<Call>,
+    id: u64,
+}
+
+/// The batch currently collecting callers.
+#[derive(Default)]
+pub(crate) struct Batcher {
+    pending: Mutex<Option<Group>>,
+    full: Condvar,
+    next_id: Mutex<u64>,
+}
+
+fn duplicate(e: &Error) -> Error {
+    match e {
+        Error::Io { op, source } => Error::io(op.clone(), std::io::Error::new(source.kind(), source.to_string())),
+        Error::Poisoned(s) => Error::Poisoned(s.clone()),
+        Error::MaxSizeReached { limit } => Error::MaxSizeReached { limit: *limit },
+        Error::Corrupted { page, reason } => Error::corrupted(*page, reason.clone()),
+        other => Error::Callback(other.to_string()),
+    }
+}
+
+impl Db {
+    /// Runs `f` in a write transaction shared with other concurrent `batch` callers (group
+    /// commit). Returns after the shared transaction committed. `f` may be called more than
+    /// once and must be idempotent. With `max_batch_size == 0` this is [`Db::update`].
+    pub fn batch<F>(&self, f: F) -> Result<()>
+    where
+        F: Fn(&Tx) -> Result<()> + Send + Sync + 'static,
+    {
+        let opts = self.options();
+        let (max, delay) = (opts.max_batch_size, opts.max_batch_delay);
+        if max == 0 {
+            return self.update(|tx| f(tx));
+        }
+        let f: BatchFn = Arc::new(f);
+        let (tx, rx) = mpsc::channel();
+        let b = &self.shared.batch;
+        let leader_of = {
+            let mut pending = b.pending.lock().unwrap_or_else(|e| e.into_inner());
+            match pending.as_mut() {
+                Some(g) if g.calls.len() < max => {
+                    g.calls.push(Call { f: f.clone(), reply: tx });
+                    if g.calls.len() >= max {
+                        b.full.notify_all();
+                    }
+                    None
+                }
+                _ => {
+                    let mut id = b.next_id.lock().unwrap_or_else(|e| e.into_inner());
+                    *id += 1;
+                    // A full group left behind is run by its own leader; start a new one.
+                    let old = pending.replace(Group {
+                        calls: vec![Call { f: f.clone(), reply: tx }],
+                        id: *id,
+                    });
+                    debug_assert!(old.as_ref().is_none_or(|g| g.calls.len() >= max) || old.is_none());
+                    if let Some(old) = old {
+                        // Cannot happen with a leader waiting on it, but never drop callers.
+                        std::thread::spawn({
+                            let db = self.clone();
+                            move || db.run_group(old.calls)
+                        });
+                    }
+                    Some(*id)
+                }
+            }
+        };
+        if let Some(id) = leader_of {
+            let deadline = Instant::now() + delay;
+            let mut pending = b.pending.lock().unwrap_or_else(|e| e.into_inner());
+            loop {
+                let full = pending.as_ref().is_some_and(|g| g.id == id && g.calls.len() >= max);
+                let now = Instant::now();
+                if full || now >= deadline {
+                    break;
+                }
+                pending = b
+                    .full
+                    .wait_timeout(pending, deadline - now)
+                    .unwrap_or_else(|e| e.into_inner())
+                    .0;
+            }
+            let group = match pending.take() {
+                Some(g) if g.id == id => g,
+                other => {
+                    *pending = other;
+                    Group::default()
+                }
+            };
+            drop(pending);
+            self.run_group(group.calls);
+        }
+        match rx.recv() {
+            Ok(Outcome::Done(r)) => r,
+            Ok(Outcome::RetrySolo) | Err(_) => self.update(|tx| f(tx)),
+        }
+    }
+
+    fn run_group(&self, mut calls: Vec<Call>) {
+        while !calls.is_empty() {
+            let mut failed: Option<usize> = None;
+            let res = self.update(|tx| {
+                for (i, c) in calls.iter().enumerate() {
+                    let r = catch_unwind(AssertUnwindSafe(|| (c.f)(tx)));
+                    match r {
+                        Ok(Ok(())) => {}
+                        Ok(Err(e)) => {
+                            failed = Some(i);
+                            return Err(e);
+                        }
+                        Err(_) => {
+                            failed = Some(i);
+                            return Err(Error::Callback("batch function panicked".into()));
+                        }
+                    }
+                }
+                Ok(())
+            });
+            if let Some(i) = failed {
+                let c = calls.remove(i);
+                let _ = c.reply.send(Outcome::RetrySolo);
+                continue;
+            }
+            for c in calls.drain(..) {
+                let r = match &res {
+                    Ok(()) => Ok(()),
+                    Err(e) => Err(duplicate(e)),
+                };
+                let _ = c.reply.send(Outcome::Done(r));
+            }
+        }
+    }
+}

@@ -1,0 +1,488 @@
+//! Cursors and iterators over a bucket.
+//!
+//! A [`Cursor`] keeps the path from the root to its current leaf entry. In a write transaction
+//! the tree may change under it (including by [`Cursor::delete`]); the cursor notices through the
+//! transaction's change counter and re-seeks from the key it was on, so deleting the current
+//! entry while iterating never skips the next one. [`Iter`] wraps two cursors into a
+//! double-ended iterator with optional bounds.
+
+use std::ops::Bound;
+
+use crate::bucket::Bucket;
+use crate::error::Result;
+use crate::format::LEAF_FLAG_BUCKET;
+use crate::raw::RawBytes;
+use crate::tree::{self, NodeRef, NodeView};
+
+/// One entry of a bucket: a key and either a value or a sub-bucket.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub struct Entry<'tx> {
+    key: &'tx [u8],
+    value: &'tx [u8],
+    bucket: bool,
+}
+
+impl<'tx> Entry<'tx> {
+    /// The key.
+    pub fn key(&self) -> &'tx [u8] {
+        self.key
+    }
+    /// The value, or `None` when the entry is a sub-bucket.
+    pub fn value(&self) -> Option<&'tx [u8]> {
+        (!self.bucket).then_some(self.value)
+    }
+    /// Whether the entry is a sub-bucket.
+    pub fn is_bucket(&self) -> bool {
+        self.bucket
+    }
+}
+
+impl std::fmt::Debug for Entry<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if self.bucket {
+            write!(f, "Bucket({:?})", String::from_utf8_lossy(self.key))
+        } else {
+            write!(
+                f,
+                "({:?}, {:?})",
+                String::from_utf8_lossy(self.key),
+                String::from_utf8_lossy(self.value)
+            )
+        }
+    }
+}
+
+#[derive(Clone, Copy)]
+struct Frame {
+    node: NodeRef,
+    index: usize,
+    count: usize,
+    leaf: bool,
+}
+
+/// A position in a bucket, moved with first/last/next/prev/seek.
+pub struct Cursor<'tx> {
+    bucket: Bucket<'tx>,
+    stack: Vec<Frame>,
+    version: u64,
+    /// Key of the current entry, used to re-seek after the tree changed.
+    current: Option<RawBytes>,
+}
+
+impl<'tx> Cursor<'tx> {
+    pub(crate) fn new(bucket: Bucket<'tx>) -> Cursor<'tx> {
+        Cursor {
+            bucket,
+            stack: Vec::new(),
+            version: 0,
+            current: None,
+        }
+    }
+
+    /// The bucket this cursor walks.
+    pub fn bucket(&self) -> Bucket<'tx> {
+        self.bucket
+    }
+
+    fn frame(&self, node: NodeRef) -> Result<Frame> {
+        let st = self.bucket.tx.state.borrow();
+        let r = self.bucket.tx.reader();
+        let v = tree::view(&r, &st.nodes, node)?;
+        Ok(Frame {
+            node,
+            index: 0,
+            count: v.count(),
+            leaf: v.is_leaf(),
+        })
+    }
+
+    fn child_of(&self, f: &Frame) -> Result<NodeRef> {
+        let st = self.bucket.tx.state.borrow();
+        let r = self.bucket.tx.reader();
+        tree::view(&r, &st.nodes, f.node)?.child(f.index)
+    }
+
+    fn entry_at(&self, f: &Frame) -> Result<Entry<'tx>> {
+        let st = self.bucket.tx.state.borrow();
+        let r = self.bucket.tx.reader();
+        let v: NodeView<'_> = tree::view(&r, &st.nodes, f.node)?;
+        let (flags, k, val) = v.leaf(&r, f.index)?;
+        // Both slices point into the map or the arena, which live as long as the transaction.
+        Ok(Entry {
+            key: r.bytes(RawBytes::new(k)),
+            value: r.bytes(RawBytes::new(val)),
+            bucket: flags & LEAF_FLAG_BUCKET != 0,
+        })
+    }
+
+    fn sync_version(&mut self) {
+        self.version = self.bucket.tx.state.borrow().version;
+    }
+
+    fn stale(&self) -> bool {
+        self.bucket.tx.state.borrow().version != self.version
+    }
+
+    /// Descends from the top frame to a leaf, taking the first (or last) child at each level.
+    fn descend(&mut self, last: bool) -> Result<()> {
+        for _ in 0..64 {
+            let top = *self.stack.last().expect("descend needs a frame");
+            if top.leaf {
+                return Ok(());
+            }
+            let child = self.child_of(&top)?;
+            let mut f = self.frame(child)?;
+            if last {
+                f.index = f.count.saturating_sub(1);
+            }
+            self.stack.push(f);
+        }
+        Err(tree::too_deep(self.stack[0].node))
+    }
+
+    fn current_entry(&mut self) -> Result<Option<Entry<'tx>>> {
+        let top = match self.stack.last() {
+            Some(t) if t.leaf && t.index < t.count => *t,
+            _ => {
+                self.current = None;
+                return Ok(None);
+            }
+        };
+        let e = self.entry_at(&top)?;
+        self.current = Some(RawBytes::new(e.key));
+        Ok(Some(e))
+    }
+
+    /// Moves to the next (or previous) non-empty leaf entry. Returns false at the end, leaving
+    /// the position unchanged.
+    fn step(&mut self, forward: bool) -> Result<bool> {
+        let can_move = |f: &Frame| if forward { f.index + 1 < f.count } else { f.index > 0 };
+        let mut moved = false;
+        loop {
+            let Some(i) = self.stack.iter().rposition(can_move) else {
+                if moved {
+                    // Only empty leaves (left by bbolt deletes) followed: go back to where we were.
+                    if let Some(cur) = self.current {
+                        let key = self.bucket.tx.reader().bytes(cur);
+                        self.seek_position(key)?;
+                    }
+                }
+                return Ok(false);
+            };
+            moved = true;
+            self.stack.truncate(i + 1);
+            if forward {
+                self.stack[i].index += 1;
+            } else {
+                self.stack[i].index -= 1;
+            }
+            self.descend(!forward)?;
+            if self.stack.last().is_some_and(|f| f.count > 0) {
+                return Ok(true);
+            }
+        }
+    }
+
+    fn step_forward(&mut self) -> Result<bool> {
+        self.step(true)
+    }
+
+    fn step_backward(&mut self) -> Result<bool> {
+        self.step(false)
+    }
+
+    fn reset(&mut self) -> Result<()> {
+        self.bucket.tx.check_open()?;
+        self.sync_version();
+        self.stack.clear();
+        let root = self.bucket.root_ref();
+        self.stack.push(self.frame(root)?);
+        Ok(())
+    }
+
+    /// Moves to the first entry.
+    pub fn first(&mut self) -> Result<Option<Entry<'tx>>> {
+        self.reset()?;
+        self.descend(false)?;
+        if self.stack.last().is_some_and(|f| f.count == 0) && !self.step_forward()? {
+            self.current = None;
+            return Ok(None);
+        }
+        self.current_entry()
+    }
+
+    /// Moves to the last entry.
+    pub fn last(&mut self) -> Result<Option<Entry<'tx>>> {
+        self.reset()?;
+        let top = self.stack.last_mut().expect("reset pushes the root");
+        top.index = top.count.saturating_sub(1);
+        self.descend(true)?;
+        if self.stack.last().is_some_and(|f| f.count == 0) && !self.step_backward()? {
+            self.current = None;
+            return Ok(None);
+        }
+        self.current_entry()
+    }
+
+    /// Positions at the first entry whose key is `>= key` without reading it.
+    fn seek_position(&mut self, key: &[u8]) -> Result<bool> {
+        self.reset()?;
+        for _ in 0..64 {
+            let top = *self.stack.last().expect("reset pushes the root");
+            let st = self.bucket.tx.state.borrow();
+            let r = self.bucket.tx.reader();
+            let v = tree::view(&r, &st.nodes, top.node)?;
+            if top.leaf {
+                let i = v.lower_bound(&r, key)?;
+                drop(st);
+                let last = self.stack.last_mut().expect("non-empty");
+                if i < last.count {
+                    last.index = i;
+                    return Ok(true);
+                }
+                last.index = last.count.saturating_sub(1);
+                return self.step_forward();
+            }
+            let i = v.child_index(&r, key)?;
+            let child = v.child(i)?;
+            drop(st);
+            self.stack.last_mut().expect("non-empty").index = i;
+            let f = self.frame(child)?;
+            self.stack.push(f);
+        }
+        Err(tree::too_deep(self.stack[0].node))
+    }
+
+    /// Moves to the first entry whose key is `>= key`.
+    pub fn seek(&mut self, key: &[u8]) -> Result<Option<Entry<'tx>>> {
+        if !self.seek_position(key)? {
+            self.current = None;
+            return Ok(None);
+        }
+        self.current_entry()
+    }
+
+    /// Moves to the next entry. At the end returns `None` and stays on the last entry.
+    pub fn next(&mut self) -> Result<Option<Entry<'tx>>> {
+        self.bucket.tx.check_open()?;
+        let Some(cur) = self.current else {
+            return Ok(None);
+        };
+        if self.stale() {
+            // The tree changed: find our key again. If it is gone (for example deleted through
+            // this cursor), the entry now at its position is the next one.
+            let key = self.bucket.tx.reader().bytes(cur);
+            if !self.seek_position(key)? {
+                return Ok(None);
+            }
+            let top = *self.stack.last().expect("positioned");
+            if self.entry_at(&top)?.key != key {
+                return self.current_entry();
+            }
+        }
+        if !self.step_forward()? {
+            return Ok(None);
+        }
+        self.current_entry()
+    }
+
+    /// Moves to the previous entry. At the start returns `None` and stays on the first entry.
+    pub fn prev(&mut self) -> Result<Option<Entry<'tx>>> {
+        self.bucket.tx.check_open()?;
+        let Some(cur) = self.current else {
+            return Ok(None);
+        };
+        if self.stale() {
+            let key = self.bucket.tx.reader().bytes(cur);
+            if !self.seek_position(key)? {
+                // Every remaining key is smaller than ours: the previous entry is the last.
+                return self.last();
+            }
+            // Positioned on the first key >= ours; the previous entry lies just before it.
+        }
+        if !self.step_backward()? {
+            return Ok(None);
+        }
+        self.current_entry()
+    }
+
+    /// Deletes the entry under the cursor. The next call to [`Cursor::next`] returns the entry
+    /// that followed it. Sub-buckets cannot be deleted this way
+    /// ([`crate::Error::IncompatibleValue`]).
+    pub fn delete(&mut self) -> Result<()> {
+        let Some(cur) = self.current else {
+            return Ok(());
+        };
+        let key = self.bucket.tx.reader().bytes(cur);
+        self.bucket.delete(key)
+    }
+}
+
+/// A double-ended iterator over a bucket's entries, optionally bounded.
+pub struct Iter<'tx> {
+    front: Cursor<'tx>,
+    back: Cursor<'tx>,
+    start: Bound<Vec<u8>>,
+    end: Bound<Vec<u8>>,
+    prefix: Option<Vec<u8>>,
+    front_started: bool,
+    back_started: bool,
+    /// Last key returned from the front / back; the two ends stop when they meet.
+    front_key: Option<&'tx [u8]>,
+    back_key: Option<&'tx [u8]>,
+    done: bool,
+}
+
+impl<'tx> Iter<'tx> {
+    pub(crate) fn new(
+        bucket: Bucket<'tx>,
+        start: Bound<Vec<u8>>,
+        end: Bound<Vec<u8>>,
+        prefix: Option<Vec<u8>>,
+    ) -> Iter<'tx> {
+        Iter {
+            front: bucket.cursor(),
+            back: bucket.cursor(),
+            start,
+            end,
+            prefix,
+            front_started: false,
+            back_started: false,
+            front_key: None,
+            back_key: None,
+            done: false,
+        }
+    }
+
+    fn below_end(&self, k: &[u8]) -> bool {
+        if let Some(p) = &self.prefix {
+            if !k.starts_with(p) {
+                return false;
+            }
+        }
+        match &self.end {
+            Bound::Included(e) => k <= e.as_slice(),
+            Bound::Excluded(e) => k < e.as_slice(),
+            Bound::Unbounded => true,
+        }
+    }
+
+    fn above_start(&self, k: &[u8]) -> bool {
+        if let Some(p) = &self.prefix {
+            if !k.starts_with(p) {
+                return false;
+            }
+        }
+        match &self.start {
+            Bound::Included(s) => k >= s.as_slice(),
+            Bound::Excluded(s) => k > s.as_slice(),
+            Bound::Unbounded => true,
+        }
+    }
+
+    fn front_step(&mut self) -> Result<Option<Entry<'tx>>> {
+        if self.front_started {
+            return self.front.next();
+        }
+        self.front_started = true;
+        match &self.start {
+            Bound::Unbounded => self.front.first(),
+            Bound::Included(s) => {
+                let s = s.clone();
+                self.front.seek(&s)
+            }
+            Bound::Excluded(s) => {
+                let s = s.clone();
+                match self.front.seek(&s)? {
+                    Some(e) if e.key == s.as_slice() => self.front.next(),
+                    other => Ok(other),
+                }
+            }
+        }
+    }
+
+    fn back_step(&mut self) -> Result<Option<Entry<'tx>>> {
+        if self.back_started {
+            return self.back.prev();
+        }
+        self.back_started = true;
+        let upper: Option<(Vec<u8>, bool)> = match (&self.end, &self.prefix) {
+            (Bound::Included(e), _) => Some((e.clone(), true)),
+            (Bound::Excluded(e), _) => Some((e.clone(), false)),
+            (Bound::Unbounded, Some(p)) => prefix_successor(p).map(|s| (s, false)),
+            (Bound::Unbounded, None) => None,
+        };
+        match upper {
+            None => self.back.last(),
+            Some((e, inclusive)) => match self.back.seek(&e)? {
+                Some(x) if inclusive && x.key == e.as_slice() => Ok(Some(x)),
+                Some(_) => self.back.prev(),
+                None => self.back.last(),
+            },
+        }
+    }
+}
+
+/// The smallest key greater than every key starting with `p`, if any.
+fn prefix_successor(p: &[u8]) -> Option<Vec<u8>> {
+    let mut s = p.to_vec();
+    while let Some(last) = s.pop() {
+        if last < 0xFF {
+            s.push(last + 1);
+            return Some(s);
+        }
+    }
+    None
+}
+
+impl<'tx> Iterator for Iter<'tx> {
+    type Item = Result<Entry<'tx>>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        if self.done {
+            return None;
+        }
+        let e = match self.front_step() {
+            Ok(Some(e)) => e,
+            Ok(None) => {
+                self.done = true;
+                return None;
+            }
+            Err(err) => {
+                self.done = true;
+                return Some(Err(err));
+            }
+        };
+        if !self.below_end(e.key) || self.back_key.is_some_and(|b| e.key >= b) {
+            self.done = true;
+            return None;
+        }
+        self.front_key = Some(e.key);
+        Some(Ok(e))
+    }
+}
+
+impl<'tx> DoubleEndedIterator for Iter<'tx> {
+    fn next_back(&mut self) -> Option<Self::Item> {
+        if self.done {
+            return None;
+        }
+        let e = match self.back_step() {
+            Ok(Some(e)) => e,
+            Ok(None) => {
+                self.done = true;
+                return None;
+            }
+            Err(err) => {
+                self.done = true;
+                return Some(Err(err));
+            }
+        };
+        if !self.above_start(e.key) || self.front_key.is_some_and(|f| e.key <= f) {
+            self.done = true;
+            return None;
+        }
+        self.back_key = Some(e.key);
+        Some(Ok(e))
+    }
+}

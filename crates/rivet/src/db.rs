@@ -1,0 +1,590 @@
+//! The database handle: open, options, transactions, durability.
+//!
+//! `Db` owns the file, the current meta page, the current memory map, the set of open readers
+//! and the freelist. It hands out transactions and carries out the write half of the commit
+//! protocol (grow, write pages in id order, sync, write meta, sync).
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::time::Duration;
+
+use crate::error::{Error, Result};
+use crate::format::{self, Meta, MetaError, Pgid, Txid, PGID_NO_FREELIST};
+use crate::freelist::Freelist;
+use crate::storage::{self, FileStorage, LockMode, Mapping, OpenError, Storage};
+use crate::tx::Tx;
+
+/// Default growth step of the file beyond 16 MiB (bbolt's `DefaultAllocSize`).
+pub const DEFAULT_ALLOC_SIZE: u64 = 16 * 1024 * 1024;
+
+/// How to open a database.
+#[derive(Debug, Clone)]
+pub struct Options {
+    /// Open read-only: shared lock, no write transactions.
+    pub read_only: bool,
+    /// Skip `fdatasync` at commit. Fast and unsafe: a crash can lose or corrupt recent commits.
+    pub no_sync: bool,
+    /// Skip the `fsync` after growing the file.
+    pub no_grow_sync: bool,
+    /// Do not persist the freelist; rebuild it by walking the tree on open.
+    pub no_freelist_sync: bool,
+    /// Map at least this many bytes from the start, to avoid early remaps.
+    pub initial_mmap_size: u64,
+    /// Page size for new files (existing files keep theirs). `None` = the OS page size.
+    pub page_size: Option<usize>,
+    /// How long to wait for the file lock; `None` waits forever.
+    pub timeout: Option<Duration>,
+    /// Refuse to grow the file beyond this many bytes (0 = no limit).
+    pub max_size: u64,
+    /// Largest number of calls coalesced into one `batch` transaction (0 disables batching).
+    pub max_batch_size: usize,
+    /// Longest a `batch` call waits for others to join.
+    pub max_batch_delay: Duration,
+}
+
+impl Default for Options {
+    fn default() -> Options {
+        Options {
+            read_only: false,
+            no_sync: false,
+            no_grow_sync: false,
+            no_freelist_sync: false,
+            initial_mmap_size: 0,
+            page_size: None,
+            timeout: None,
+            max_size: 0,
+            max_batch_size: 1000,
+            max_batch_delay: Duration::from_millis(10),
+        }
+    }
+}
+
+/// Database-wide statistics (bbolt's `Stats`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct DbStats {
+    /// Free pages in the freelist.
+    pub free_page_n: u64,
+    /// Pages freed but still visible to open readers.
+    pub pending_page_n: u64,
+    /// Bytes in free and pending pages.
+    pub free_alloc: u64,
+    /// Bytes the serialized freelist takes.
+    pub freelist_inuse: u64,
+    /// Read transactions started.
+    pub tx_n: u64,
+    /// Read transactions open now.
+    pub open_tx_n: u64,
+    /// Write transactions committed.
+    pub commit_n: u64,
+}
+
+/// Fields shared by every handle and transaction of one open database.
+pub(crate) struct Shared {
+    pub path: PathBuf,
+    pub storage: Box<dyn Storage>,
+    pub options: Options,
+    pub page_size: usize,
+    pub state: Mutex<State>,
+    writer_busy: Mutex<bool>,
+    writer_cv: Condvar,
+    /// The freelist while no write transaction holds it; `None` in read-only mode until needed.
+    freelist: Mutex<Option<Freelist>>,
+    /// Set after a failed sync: writes are refused from then on.
+    poisoned: Mutex<Option<String>>,
+    pub(crate) batch: crate::batch::Batcher,
+}
+
+pub(crate) struct State {
+    pub meta: Meta,
+    pub map: Arc<Mapping>,
+    pub readers: BTreeMap<Txid, usize>,
+    pub file_size: u64,
+    pub stats: DbStats,
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    // A panic while holding one of these short critical sections cannot leave the data
+    // half-updated in a way later callers could observe, so poisoning is ignored.
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// An open database. Cheap to clone; all clones share one file and one set of transactions.
+#[derive(Clone)]
+pub struct Db {
+    pub(crate) shared: Arc<Shared>,
+}
+
+impl std::fmt::Debug for Db {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Db({})", self.shared.path.display())
+    }
+}
+
+fn os_page_size() -> usize {
+    rustix::param::page_size()
+}
+
+impl Db {
+    /// Opens (creating if missing, unless read-only) the database at `path`.
+    pub fn open(path: impl AsRef<Path>, options: Options) -> Result<Db> {
+        let path = path.as_ref().to_path_buf();
+        if let Some(ps) = options.page_size {
+            if !(1024..=(1 << 24)).contains(&ps) || !ps.is_power_of_two() {
+                return Err(Error::InvalidOption(format!(
+                    "page size {ps} must be a power of two between 1 KiB and 16 MiB"
+                )));
+            }
+        }
+        let storage = FileStorage::open(
+            &path,
+            options.read_only,
+            true,
+            LockMode {
+                shared: options.read_only,
+                timeout: options.timeout,
+            },
+        )
+        .map_err(|e| match e {
+            OpenError::Timeout => Error::Timeout(path.clone()),
+            OpenError::Io(e) => Error::io(format!("open {}", path.display()), e),
+        })?;
+        Db::open_storage(path, Box::new(storage), options)
+    }
+
+    /// Opens a database on an already opened (and locked) storage; used by tests that inject
+    /// faults.
+    pub fn open_storage(path: PathBuf, storage: Box<dyn Storage>, options: Options) -> Result<Db> {
+        let io = |op: &str, e| Error::io(format!("{op} {}", path.display()), e);
+        let mut file_size = storage.len().map_err(|e| io("stat", e))?;
+        if file_size == 0 {
+            if options.read_only {
+                return Err(Error::Invalid {
+                    path,
+                    reason: "file is empty".into(),
+                });
+            }
+            let ps = options.page_size.unwrap_or_else(os_page_size);
+            init_file(storage.as_ref(), ps).map_err(|e| io("initialise", e))?;
+            file_size = 4 * ps as u64;
+        }
+        let page_size = detect_page_size(storage.as_ref(), file_size, &path)?;
+        if file_size < 2 * page_size as u64 {
+            return Err(Error::Invalid {
+                path,
+                reason: format!("file size {file_size} is smaller than two {page_size}-byte pages"),
+            });
+        }
+        let map_len = storage::mmap_size(file_size.max(options.initial_mmap_size), page_size as u64)
+            .ok_or_else(|| Error::InvalidOption("mmap too large".into()))?;
+        let map = storage.map(map_len as usize).map_err(|e| io("mmap", e))?;
+        let meta = choose_meta(map.bytes(), page_size, file_size, &path)?;
+        let shared = Arc::new(Shared {
+            path,
+            storage,
+            page_size,
+            state: Mutex::new(State {
+                meta,
+                map,
+                readers: BTreeMap::new(),
+                file_size,
+                stats: DbStats::default(),
+            }),
+            writer_busy: Mutex::new(false),
+            writer_cv: Condvar::new(),
+            freelist: Mutex::new(None),
+            poisoned: Mutex::new(None),
+            batch: crate::batch::Batcher::default(),
+            options,
+        });
+        let db = Db { shared };
+        if !db.shared.options.read_only {
+            let fl = db.load_freelist()?;
+            *lock(&db.shared.freelist) = Some(fl);
+            if meta.freelist == PGID_NO_FREELIST && !db.shared.options.no_freelist_sync {
+                // Persist a freelist so tools unaware of NoFreelistSync can read the file (as
+                // bbolt does on a read-write open).
+                db.begin_write()?.commit()?;
+            }
+        }
+        Ok(db)
+    }
+
+    /// Builds the freelist of the current snapshot: from its freelist page, or by walking
+    /// every reachable page when none was persisted.
+    pub(crate) fn load_freelist(&self) -> Result<Freelist> {
+        let tx = self.begin_read()?;
+        let meta = tx.meta;
+        if meta.freelist == PGID_NO_FREELIST {
+            let reachable = crate::check::reachable_pages(&tx)?;
+            let ids: Vec<Pgid> = (2..meta.pgid).filter(|p| !reachable.contains(p)).collect();
+            Freelist::from_ids(&ids, meta.pgid, 0)
+        } else {
+            let (_, run) = tx.reader().run(meta.freelist)?;
+            let ids = format::read_freelist(run, meta.freelist)?;
+            Freelist::from_ids(&ids, meta.pgid, meta.freelist)
+        }
+    }
+
+    /// The file path.
+    pub fn path(&self) -> &Path {
+        &self.shared.path
+    }
+
+    /// Page size of the file.
+    pub fn page_size(&self) -> usize {
+        self.shared.page_size
+    }
+
+    /// Whether the database was opened read-only.
+    pub fn is_read_only(&self) -> bool {
+        self.shared.options.read_only
+    }
+
+    /// The options the database was opened with.
+    pub fn options(&self) -> &Options {
+        &self.shared.options
+    }
+
+    /// Starts a read transaction. Never blocks on the writer.
+    pub fn begin_read(&self) -> Result<Tx> {
+        let (meta, map) = {
+            let mut st = lock(&self.shared.state);
+            let meta = st.meta;
+            *st.readers.entry(meta.txid).or_insert(0) += 1;
+            st.stats.tx_n += 1;
+            st.stats.open_tx_n += 1;
+            (meta, st.map.clone())
+        };
+        Ok(Tx::new(self.shared.clone(), meta, map, false, None))
+    }
+
+    /// Starts the write transaction, waiting while another one is open.
+    pub fn begin_write(&self) -> Result<Tx> {
+        self.begin_write_inner(true)
+    }
+
+    /// Starts the write transaction, or fails with [`Error::WriterBusy`] if one is open.
+    pub fn try_begin_write(&self) -> Result<Tx> {
+        self.begin_write_inner(false)
+    }
+
+    fn begin_write_inner(&self, wait: bool) -> Result<Tx> {
+        if self.shared.options.read_only {
+            return Err(Error::DatabaseReadOnly);
+        }
+        if let Some(why) = lock(&self.shared.poisoned).clone() {
+            return Err(Error::Poisoned(why));
+        }
+        {
+            let mut busy = lock(&self.shared.writer_busy);
+            while *busy {
+                if !wait {
+                    return Err(Error::WriterBusy);
+                }
+                busy = self
+                    .shared
+                    .writer_cv
+                    .wait(busy)
+                    .unwrap_or_else(|e| e.into_inner());
+            }
+            *busy = true;
+        }
+        let mut fl = lock(&self.shared.freelist)
+            .take()
+            .expect("a read-write database keeps its freelist");
+        let (mut meta, map) = {
+            let st = lock(&self.shared.state);
+            fl.release(&st.readers);
+            (st.meta, st.map.clone())
+        };
+        meta.txid += 1;
+        Ok(Tx::new(self.shared.clone(), meta, map, true, Some(fl)))
+    }
+
+    /// Runs `f` in a read transaction.
+    pub fn view<R, E: From<Error>>(&self, f: impl FnOnce(&Tx) -> Result<R, E>) -> Result<R, E> {
+        let tx = self.begin_read()?;
+        f(&tx)
+    }
+
+    /// Runs `f` in a write transaction: commits if it returns `Ok`, rolls back if it returns
+    /// `Err` or panics.
+    pub fn update<R, E: From<Error>>(&self, f: impl FnOnce(&Tx) -> Result<R, E>) -> Result<R, E> {
+        let tx = self.begin_write()?;
+        let r = f(&tx)?;
+        tx.commit()?;
+        Ok(r)
+    }
+
+    /// Database statistics.
+    pub fn stats(&self) -> DbStats {
+        let mut s = lock(&self.shared.state).stats;
+        if let Some(fl) = lock(&self.shared.freelist).as_ref() {
+            s.free_page_n = fl.free_count();
+            s.pending_page_n = fl.pending_count();
+            s.free_alloc = fl.count() * self.shared.page_size as u64;
+            s.freelist_inuse = format::freelist_size(fl.count() as usize) as u64;
+        }
+        s
+    }
+
+    /// Flushes the file to stable storage (useful after `no_sync` commits).
+    pub fn sync(&self) -> Result<()> {
+        self.shared
+            .storage
+            .sync_data()
+            .map_err(|e| Error::io(format!("fdatasync {}", self.shared.path.display()), e))
+    }
+}
+
+impl Shared {
+    pub(crate) fn finish_read(&self, txid: Txid) {
+        let mut st = lock(&self.state);
+        if let Some(n) = st.readers.get_mut(&txid) {
+            *n -= 1;
+            if *n == 0 {
+                st.readers.remove(&txid);
+            }
+        }
+        st.stats.open_tx_n = st.stats.open_tx_n.saturating_sub(1);
+    }
+
+    /// Ends the write transaction: publishes `meta` (if it committed) and returns the
+    /// freelist, then lets the next writer in.
+    pub(crate) fn finish_write(&self, meta: Option<Meta>, fl: Freelist) -> Result<()> {
+        let mut result = Ok(());
+        if let Some(meta) = meta {
+            let mut st = lock(&self.state);
+            st.meta = meta;
+            st.stats.commit_n += 1;
+            let need = meta.pgid * self.page_size as u64;
+            if need > st.map.len() as u64 {
+                // Grow the map. Open readers keep the old mapping alive through their Arc.
+                match storage::mmap_size(need, self.page_size as u64)
+                    .ok_or_else(|| Error::InvalidOption("mmap too large".into()))
+                    .and_then(|len| {
+                        self.storage
+                            .map(len as usize)
+                            .map_err(|e| Error::io(format!("mmap {}", self.path.display()), e))
+                    }) {
+                    Ok(m) => st.map = m,
+                    Err(e) => {
+                        // The commit is durable, but nothing can read past the old map: refuse
+                        // further work rather than read out of bounds.
+                        *lock(&self.poisoned) = Some(format!("remap failed: {e}"));
+                        result = Err(e);
+                    }
+                }
+            }
+        }
+        *lock(&self.freelist) = Some(fl);
+        *lock(&self.writer_busy) = false;
+        self.writer_cv.notify_one();
+        result
+    }
+
+    fn poison(&self, why: String) -> Error {
+        *lock(&self.poisoned) = Some(why.clone());
+        Error::Poisoned(why)
+    }
+
+    /// The write half of the commit protocol.
+    pub(crate) fn write_commit(
+        &self,
+        meta: &Meta,
+        old_hwm: Pgid,
+        mut pages: Vec<(Pgid, Vec<u8>)>,
+    ) -> Result<()> {
+        let ps = self.page_size as u64;
+        let path = self.path.display();
+        let (file_size, map_len) = {
+            let st = lock(&self.state);
+            (st.file_size, st.map.len() as u64)
+        };
+        if meta.pgid != old_hwm {
+            let target = (meta.pgid + 1) * ps;
+            if target > file_size {
+                // bbolt's growth rule: small files grow to the mapping size, larger ones by
+                // 16 MiB beyond what is needed.
+                let need_map = if target >= map_len {
+                    storage::mmap_size(target, ps).unwrap_or(target)
+                } else {
+                    map_len
+                };
+                let new_size = if need_map <= DEFAULT_ALLOC_SIZE {
+                    need_map
+                } else {
+                    target + DEFAULT_ALLOC_SIZE
+                };
+                let max = self.options.max_size;
+                if max > 0 && new_size > max && target > file_size.max(max) {
+                    return Err(Error::MaxSizeReached { limit: max });
+                }
+                let new_size = if max > 0 && new_size > max { max.max(target) } else { new_size };
+                self.storage
+                    .set_len(new_size)
+                    .map_err(|e| Error::io(format!("grow {path} to {new_size} bytes"), e))?;
+                if !self.options.no_grow_sync {
+                    self.storage
+                        .sync_all()
+                        .map_err(|e| self.poison(format!("fsync after growing {path}: {e}")))?;
+                }
+                lock(&self.state).file_size = new_size;
+            }
+        }
+        pages.sort_unstable_by_key(|p| p.0);
+        let mut i = 0;
+        while i < pages.len() {
+            // Coalesce runs of neighbouring pages into one vectored write.
+            let start = pages[i].0;
+            let mut end = start + pages[i].1.len() as u64 / ps;
+            let mut j = i + 1;
+            while j < pages.len() && pages[j].0 == end {
+                end += pages[j].1.len() as u64 / ps;
+                j += 1;
+            }
+            let bufs: Vec<&[u8]> = pages[i..j].iter().map(|p| p.1.as_slice()).collect();
+            self.storage
+                .write_all_vectored_at(&bufs, start * ps)
+                .map_err(|e| Error::io(format!("write pages {start}..{end} of {path}"), e))?;
+            i = j;
+        }
+        if !self.options.no_sync {
+            self.storage
+                .sync_data()
+                .map_err(|e| self.poison(format!("fdatasync of data pages of {path}: {e}")))?;
+        }
+        let page = meta.encode_page();
+        if let Err(e) = self
+            .storage
+            .write_all_vectored_at(&[&page], (meta.txid % 2) * ps)
+        {
+            // The meta page may be half written; refuse further writes until reopened.
+            return Err(self.poison(format!("write of meta page {} of {path}: {e}", meta.txid % 2)));
+        }
+        if !self.options.no_sync {
+            self.storage
+                .sync_data()
+                .map_err(|e| self.poison(format!("fdatasync of meta page of {path}: {e}")))?;
+        }
+        Ok(())
+    }
+}
+
+/// Writes the four pages of a new, empty database and syncs them.
+fn init_file(storage: &dyn Storage, ps: usize) -> std::io::Result<()> {
+    let mut buf = vec![0u8; 4 * ps];
+    for txid in 0..2u64 {
+        let m = Meta {
+            page_size: ps as u32,
+            flags: 0,
+            root: 3,
+            root_sequence: 0,
+            freelist: 2,
+            pgid: 4,
+            txid,
+        };
+        let page = m.encode_page();
+        buf[txid as usize * ps..(txid as usize + 1) * ps].copy_from_slice(&page);
+    }
+    format::write_freelist(&mut buf[2 * ps..3 * ps], 2, 0, &[]);
+    format::write_leaf(&mut buf[3 * ps..4 * ps], 3, 0, &[]);
+    storage.write_all_vectored_at(&[&buf], 0)?;
+    storage.sync_data()
+}
+
+fn meta_error(path: &Path, e: MetaError) -> Error {
+    match e {
+        MetaError::Magic { big_endian: true } => Error::BigEndian(path.to_path_buf()),
+        MetaError::Version(v) => Error::VersionMismatch {
+            path: path.to_path_buf(),
+            version: v,
+        },
+        MetaError::Checksum => Error::Checksum(path.to_path_buf()),
+        e => Error::Invalid {
+            path: path.to_path_buf(),
+            reason: e.to_string(),
+        },
+    }
+}
+
+/// Reads the page size from meta 0, or probes for meta 1 when meta 0 is damaged.
+fn detect_page_size(storage: &dyn Storage, file_size: u64, path: &Path) -> Result<usize> {
+    let mut head = vec![0u8; file_size.min(4096) as usize];
+    storage
+        .read_exact_at(&mut head, 0)
+        .map_err(|e| Error::io(format!("read {}", path.display()), e))?;
+    let first = match Meta::decode(&head) {
+        Ok(m) if valid_page_size(m.page_size) => return Ok(m.page_size as usize),
+        Ok(m) => MetaError::Magic { big_endian: false }.to_string() + &format!(" (page size {})", m.page_size),
+        Err(e) => {
+            if let MetaError::Magic { big_endian: true } | MetaError::Version(_) = e {
+                return Err(meta_error(path, e));
+            }
+            e.to_string()
+        }
+    };
+    let mut buf = vec![0u8; 1024];
+    for i in 0..15 {
+        let off = 1024u64 << i;
+        if off + 1024 > file_size {
+            break;
+        }
+        if storage.read_exact_at(&mut buf, off).is_err() {
+            break;
+        }
+        if let Ok(m) = Meta::decode(&buf) {
+            if m.page_size as u64 == off {
+                return Ok(m.page_size as usize);
+            }
+        }
+    }
+    Err(Error::Invalid {
+        path: path.to_path_buf(),
+        reason: format!("meta page 0: {first}; no valid meta page 1 found either"),
+    })
+}
+
+fn valid_page_size(ps: u32) -> bool {
+    ps.is_power_of_two() && (1024..=(1 << 24)).contains(&ps)
+}
+
+/// Validates both metas and returns the newest usable one.
+fn choose_meta(map: &[u8], ps: usize, file_size: u64, path: &Path) -> Result<Meta> {
+    let check = |i: usize| -> std::result::Result<Meta, String> {
+        let page = map.get(i * ps..(i + 1) * ps).ok_or("meta page beyond end of file")?;
+        let m = Meta::decode(page).map_err(|e| e.to_string())?;
+        if m.page_size as usize != ps {
+            return Err(format!("page size {} differs from {ps}", m.page_size));
+        }
+        if m.pgid < 3 || m.pgid.saturating_mul(ps as u64) > file_size {
+            return Err(format!("high-water mark {} does not fit the {file_size}-byte file", m.pgid));
+        }
+        if m.root < 2 || m.root >= m.pgid {
+            return Err(format!("root page {} outside 2..{}", m.root, m.pgid));
+        }
+        if m.freelist != PGID_NO_FREELIST && (m.freelist < 2 || m.freelist >= m.pgid) {
+            return Err(format!("freelist page {} outside 2..{}", m.freelist, m.pgid));
+        }
+        Ok(m)
+    };
+    match (check(0), check(1)) {
+        (Ok(a), Ok(b)) => Ok(if b.txid > a.txid { b } else { a }),
+        (Ok(a), Err(_)) => Ok(a),
+        (Err(_), Ok(b)) => Ok(b),
+        (Err(e0), Err(e1)) => {
+            if let Some(page) = map.get(0..ps) {
+                if let Err(e @ (MetaError::Checksum | MetaError::Version(_) | MetaError::Magic { big_endian: true })) =
+                    Meta::decode(page)
+                {
+                    return Err(meta_error(path, e));
+                }
+            }
+            Err(Error::Invalid {
+                path: path.to_path_buf(),
+                reason: format!("meta page 0: {e0}; meta page 1: {e1}"),
+            })
+        }
+    }
+}

@@ -1,0 +1,326 @@
+//! Free page bookkeeping.
+//!
+//! This module owns the set of free page spans, the pages freed by recent transactions that an
+//! open reader may still see ("pending"), and the rules that release pending pages. Allocation
+//! is O(log n): a single page comes from the lowest free id, a run of `n > 1` pages from the
+//! smallest span that holds it (lowest id among equals). Both choices are deterministic.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+
+use crate::error::{Error, Result};
+use crate::format::{Pgid, Txid};
+
+/// A run of pages freed by one transaction, with the transaction that had allocated it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct PendingRun {
+    start: Pgid,
+    len: u64,
+    /// Txid of the transaction that allocated the run (0 when unknown: it predates this process).
+    alloc_txid: Txid,
+}
+
+/// Free spans plus pending frees.
+#[derive(Debug, Default, Clone)]
+pub struct Freelist {
+    /// start -> length of each maximal free span.
+    spans: BTreeMap<Pgid, u64>,
+    /// (length, start) of each span, for best-fit allocation of runs.
+    by_size: BTreeSet<(u64, Pgid)>,
+    free_count: u64,
+    /// Pages freed by each transaction that readers may still see.
+    pending: BTreeMap<Txid, Vec<PendingRun>>,
+    pending_count: u64,
+    /// Txid that allocated each run still in use, for runs allocated by this process.
+    allocated_by: HashMap<Pgid, Txid>,
+}
+
+impl Freelist {
+    /// An empty freelist.
+    pub fn new() -> Freelist {
+        Freelist::default()
+    }
+
+    /// Builds a freelist from page ids read from disk (or found unreachable), validating them
+    /// against the high-water mark. Duplicates are an error.
+    pub fn from_ids(ids: &[Pgid], hwm: Pgid, freelist_page: Pgid) -> Result<Freelist> {
+        let mut sorted = ids.to_vec();
+        sorted.sort_unstable();
+        let mut fl = Freelist::new();
+        let mut prev: Option<Pgid> = None;
+        for &id in &sorted {
+            if id < 2 || id >= hwm {
+                return Err(Error::corrupted(
+                    freelist_page,
+                    format!("freelist lists page {id}, outside the data pages 2..{hwm}"),
+                ));
+            }
+            if prev == Some(id) {
+                return Err(Error::corrupted(
+                    freelist_page,
+                    format!("freelist lists page {id} twice"),
+                ));
+            }
+            prev = Some(id);
+        }
+        let mut i = 0;
+        while i < sorted.len() {
+            let start = sorted[i];
+            let mut len = 1;
+            while i + (len as usize) < sorted.len() && sorted[i + len as usize] == start + len {
+                len += 1;
+            }
+            fl.insert_span(start, len);
+            i += len as usize;
+        }
+        Ok(fl)
+    }
+
+    fn insert_span(&mut self, start: Pgid, len: u64) {
+        self.spans.insert(start, len);
+        self.by_size.insert((len, start));
+        self.free_count += len;
+    }
+
+    fn remove_span(&mut self, start: Pgid, len: u64) {
+        self.spans.remove(&start);
+        self.by_size.remove(&(len, start));
+        self.free_count -= len;
+    }
+
+    /// Returns `len` pages starting at `start` to the free set, merging with neighbours.
+    fn add_free(&mut self, mut start: Pgid, mut len: u64) {
+        if let Some((&ps, &pl)) = self.spans.range(..start).next_back() {
+            debug_assert!(ps + pl <= start, "page {start} freed twice");
+            if ps + pl == start {
+                self.remove_span(ps, pl);
+                start = ps;
+                len += pl;
+            }
+        }
+        if let Some(&nl) = self.spans.get(&(start + len)) {
+            self.remove_span(start + len, nl);
+            len += nl;
+        }
+        self.insert_span(start, len);
+    }
+
+    /// Allocates a contiguous run of `n` free pages, recording `txid` as its allocator.
+    /// Returns `None` when no span is large enough (the caller extends the file).
+    pub fn allocate(&mut self, txid: Txid, n: u64) -> Option<Pgid> {
+        debug_assert!(n > 0);
+        let (start, len) = if n == 1 {
+            let (&s, &l) = self.spans.iter().next()?;
+            (s, l)
+        } else {
+            let &(l, s) = self.by_size.range((n, 0)..).next()?;
+            (s, l)
+        };
+        self.remove_span(start, len);
+        if len > n {
+            self.insert_span(start + n, len - n);
+        }
+        self.allocated_by.insert(start, txid);
+        Some(start)
+    }
+
+    /// Records that a run allocated past the high-water mark belongs to `txid`.
+    pub fn note_allocated(&mut self, start: Pgid, txid: Txid) {
+        self.allocated_by.insert(start, txid);
+    }
+
+    /// Marks the run `start..start+len` as freed by transaction `txid` (pending until no reader
+    /// can see it).
+    pub fn free(&mut self, txid: Txid, start: Pgid, len: u64) {
+        debug_assert!(start > 1, "meta pages cannot be freed");
+        let alloc_txid = self.allocated_by.get(&start).copied().unwrap_or(0);
+        self.pending.entry(txid).or_default().push(PendingRun {
+            start,
+            len,
+            alloc_txid,
+        });
+        self.pending_count += len;
+    }
+
+    /// Undoes a transaction that did not commit: its frees are forgotten and the runs it
+    /// allocated from free spans (those below `old_hwm`) become free again.
+    pub fn rollback(&mut self, txid: Txid, allocated: &[(Pgid, u64)], old_hwm: Pgid) {
+        if let Some(runs) = self.pending.remove(&txid) {
+            self.pending_count -= runs.iter().map(|r| r.len).sum::<u64>();
+        }
+        for &(start, len) in allocated {
+            self.allocated_by.remove(&start);
+            if start < old_hwm {
+                self.add_free(start, len.min(old_hwm - start));
+            }
+        }
+    }
+
+    /// Releases pending pages no open reader can see. `readers` holds the snapshot txids of
+    /// the open read transactions. A run allocated by transaction A and freed by transaction F
+    /// is visible exactly to readers whose snapshot r satisfies A <= r < F.
+    pub fn release(&mut self, readers: &BTreeMap<Txid, usize>) {
+        let txids: Vec<Txid> = self.pending.keys().copied().collect();
+        for f in txids {
+            let Some(runs) = self.pending.remove(&f) else {
+                continue;
+            };
+            let mut kept = Vec::new();
+            for run in runs {
+                if readers.range(run.alloc_txid..f).next().is_some() {
+                    kept.push(run);
+                } else {
+                    self.pending_count -= run.len;
+                    self.allocated_by.remove(&run.start);
+                    self.add_free(run.start, run.len);
+                }
+            }
+            if !kept.is_empty() {
+                self.pending.insert(f, kept);
+            }
+        }
+    }
+
+    /// Number of free (allocatable) pages.
+    pub fn free_count(&self) -> u64 {
+        self.free_count
+    }
+
+    /// Number of pending pages.
+    pub fn pending_count(&self) -> u64 {
+        self.pending_count
+    }
+
+    /// Total pages the on-disk freelist lists (free plus pending).
+    pub fn count(&self) -> u64 {
+        self.free_count + self.pending_count
+    }
+
+    /// Sorted ids of every free and pending page, as written to a freelist page.
+    pub fn all_ids(&self) -> Vec<Pgid> {
+        let mut ids = Vec::with_capacity(self.count() as usize);
+        for (&s, &l) in &self.spans {
+            ids.extend(s..s + l);
+        }
+        for runs in self.pending.values() {
+            for r in runs {
+                ids.extend(r.start..r.start + r.len);
+            }
+        }
+        ids.sort_unstable();
+        ids
+    }
+
+    /// Whether page `id` is free (not pending).
+    pub fn is_free(&self, id: Pgid) -> bool {
+        matches!(self.spans.range(..=id).next_back(), Some((&s, &l)) if id < s + l)
+    }
+
+    /// Releases every pending page regardless of readers (used when trimming a rebuilt list).
+    pub fn release_all(&mut self) {
+        self.release(&BTreeMap::new());
+    }
+
+    /// Removes free pages at the end of the file (ids `>= hwm - k`) and returns the new
+    /// high-water mark. Used to give trailing free pages back.
+    pub fn trim_tail(&mut self, hwm: Pgid) -> Pgid {
+        if let Some((&s, &l)) = self.spans.iter().next_back() {
+            if s + l == hwm {
+                self.remove_span(s, l);
+                return s;
+            }
+        }
+        hwm
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    #[test]
+    fn allocates_lowest_single_page_and_best_fit_runs() {
+        let mut fl = Freelist::from_ids(&[3, 4, 5, 9, 10, 20, 21, 22, 23], 30, 2).unwrap();
+        assert_eq!(fl.free_count(), 9);
+        assert_eq!(fl.allocate(5, 2), Some(9)); // exact fit
+        assert_eq!(fl.allocate(5, 1), Some(3));
+        assert_eq!(fl.allocate(5, 3), Some(20)); // 20..24 is the only span >= 3
+        assert_eq!(fl.allocate(5, 5), None);
+        assert_eq!(fl.all_ids(), vec![4, 5, 23]);
+    }
+
+    #[test]
+    fn pending_release_respects_readers_and_gaps() {
+        let mut fl = Freelist::new();
+        // page 10 allocated by tx 3, freed by tx 6; page 11 unknown origin, freed by tx 6.
+        fl.note_allocated(10, 3);
+        fl.free(6, 10, 1);
+        fl.free(6, 11, 1);
+        let mut readers = BTreeMap::new();
+        readers.insert(2, 1); // reader at snapshot 2 cannot see page 10 (allocated by 3)
+        fl.release(&readers);
+        assert!(fl.is_free(10));
+        assert!(!fl.is_free(11)); // of unknown origin, reader 2 may see it
+        readers.clear();
+        readers.insert(6, 1); // snapshot 6 no longer references pages freed by 6
+        fl.release(&readers);
+        assert!(fl.is_free(11));
+        assert_eq!(fl.pending_count(), 0);
+    }
+
+    #[test]
+    fn rollback_restores_allocations_and_drops_frees() {
+        let mut fl = Freelist::from_ids(&[4, 5, 6], 10, 2).unwrap();
+        let a = fl.allocate(7, 2).unwrap();
+        fl.free(7, 8, 1);
+        fl.rollback(7, &[(a, 2), (10, 1)], 10);
+        assert_eq!(fl.all_ids(), vec![4, 5, 6]);
+        assert_eq!(fl.pending_count(), 0);
+    }
+
+    #[test]
+    fn from_ids_rejects_bad_ids() {
+        assert!(Freelist::from_ids(&[1], 10, 2).is_err());
+        assert!(Freelist::from_ids(&[10], 10, 2).is_err());
+        assert!(Freelist::from_ids(&[5, 5], 10, 2).is_err());
+    }
+
+    proptest! {
+        /// Allocation and freeing against a model set of free pages.
+        #[test]
+        fn model_matches(ops in proptest::collection::vec((0u8..3, 1u64..6), 1..200)) {
+            let hwm = 200u64;
+            let initial: Vec<u64> = (2..hwm).filter(|p| p % 3 != 0).collect();
+            let mut fl = Freelist::from_ids(&initial, hwm, 2).unwrap();
+            let mut model: BTreeSet<u64> = initial.iter().copied().collect();
+            let mut in_use: Vec<(u64, u64)> = Vec::new();
+            let mut tx = 10;
+            for (op, n) in ops {
+                tx += 1;
+                match op {
+                    0 | 1 => {
+                        if let Some(s) = fl.allocate(tx, n) {
+                            for p in s..s + n {
+                                prop_assert!(model.remove(&p), "page {} was not free", p);
+                            }
+                            in_use.push((s, n));
+                        } else {
+                            // No run of n consecutive free pages may exist in the model.
+                            let v: Vec<u64> = model.iter().copied().collect();
+                            let found = v.windows(n as usize).any(|w| w[w.len() - 1] - w[0] == n - 1);
+                            prop_assert!(!found);
+                        }
+                    }
+                    _ => {
+                        if let Some((s, l)) = in_use.pop() {
+                            fl.free(tx, s, l);
+                            fl.release(&BTreeMap::new());
+                            for p in s..s + l { model.insert(p); }
+                        }
+                    }
+                }
+                prop_assert_eq!(fl.all_ids(), model.iter().copied().collect::<Vec<_>>());
+            }
+        }
+    }
+}

@@ -1,0 +1,75 @@
+//! Rivet: an embedded key/value store that reads and writes the bbolt file format.
+//!
+//! One file, memory-mapped, holding a copy-on-write B+tree of nested buckets. Many read
+//! transactions run concurrently on MVCC snapshots alongside one write transaction; commits
+//! are durable (`fdatasync` before and after the meta page) unless `no_sync` is set.
+//!
+//! ```
+//! use rivet::{Db, Options};
+//! # let dir = tempfile::tempdir().unwrap();
+//! # let path = dir.path().join("example.db");
+//! let db = Db::open(&path, Options::default())?;
+//!
+//! // Write: commit on Ok, roll back on Err or panic.
+//! db.update(|tx| {
+//!     let widgets = tx.create_bucket_if_not_exists(b"widgets")?;
+//!     widgets.put(b"foo", b"bar")?;
+//!     let nested = widgets.create_bucket_if_not_exists(b"parts")?;
+//!     nested.put(b"bolt", b"m6")?;
+//!     let id = widgets.next_sequence()?;
+//!     assert_eq!(id, 1);
+//!     Ok::<_, rivet::Error>(())
+//! })?;
+//!
+//! // Read: zero-copy values borrowed for the transaction.
+//! db.view(|tx| {
+//!     let widgets = tx.bucket(b"widgets")?.expect("bucket exists");
+//!     assert_eq!(widgets.get(b"foo")?, Some(&b"bar"[..]));
+//!     // Iterate in key order; sub-buckets are entries without a value.
+//!     for entry in widgets.iter() {
+//!         let entry = entry?;
+//!         println!("{:?} bucket={}", entry.key(), entry.is_bucket());
+//!     }
+//!     // Ranges and prefixes, double-ended.
+//!     let last = widgets.range(&b"a"[..]..&b"g"[..]).next_back().transpose()?;
+//!     assert_eq!(last.map(|e| e.key()), Some(&b"foo"[..]));
+//!     // Cursors.
+//!     let mut c = widgets.cursor();
+//!     assert_eq!(c.seek(b"f")?.map(|e| e.key()), Some(&b"foo"[..]));
+//!     Ok::<_, rivet::Error>(())
+//! })?;
+//!
+//! // Consistency check and statistics.
+//! assert!(db.check()?.is_empty());
+//! # Ok::<_, rivet::Error>(())
+//! ```
+
+#![warn(missing_docs)]
+
+mod batch;
+mod bucket;
+mod check;
+mod cursor;
+mod db;
+mod error;
+pub mod format;
+mod freelist;
+mod raw;
+pub mod storage;
+mod tree;
+mod tx;
+
+pub use batch::BatchFn;
+pub use bucket::{Bucket, DEFAULT_FILL_PERCENT};
+pub use check::Problem;
+pub use cursor::{Cursor, Entry, Iter};
+pub use db::{Db, DbStats, Options, DEFAULT_ALLOC_SIZE};
+pub use error::{Error, Result};
+pub use tx::{Tx, TxStats};
+
+impl Db {
+    /// Checks the consistency of the latest committed state; returns every problem found.
+    pub fn check(&self) -> Result<Vec<Problem>> {
+        Ok(self.begin_read()?.check())
+    }
+}

@@ -1,0 +1,679 @@
+//! The copy-on-write B+tree of one bucket.
+//!
+//! Clean parts of a tree are pages in the memory map; a write transaction copies the nodes it
+//! touches into memory ("materialises" them, freeing their old pages) and edits them there.
+//! Unlike bbolt, nodes are split as soon as they outgrow a page and merged as soon as they fall
+//! below a quarter page, so a transaction costs O(log n) per operation however large it grows.
+//! At commit, `spill` serialises dirty nodes to newly allocated pages, children first.
+
+use crate::error::{Error, Result};
+use crate::format::{
+    self, NodePage, PageHeader, Pgid, ELEMENT_SIZE, LEAF_FLAG_BUCKET, PAGE_HEADER_SIZE,
+};
+use crate::raw::RawBytes;
+
+/// Index of a dirty node in the transaction's node arena.
+pub(crate) type NodeId = usize;
+
+/// Deepest tree we accept; deeper means a corrupt (cyclic) page graph.
+const MAX_DEPTH: usize = 64;
+/// Nodes with this many entries or fewer are never split (bbolt's 2 × MinKeysPerPage).
+const MIN_SPLIT_ENTRIES: usize = 4;
+/// A page holds fewer than 0xFFFF elements.
+const MAX_PAGE_ENTRIES: usize = 0xFFFE;
+
+/// Where a node lives.
+#[derive(Clone, Copy, Debug)]
+pub(crate) enum NodeRef {
+    /// A clean page in the map.
+    Page(Pgid),
+    /// The page image of an inline bucket, inside its parent's leaf value.
+    Inline(RawBytes),
+    /// A dirty node in the arena.
+    Dirty(NodeId),
+}
+
+/// A key/value (or sub-bucket) entry of a leaf.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct LeafEntry {
+    pub flags: u32,
+    pub key: RawBytes,
+    pub value: RawBytes,
+}
+
+/// A child pointer of a branch.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct BranchEntry {
+    pub key: RawBytes,
+    pub child: NodeRef,
+}
+
+/// A dirty in-memory node.
+#[derive(Debug)]
+pub(crate) enum Node {
+    Leaf(Vec<LeafEntry>),
+    Branch(Vec<BranchEntry>),
+}
+
+impl Node {
+    fn len(&self) -> usize {
+        match self {
+            Node::Leaf(e) => e.len(),
+            Node::Branch(e) => e.len(),
+        }
+    }
+
+    /// Serialized size in bytes.
+    pub(crate) fn size(&self) -> usize {
+        match self {
+            Node::Leaf(e) => format::node_size(e.iter().map(|x| (x.key.len(), x.value.len()))),
+            Node::Branch(e) => format::node_size(e.iter().map(|x| (x.key.len(), 0))),
+        }
+    }
+
+    fn first_key(&self) -> RawBytes {
+        match self {
+            Node::Leaf(e) => e.first().map(|x| x.key).unwrap_or(RawBytes::EMPTY),
+            Node::Branch(e) => e.first().map(|x| x.key).unwrap_or(RawBytes::EMPTY),
+        }
+    }
+
+    fn is_leaf(&self) -> bool {
+        matches!(self, Node::Leaf(_))
+    }
+}
+
+/// Read access to the pages of one transaction's snapshot.
+#[derive(Clone, Copy)]
+pub(crate) struct PageReader<'a> {
+    pub data: &'a [u8],
+    pub page_size: usize,
+    /// High-water mark of the snapshot: valid page ids are `2..hwm`.
+    pub hwm: Pgid,
+}
+
+impl<'a> PageReader<'a> {
+    /// The bytes behind a `RawBytes` captured in this transaction.
+    pub(crate) fn bytes(&self, r: RawBytes) -> &'a [u8] {
+        // SAFETY: every RawBytes in a transaction points into the transaction's memory map or
+        // arena (see `raw`), both of which outlive the `&'a` borrow of the transaction that
+        // this reader was built from.
+        unsafe { r.get() }
+    }
+
+    /// The whole run (header plus overflow pages) of page `pgid`, after checking that the id
+    /// is in bounds, the header names the same id and the run fits below the high-water mark.
+    pub(crate) fn run(&self, pgid: Pgid) -> Result<(PageHeader, &'a [u8])> {
+        if pgid < 2 || pgid >= self.hwm {
+            return Err(Error::corrupted(
+                pgid,
+                format!("page id out of bounds (data pages are 2..{})", self.hwm),
+            ));
+        }
+        let ps = self.page_size as u64;
+        let off = (pgid * ps) as usize;
+        let first = self
+            .data
+            .get(off..off + self.page_size)
+            .ok_or_else(|| Error::corrupted(pgid, "page lies beyond the mapped file"))?;
+        let h = PageHeader::decode(first, pgid)?;
+        if h.id != pgid {
+            return Err(Error::corrupted(
+                pgid,
+                format!("page header says id {} (misplaced or overwritten page)", h.id),
+            ));
+        }
+        let end = pgid + 1 + u64::from(h.overflow);
+        if end > self.hwm {
+            return Err(Error::corrupted(
+                pgid,
+                format!("overflow of {} pages runs past the high-water mark {}", h.overflow, self.hwm),
+            ));
+        }
+        let run = self
+            .data
+            .get(off..(end * ps) as usize)
+            .ok_or_else(|| Error::corrupted(pgid, "page run lies beyond the mapped file"))?;
+        Ok((h, run))
+    }
+
+    /// Page `pgid` as a branch or leaf.
+    pub(crate) fn node_page(&self, pgid: Pgid) -> Result<NodePage<'a>> {
+        let (_, run) = self.run(pgid)?;
+        NodePage::parse(run, pgid)
+    }
+}
+
+/// A read-only view of any node, clean or dirty.
+#[derive(Clone, Copy)]
+pub(crate) enum NodeView<'a> {
+    Page(NodePage<'a>),
+    Dirty(&'a Node),
+}
+
+impl<'a> NodeView<'a> {
+    pub(crate) fn count(&self) -> usize {
+        match self {
+            NodeView::Page(p) => p.count(),
+            NodeView::Dirty(n) => n.len(),
+        }
+    }
+    pub(crate) fn is_leaf(&self) -> bool {
+        match self {
+            NodeView::Page(p) => p.is_leaf(),
+            NodeView::Dirty(n) => n.is_leaf(),
+        }
+    }
+    /// Key of entry `i`.
+    pub(crate) fn key(&self, r: &PageReader<'a>, i: usize) -> Result<&'a [u8]> {
+        match self {
+            NodeView::Page(p) => p.key(i),
+            NodeView::Dirty(Node::Leaf(e)) => Ok(r.bytes(e[i].key)),
+            NodeView::Dirty(Node::Branch(e)) => Ok(r.bytes(e[i].key)),
+        }
+    }
+    /// Leaf entry `i`: (flags, key, value).
+    pub(crate) fn leaf(&self, r: &PageReader<'a>, i: usize) -> Result<(u32, &'a [u8], &'a [u8])> {
+        match self {
+            NodeView::Page(p) => p.leaf_elem(i),
+            NodeView::Dirty(Node::Leaf(e)) => Ok((e[i].flags, r.bytes(e[i].key), r.bytes(e[i].value))),
+            NodeView::Dirty(Node::Branch(_)) => unreachable!("leaf() on a branch node"),
+        }
+    }
+    /// Child of branch entry `i`.
+    pub(crate) fn child(&self, i: usize) -> Result<NodeRef> {
+        match self {
+            NodeView::Page(p) => Ok(NodeRef::Page(p.branch_elem(i)?.1)),
+            NodeView::Dirty(Node::Branch(e)) => Ok(e[i].child),
+            NodeView::Dirty(Node::Leaf(_)) => unreachable!("child() on a leaf node"),
+        }
+    }
+    /// First index whose key is `>= key`.
+    pub(crate) fn lower_bound(&self, r: &PageReader<'a>, key: &[u8]) -> Result<usize> {
+        match self {
+            NodeView::Page(p) => p.lower_bound(key),
+            NodeView::Dirty(Node::Leaf(e)) => Ok(e.partition_point(|x| r.bytes(x.key) < key)),
+            NodeView::Dirty(Node::Branch(e)) => Ok(e.partition_point(|x| r.bytes(x.key) < key)),
+        }
+    }
+    /// Branch child whose range holds `key`.
+    pub(crate) fn child_index(&self, r: &PageReader<'a>, key: &[u8]) -> Result<usize> {
+        match self {
+            NodeView::Page(p) => p.child_index(key),
+            NodeView::Dirty(Node::Branch(e)) => {
+                // last entry with key <= target, clamped to 0
+                Ok(e.partition_point(|x| r.bytes(x.key) <= key).saturating_sub(1))
+            }
+            NodeView::Dirty(Node::Leaf(_)) => unreachable!("child_index() on a leaf node"),
+        }
+    }
+}
+
+/// Resolves a node reference to a view.
+pub(crate) fn view<'a>(r: &PageReader<'a>, nodes: &'a [Node], nref: NodeRef) -> Result<NodeView<'a>> {
+    match nref {
+        NodeRef::Page(p) => Ok(NodeView::Page(r.node_page(p)?)),
+        NodeRef::Inline(raw) => {
+            let page = NodePage::parse(r.bytes(raw), 0).map_err(inline_error)?;
+            if !page.is_leaf() {
+                return Err(Error::corrupted(0, "inline bucket page is not a leaf"));
+            }
+            Ok(NodeView::Page(page))
+        }
+        NodeRef::Dirty(id) => Ok(NodeView::Dirty(&nodes[id])),
+    }
+}
+
+fn inline_error(e: Error) -> Error {
+    match e {
+        Error::Corrupted { page, reason } => Error::corrupted(page, format!("inline bucket: {reason}")),
+        e => e,
+    }
+}
+
+/// Looks up `key`; returns its (flags, value).
+pub(crate) fn get<'a>(
+    r: &PageReader<'a>,
+    nodes: &'a [Node],
+    root: NodeRef,
+    key: &[u8],
+) -> Result<Option<(u32, &'a [u8])>> {
+    let mut nref = root;
+    for _ in 0..MAX_DEPTH {
+        let v = view(r, nodes, nref)?;
+        if v.is_leaf() {
+            let i = v.lower_bound(r, key)?;
+            if i < v.count() {
+                let (flags, k, val) = v.leaf(r, i)?;
+                if k == key {
+                    return Ok(Some((flags, val)));
+                }
+            }
+            return Ok(None);
+        }
+        nref = v.child(v.child_index(r, key)?)?;
+    }
+    Err(too_deep(nref))
+}
+
+pub(crate) fn too_deep(nref: NodeRef) -> Error {
+    let page = match nref {
+        NodeRef::Page(p) => p,
+        _ => 0,
+    };
+    Error::corrupted(page, format!("tree deeper than {MAX_DEPTH} levels (cyclic page references?)"))
+}
+
+/// Mutable access to one transaction's dirty nodes, with the pages they came from.
+pub(crate) struct TreeMut<'a, 'r> {
+    pub reader: PageReader<'r>,
+    pub nodes: &'a mut Vec<Node>,
+    /// Page runs (start, pages) no longer used by this transaction's tree.
+    pub freed: &'a mut Vec<(Pgid, u64)>,
+    pub fill_percent: f64,
+}
+
+/// One step of a root-to-leaf path: node and the index taken (or found, at the leaf).
+type Path = Vec<(NodeId, usize)>;
+
+impl<'a, 'r> TreeMut<'a, 'r> {
+    /// Makes `nref` a dirty node (copying a page, whose run is freed) and returns its id.
+    pub(crate) fn materialize(&mut self, nref: NodeRef) -> Result<NodeId> {
+        let page = match nref {
+            NodeRef::Dirty(id) => return Ok(id),
+            NodeRef::Page(pgid) => {
+                let (h, run) = self.reader.run(pgid)?;
+                let p = NodePage::parse(run, pgid)?;
+                self.freed.push((pgid, u64::from(h.overflow) + 1));
+                p
+            }
+            NodeRef::Inline(raw) => {
+                let p = NodePage::parse(self.reader.bytes(raw), 0).map_err(inline_error)?;
+                if !p.is_leaf() {
+                    return Err(Error::corrupted(0, "inline bucket page is not a leaf"));
+                }
+                p
+            }
+        };
+        let node = if page.is_leaf() {
+            let mut v = Vec::with_capacity(page.count() + 1);
+            for i in 0..page.count() {
+                let (flags, k, val) = page.leaf_elem(i)?;
+                v.push(LeafEntry {
+                    flags,
+                    key: RawBytes::new(k),
+                    value: RawBytes::new(val),
+                });
+            }
+            Node::Leaf(v)
+        } else {
+            let mut v = Vec::with_capacity(page.count() + 1);
+            for i in 0..page.count() {
+                let (k, child) = page.branch_elem(i)?;
+                v.push(BranchEntry {
+                    key: RawBytes::new(k),
+                    child: NodeRef::Page(child),
+                });
+            }
+            Node::Branch(v)
+        };
+        self.nodes.push(node);
+        Ok(self.nodes.len() - 1)
+    }
+
+    /// Walks from the root to the leaf that holds (or would hold) `key`, materialising every
+    /// node on the way.
+    fn descend(&mut self, root: &mut NodeRef, key: &[u8]) -> Result<Path> {
+        let mut path = Path::new();
+        let mut id = self.materialize(*root)?;
+        *root = NodeRef::Dirty(id);
+        for _ in 0..MAX_DEPTH {
+            let r = self.reader;
+            match &self.nodes[id] {
+                Node::Leaf(e) => {
+                    let i = e.partition_point(|x| r.bytes(x.key) < key);
+                    path.push((id, i));
+                    return Ok(path);
+                }
+                Node::Branch(e) => {
+                    let i = e.partition_point(|x| r.bytes(x.key) <= key).saturating_sub(1);
+                    let child = e[i].child;
+                    let cid = self.materialize(child)?;
+                    if let Node::Branch(e) = &mut self.nodes[id] {
+                        e[i].child = NodeRef::Dirty(cid);
+                    }
+                    path.push((id, i));
+                    id = cid;
+                }
+            }
+        }
+        Err(too_deep(*root))
+    }
+
+    /// Inserts or replaces `key`. `check` sees the flags of an existing entry first and may
+    /// refuse the write. Returns whether the key existed.
+    pub(crate) fn put(
+        &mut self,
+        root: &mut NodeRef,
+        key: RawBytes,
+        value: RawBytes,
+        flags: u32,
+        check: impl FnOnce(Option<u32>) -> Result<()>,
+    ) -> Result<bool> {
+        let kb = self.reader.bytes(key);
+        let path = self.descend(root, kb)?;
+        let &(leaf, i) = path.last().expect("descend returns a non-empty path");
+        let r = self.reader;
+        let Node::Leaf(e) = &mut self.nodes[leaf] else {
+            unreachable!("descend ends at a leaf")
+        };
+        let exists = i < e.len() && r.bytes(e[i].key) == kb;
+        check(exists.then(|| e[i].flags))?;
+        let entry = LeafEntry { flags, key, value };
+        if exists {
+            e[i] = entry;
+        } else {
+            e.insert(i, entry);
+        }
+        self.split_up(root, &path)?;
+        Ok(exists)
+    }
+
+    /// Removes `key`; `check` sees the existing entry's flags first and may refuse.
+    /// Returns the removed entry.
+    pub(crate) fn delete(
+        &mut self,
+        root: &mut NodeRef,
+        key: &[u8],
+        check: impl FnOnce(u32) -> Result<()>,
+    ) -> Result<Option<LeafEntry>> {
+        let path = self.descend(root, key)?;
+        let &(leaf, i) = path.last().expect("descend returns a non-empty path");
+        let r = self.reader;
+        let Node::Leaf(e) = &mut self.nodes[leaf] else {
+            unreachable!("descend ends at a leaf")
+        };
+        if i >= e.len() || r.bytes(e[i].key) != key {
+            return Ok(None);
+        }
+        check(e[i].flags)?;
+        let removed = e.remove(i);
+        self.rebalance(root, &path)?;
+        Ok(Some(removed))
+    }
+
+    fn needs_split(&self, id: NodeId) -> bool {
+        let n = &self.nodes[id];
+        n.len() > MIN_SPLIT_ENTRIES
+            && (n.size() > self.reader.page_size || n.len() > MAX_PAGE_ENTRIES)
+    }
+
+    /// Splits node `id` into pieces no larger than a page (where possible). Returns the ids of
+    /// the new right-hand pieces, in order; `id` keeps the leftmost part.
+    fn split(&mut self, id: NodeId) -> Vec<NodeId> {
+        let threshold = (self.reader.page_size as f64 * self.fill_percent.clamp(0.1, 1.0)) as usize;
+        let mut pieces = Vec::new();
+        let mut cur = id;
+        while self.needs_split(cur) {
+            let sizes: Vec<usize> = match &self.nodes[cur] {
+                Node::Leaf(e) => e.iter().map(|x| ELEMENT_SIZE + x.key.len() + x.value.len()).collect(),
+                Node::Branch(e) => e.iter().map(|x| ELEMENT_SIZE + x.key.len()).collect(),
+            };
+            // First part: at least 2 entries, as many as fit under the threshold, leaving at
+            // least 2 (bbolt's splitIndex rule).
+            let mut at = sizes.len() - 2;
+            let mut sz = PAGE_HEADER_SIZE;
+            for (i, s) in sizes.iter().enumerate().take(sizes.len() - 2) {
+                if i >= 2 && sz + s > threshold {
+                    at = i;
+                    break;
+                }
+                sz += s;
+            }
+            let right = match &mut self.nodes[cur] {
+                Node::Leaf(e) => Node::Leaf(e.split_off(at)),
+                Node::Branch(e) => Node::Branch(e.split_off(at)),
+            };
+            self.nodes.push(right);
+            cur = self.nodes.len() - 1;
+            pieces.push(cur);
+        }
+        pieces
+    }
+
+    /// After an insert along `path`, splits overfull nodes bottom-up, growing a new root if
+    /// the old root split.
+    fn split_up(&mut self, root: &mut NodeRef, path: &Path) -> Result<()> {
+        for level in (0..path.len()).rev() {
+            let id = path[level].0;
+            if !self.needs_split(id) {
+                return Ok(());
+            }
+            let pieces = self.split(id);
+            if level == 0 {
+                let mut entries = vec![BranchEntry {
+                    key: self.nodes[id].first_key(),
+                    child: NodeRef::Dirty(id),
+                }];
+                for p in pieces {
+                    entries.push(BranchEntry {
+                        key: self.nodes[p].first_key(),
+                        child: NodeRef::Dirty(p),
+                    });
+                }
+                self.nodes.push(Node::Branch(entries));
+                let new_root = self.nodes.len() - 1;
+                *root = NodeRef::Dirty(new_root);
+                if self.needs_split(new_root) {
+                    // A root with very many children: split it too.
+                    return self.split_up(root, &vec![(new_root, 0)]);
+                }
+                return Ok(());
+            }
+            let (parent, idx) = path[level - 1];
+            self.insert_pieces(parent, idx, &pieces);
+        }
+        Ok(())
+    }
+
+    fn insert_pieces(&mut self, parent: NodeId, idx: usize, pieces: &[NodeId]) {
+        let new: Vec<BranchEntry> = pieces
+            .iter()
+            .map(|&p| BranchEntry {
+                key: self.nodes[p].first_key(),
+                child: NodeRef::Dirty(p),
+            })
+            .collect();
+        if let Node::Branch(e) = &mut self.nodes[parent] {
+            e.splice(idx + 1..idx + 1, new);
+        }
+    }
+
+    /// After a delete along `path`, merges underfull nodes with a sibling bottom-up and
+    /// collapses a root branch with a single child.
+    fn rebalance(&mut self, root: &mut NodeRef, path: &Path) -> Result<()> {
+        let threshold = self.reader.page_size / 4;
+        for level in (0..path.len()).rev() {
+            let id = path[level].0;
+            if level == 0 {
+                let NodeRef::Dirty(rid) = *root else {
+                    return Ok(());
+                };
+                match &self.nodes[rid] {
+                    // A root branch with one child hands the root to that child.
+                    Node::Branch(e) if e.len() == 1 => *root = e[0].child,
+                    Node::Branch(e) if e.is_empty() => self.nodes[rid] = Node::Leaf(Vec::new()),
+                    _ => {}
+                }
+                return Ok(());
+            }
+            let node = &self.nodes[id];
+            let min_keys = if node.is_leaf() { 1 } else { 2 };
+            if node.size() > threshold && node.len() >= min_keys {
+                return Ok(());
+            }
+            let (parent, pidx) = path[level - 1];
+            let Node::Branch(pe) = &self.nodes[parent] else {
+                unreachable!("parent on a path is a branch")
+            };
+            if self.nodes[id].len() == 0 {
+                if let Node::Branch(pe) = &mut self.nodes[parent] {
+                    pe.remove(pidx);
+                }
+                continue;
+            }
+            if pe.len() < 2 {
+                continue;
+            }
+            // Merge with a sibling: the first child absorbs its right neighbour, any other
+            // child moves into its left neighbour.
+            let (left_idx, right_idx) = if pidx == 0 { (0, 1) } else { (pidx - 1, pidx) };
+            let left_ref = pe[left_idx].child;
+            let right_ref = pe[right_idx].child;
+            let left = self.materialize(left_ref)?;
+            let right = self.materialize(right_ref)?;
+            let moved = std::mem::replace(&mut self.nodes[right], Node::Leaf(Vec::new()));
+            match (&mut self.nodes[left], moved) {
+                (Node::Leaf(l), Node::Leaf(r)) => l.extend(r),
+                (Node::Branch(l), Node::Branch(r)) => l.extend(r),
+                _ => {
+                    return Err(Error::corrupted(
+                        0,
+                        "sibling nodes at the same depth have different types",
+                    ))
+                }
+            }
+            if let Node::Branch(pe) = &mut self.nodes[parent] {
+                pe[left_idx].child = NodeRef::Dirty(left);
+                pe.remove(right_idx);
+            }
+            if self.needs_split(left) {
+                let pieces = self.split(left);
+                self.insert_pieces(parent, left_idx, &pieces);
+            }
+        }
+        Ok(())
+    }
+
+    /// Serialises the dirty nodes under `nref`, children first, into pages from `alloc`.
+    /// Returns the page id of `nref` and appends (page id, page bytes) to `out`.
+    pub(crate) fn spill(
+        &mut self,
+        nref: NodeRef,
+        alloc: &mut dyn FnMut(u64) -> Result<Pgid>,
+        out: &mut Vec<(Pgid, Vec<u8>)>,
+    ) -> Result<Pgid> {
+        let id = match nref {
+            NodeRef::Page(p) => return Ok(p),
+            NodeRef::Inline(_) => self.materialize(nref)?,
+            NodeRef::Dirty(id) => id,
+        };
+        if let Node::Branch(e) = &self.nodes[id] {
+            let children: Vec<(usize, NodeId)> = e
+                .iter()
+                .enumerate()
+                .filter_map(|(i, x)| match x.child {
+                    NodeRef::Dirty(c) => Some((i, c)),
+                    _ => None,
+                })
+                .collect();
+            for (i, c) in children {
+                let pgid = self.spill(NodeRef::Dirty(c), alloc, out)?;
+                let first = self.nodes[c].first_key();
+                if let Node::Branch(e) = &mut self.nodes[id] {
+                    e[i].child = NodeRef::Page(pgid);
+                    e[i].key = first;
+                }
+            }
+        }
+        let ps = self.reader.page_size;
+        let size = self.nodes[id].size();
+        let pages = size.div_ceil(ps).max(1);
+        let pgid = alloc(pages as u64)?;
+        let mut buf = vec![0u8; pages * ps];
+        let r = self.reader;
+        match &self.nodes[id] {
+            Node::Leaf(e) => {
+                let items: Vec<(u32, &[u8], &[u8])> =
+                    e.iter().map(|x| (x.flags, r.bytes(x.key), r.bytes(x.value))).collect();
+                format::write_leaf(&mut buf, pgid, (pages - 1) as u32, &items);
+            }
+            Node::Branch(e) => {
+                let items: Vec<(&[u8], Pgid)> = e
+                    .iter()
+                    .map(|x| {
+                        let NodeRef::Page(p) = x.child else {
+                            unreachable!("children are spilled first")
+                        };
+                        (r.bytes(x.key), p)
+                    })
+                    .collect();
+                format::write_branch(&mut buf, pgid, (pages - 1) as u32, &items);
+            }
+        }
+        out.push((pgid, buf));
+        Ok(pgid)
+    }
+
+    /// The serialized inline image (page header + elements) of a small leaf root, or `None`
+    /// when the tree is not inlineable (not a single leaf, holds sub-buckets, or larger than
+    /// `max_size`).
+    pub(crate) fn inline_image(&mut self, root: NodeRef, max_size: usize) -> Result<Option<Vec<u8>>> {
+        let r = self.reader;
+        let v = view(&r, self.nodes, root)?;
+        if !v.is_leaf() {
+            return Ok(None);
+        }
+        let mut items = Vec::with_capacity(v.count());
+        for i in 0..v.count() {
+            let (flags, k, val) = v.leaf(&r, i)?;
+            if flags & LEAF_FLAG_BUCKET != 0 {
+                return Ok(None);
+            }
+            items.push((flags, k, val));
+        }
+        let size = format::node_size(items.iter().map(|(_, k, v)| (k.len(), v.len())));
+        if size > max_size {
+            return Ok(None);
+        }
+        if let NodeRef::Page(p) = root {
+            // The bucket gives up its page to become inline.
+            let (h, _) = r.run(p)?;
+            self.freed.push((p, u64::from(h.overflow) + 1));
+        }
+        let mut buf = vec![0u8; size];
+        format::write_leaf(&mut buf, 0, 0, &items);
+        Ok(Some(buf))
+    }
+}
+
+/// Collects every page run of the tree under `nref` and the (key, value) of every sub-bucket
+/// entry in it; used to free a deleted bucket and by the reachability walk.
+pub(crate) fn collect_tree(
+    r: &PageReader<'_>,
+    nodes: &[Node],
+    nref: NodeRef,
+    depth: usize,
+    pages: &mut Vec<(Pgid, u64)>,
+    buckets: &mut Vec<(Vec<u8>, Vec<u8>)>,
+) -> Result<()> {
+    if depth > MAX_DEPTH {
+        return Err(too_deep(nref));
+    }
+    if let NodeRef::Page(p) = nref {
+        let (h, _) = r.run(p)?;
+        pages.push((p, u64::from(h.overflow) + 1));
+    }
+    let v = view(r, nodes, nref)?;
+    for i in 0..v.count() {
+        if v.is_leaf() {
+            let (flags, k, val) = v.leaf(r, i)?;
+            if flags & LEAF_FLAG_BUCKET != 0 {
+                buckets.push((k.to_vec(), val.to_vec()));
+            }
+        } else {
+            collect_tree(r, nodes, v.child(i)?, depth + 1, pages, buckets)?;
+        }
+    }
+    Ok(())
+}

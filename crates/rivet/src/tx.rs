@@ -1,0 +1,467 @@
+//! Read and write transactions.
+//!
+//! A transaction pins one snapshot: the meta page current at its start and the memory map
+//! that covers it. A write transaction additionally owns the dirty nodes of every tree it
+//! touched, an append-only arena holding the keys and values it was given, the list of page
+//! runs it stopped using, and (for the duration) the database's freelist. `commit` runs the
+//! commit protocol; dropping an open transaction rolls it back.
+
+use std::cell::{Cell, RefCell};
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Instant;
+
+use bumpalo::Bump;
+
+use crate::db::Shared;
+use crate::error::{Error, Result};
+use crate::format::{self, BucketHeader, Meta, Pgid, LEAF_FLAG_BUCKET, PGID_NO_FREELIST};
+use crate::freelist::Freelist;
+use crate::raw::RawBytes;
+use crate::storage::Mapping;
+use crate::tree::{Node, NodeRef, PageReader, TreeMut};
+
+/// Index of a bucket opened in a transaction.
+pub(crate) type BucketId = usize;
+
+/// Per-transaction statistics (bbolt's `TxStats`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct TxStats {
+    /// Pages allocated by the commit.
+    pub page_alloc: u64,
+    /// Dirty nodes created.
+    pub node_count: u64,
+    /// Page runs written.
+    pub write: u64,
+    /// Time spent serialising dirty nodes, in microseconds.
+    pub spill_time_us: u64,
+    /// Time spent writing and syncing, in microseconds.
+    pub write_time_us: u64,
+}
+
+/// A bucket as the transaction knows it.
+pub(crate) struct BucketState {
+    pub root: NodeRef,
+    pub sequence: u64,
+    pub parent: Option<BucketId>,
+    pub name: RawBytes,
+    pub children: HashMap<Vec<u8>, BucketId>,
+    pub dirty: bool,
+    pub deleted: bool,
+    pub fill_percent: f64,
+}
+
+/// Mutable state of a transaction.
+pub(crate) struct TxState {
+    pub buckets: Vec<BucketState>,
+    pub nodes: Vec<Node>,
+    pub freed: Vec<(Pgid, u64)>,
+    /// Bumped on every change so cursors know to re-seek.
+    pub version: u64,
+    pub freelist: Option<Freelist>,
+}
+
+/// A transaction: a consistent snapshot for reading, and for a write transaction the only
+/// way to change the database.
+///
+/// Read transactions can be opened on any thread at any time and never block the writer.
+/// At most one write transaction exists at a time. Dropping an open transaction rolls it back.
+pub struct Tx {
+    pub(crate) shared: Arc<Shared>,
+    pub(crate) meta: Meta,
+    pub(crate) map: Arc<Mapping>,
+    pub(crate) writable: bool,
+    pub(crate) state: RefCell<TxState>,
+    pub(crate) arena: Bump,
+    done: Cell<bool>,
+    stats: Cell<TxStats>,
+}
+
+// SAFETY: the raw pointers inside `state` point into `map` (kept alive by the Arc this struct
+// owns) or into `arena` (owned by this struct); neither is tied to a thread, so moving the
+// whole transaction to another thread is sound. `Tx` stays `!Sync` (RefCell, Bump).
+unsafe impl Send for Tx {}
+
+impl Tx {
+    pub(crate) fn new(
+        shared: Arc<Shared>,
+        meta: Meta,
+        map: Arc<Mapping>,
+        writable: bool,
+        freelist: Option<Freelist>,
+    ) -> Tx {
+        let root = BucketState {
+            root: NodeRef::Page(meta.root),
+            sequence: meta.root_sequence,
+            parent: None,
+            name: RawBytes::EMPTY,
+            children: HashMap::new(),
+            dirty: false,
+            deleted: false,
+            fill_percent: crate::DEFAULT_FILL_PERCENT,
+        };
+        Tx {
+            shared,
+            meta,
+            map,
+            writable,
+            state: RefCell::new(TxState {
+                buckets: vec![root],
+                nodes: Vec::new(),
+                freed: Vec::new(),
+                version: 0,
+                freelist,
+            }),
+            arena: Bump::new(),
+            done: Cell::new(false),
+            stats: Cell::new(TxStats::default()),
+        }
+    }
+
+    /// The transaction id: the snapshot's txid for a read transaction, the txid this commit
+    /// will get for a write transaction.
+    pub fn id(&self) -> u64 {
+        self.meta.txid
+    }
+
+    /// Whether this is a write transaction.
+    pub fn writable(&self) -> bool {
+        self.writable
+    }
+
+    /// Size of the database as this transaction sees it (high-water mark × page size).
+    pub fn size(&self) -> u64 {
+        self.meta.pgid * u64::from(self.meta.page_size)
+    }
+
+    /// Page size of the database.
+    pub fn page_size(&self) -> usize {
+        self.meta.page_size as usize
+    }
+
+    /// The meta page this transaction started from.
+    pub fn meta(&self) -> Meta {
+        self.meta
+    }
+
+    /// Statistics of this transaction so far.
+    pub fn stats(&self) -> TxStats {
+        self.stats.get()
+    }
+
+    /// The root bucket, whose entries are the top-level buckets.
+    pub fn root(&self) -> crate::Bucket<'_> {
+        crate::Bucket::new(self, 0)
+    }
+
+    /// Opens a top-level bucket; `None` when it does not exist (or `name` is a plain key).
+    pub fn bucket(&self, name: &[u8]) -> Result<Option<crate::Bucket<'_>>> {
+        self.root().bucket(name)
+    }
+
+    /// Creates a top-level bucket; fails with [`Error::BucketExists`] if it exists.
+    pub fn create_bucket(&self, name: &[u8]) -> Result<crate::Bucket<'_>> {
+        self.root().create_bucket(name)
+    }
+
+    /// Creates a top-level bucket unless it exists, and returns it.
+    pub fn create_bucket_if_not_exists(&self, name: &[u8]) -> Result<crate::Bucket<'_>> {
+        self.root().create_bucket_if_not_exists(name)
+    }
+
+    /// Deletes a top-level bucket and everything in it.
+    pub fn delete_bucket(&self, name: &[u8]) -> Result<()> {
+        self.root().delete_bucket(name)
+    }
+
+    /// Calls `f` with the name of every top-level bucket, in key order.
+    pub fn for_each_bucket(&self, mut f: impl FnMut(&[u8]) -> Result<()>) -> Result<()> {
+        for e in self.root().iter() {
+            let e = e?;
+            if e.is_bucket() {
+                f(e.key())?;
+            }
+        }
+        Ok(())
+    }
+
+    pub(crate) fn reader(&self) -> PageReader<'_> {
+        PageReader {
+            data: self.map.bytes(),
+            page_size: self.meta.page_size as usize,
+            hwm: self.meta_hwm_for_reads(),
+        }
+    }
+
+    /// Pages the snapshot can reference: below the snapshot's high-water mark. (A write
+    /// transaction never reads the pages it allocates.)
+    fn meta_hwm_for_reads(&self) -> Pgid {
+        self.meta.pgid
+    }
+
+    pub(crate) fn check_open(&self) -> Result<()> {
+        if self.done.get() {
+            return Err(Error::TxClosed);
+        }
+        Ok(())
+    }
+
+    pub(crate) fn check_writable(&self) -> Result<()> {
+        self.check_open()?;
+        if !self.writable {
+            return Err(Error::TxNotWritable);
+        }
+        Ok(())
+    }
+
+    /// Copies bytes into the transaction's arena.
+    pub(crate) fn stash(&self, b: &[u8]) -> RawBytes {
+        RawBytes::new(self.arena.alloc_slice_copy(b))
+    }
+
+    /// Runs a tree mutation on bucket `id`.
+    pub(crate) fn with_tree<R>(
+        &self,
+        id: BucketId,
+        f: impl FnOnce(&mut TreeMut<'_, '_>, &mut NodeRef) -> Result<R>,
+    ) -> Result<R> {
+        let mut st = self.state.borrow_mut();
+        let TxState {
+            buckets,
+            nodes,
+            freed,
+            version,
+            ..
+        } = &mut *st;
+        let b = &mut buckets[id];
+        let mut tm = TreeMut {
+            reader: self.reader(),
+            nodes,
+            freed,
+            fill_percent: b.fill_percent,
+        };
+        let mut root = b.root;
+        let r = f(&mut tm, &mut root);
+        b.root = root;
+        b.dirty = true;
+        *version += 1;
+        r
+    }
+
+    /// Commits the transaction: writes dirty pages, syncs, writes the meta page, syncs.
+    /// On error the transaction is rolled back and the database stays as it was.
+    pub fn commit(self) -> Result<()> {
+        self.check_open()?;
+        if !self.writable {
+            return Err(Error::TxNotWritable);
+        }
+        let res = self.commit_inner();
+        self.done.set(true);
+        let fl = self.state.borrow_mut().freelist.take();
+        match res {
+            Ok((meta, fl2)) => self.shared.finish_write(Some(meta), fl2),
+            Err((e, allocated)) => {
+                let mut fl = fl.expect("write transaction holds the freelist");
+                fl.rollback(self.meta.txid, &allocated, self.meta.pgid);
+                self.shared.finish_write(None, fl);
+                Err(e)
+            }
+        }
+    }
+
+    /// Rolls the transaction back, discarding its changes.
+    pub fn rollback(self) {
+        self.rollback_inner();
+    }
+
+    fn rollback_inner(&self) {
+        if self.done.replace(true) {
+            return;
+        }
+        if self.writable {
+            let fl = self.state.borrow_mut().freelist.take();
+            if let Some(fl) = fl {
+                self.shared.finish_write(None, fl);
+            }
+        } else {
+            self.shared.finish_read(self.meta.txid);
+        }
+    }
+
+    /// The commit protocol. On success returns the new meta and the freelist to keep; on
+    /// failure the error and the runs allocated so far (to undo).
+    #[allow(clippy::type_complexity)]
+    fn commit_inner(&self) -> std::result::Result<(Meta, Freelist), (Error, Vec<(Pgid, u64)>)> {
+        let spill_start = Instant::now();
+        let txid = self.meta.txid;
+        let ps = self.meta.page_size as usize;
+        let mut meta = self.meta;
+        let mut allocated: Vec<(Pgid, u64)> = Vec::new();
+        let mut fl = self
+            .state
+            .borrow_mut()
+            .freelist
+            .take()
+            .expect("write transaction holds the freelist");
+        let mut pages: Vec<(Pgid, Vec<u8>)> = Vec::new();
+        let mut hwm = meta.pgid;
+
+        let spilled = (|| -> Result<()> {
+            let mut alloc = |n: u64| -> Result<Pgid> {
+                let p = match fl.allocate(txid, n) {
+                    Some(p) => p,
+                    None => {
+                        let p = hwm;
+                        hwm += n;
+                        fl.note_allocated(p, txid);
+                        p
+                    }
+                };
+                allocated.push((p, n));
+                Ok(p)
+            };
+            meta.root = self.spill_buckets(&mut alloc, &mut pages)?;
+            // Pages this transaction stopped using become pending under its txid.
+            let freed = std::mem::take(&mut self.state.borrow_mut().freed);
+            drop(alloc);
+            for (p, n) in freed {
+                fl.free(txid, p, n);
+            }
+            if meta.freelist != PGID_NO_FREELIST {
+                let (h, _) = self.reader().run(meta.freelist)?;
+                fl.free(txid, meta.freelist, u64::from(h.overflow) + 1);
+            }
+            if self.shared.options.no_freelist_sync {
+                meta.freelist = PGID_NO_FREELIST;
+            } else {
+                let n = (format::freelist_size(fl.count() as usize) / ps + 1) as u64;
+                let p = match fl.allocate(txid, n) {
+                    Some(p) => p,
+                    None => {
+                        let p = hwm;
+                        hwm += n;
+                        fl.note_allocated(p, txid);
+                        p
+                    }
+                };
+                allocated.push((p, n));
+                let ids = fl.all_ids();
+                let mut buf = vec![0u8; n as usize * ps];
+                format::write_freelist(&mut buf, p, (n - 1) as u32, &ids);
+                pages.push((p, buf));
+                meta.freelist = p;
+            }
+            Ok(())
+        })();
+        if let Err(e) = spilled {
+            self.state.borrow_mut().freelist = Some(fl);
+            return Err((e, allocated));
+        }
+        meta.pgid = hwm;
+        let spill_us = spill_start.elapsed().as_micros() as u64;
+        let write_start = Instant::now();
+        let writes = pages.len() as u64;
+        if let Err(e) = self.shared.write_commit(&meta, self.meta.pgid, pages) {
+            self.state.borrow_mut().freelist = Some(fl);
+            return Err((e, allocated));
+        }
+        let mut s = self.stats.get();
+        s.page_alloc = allocated.iter().map(|a| a.1).sum();
+        s.node_count = self.state.borrow().nodes.len() as u64;
+        s.write = writes;
+        s.spill_time_us = spill_us;
+        s.write_time_us = write_start.elapsed().as_micros() as u64;
+        self.stats.set(s);
+        Ok((meta, fl))
+    }
+
+    /// Serialises every dirty bucket, children before parents, and returns the new root page
+    /// of the root bucket.
+    fn spill_buckets(
+        &self,
+        alloc: &mut dyn FnMut(u64) -> Result<Pgid>,
+        pages: &mut Vec<(Pgid, Vec<u8>)>,
+    ) -> Result<Pgid> {
+        // Post-order over the live bucket hierarchy.
+        let order = {
+            let st = self.state.borrow();
+            let mut order = Vec::new();
+            let mut stack = vec![(0usize, false)];
+            while let Some((id, expanded)) = stack.pop() {
+                if expanded {
+                    order.push(id);
+                    continue;
+                }
+                stack.push((id, true));
+                let mut kids: Vec<BucketId> = st.buckets[id]
+                    .children
+                    .values()
+                    .copied()
+                    .filter(|&c| !st.buckets[c].deleted)
+                    .collect();
+                kids.sort_unstable();
+                for c in kids {
+                    stack.push((c, false));
+                }
+            }
+            order
+        };
+        let max_inline = self.meta.page_size as usize / 4;
+        for id in order {
+            let (dirty, parent) = {
+                let st = self.state.borrow();
+                (st.buckets[id].dirty, st.buckets[id].parent)
+            };
+            let Some(parent) = parent else {
+                // The root bucket: always paged.
+                let mut st = self.state.borrow_mut();
+                let TxState { buckets, nodes, freed, .. } = &mut *st;
+                let mut tm = TreeMut {
+                    reader: self.reader(),
+                    nodes,
+                    freed,
+                    fill_percent: buckets[0].fill_percent,
+                };
+                return tm.spill(buckets[0].root, alloc, pages);
+            };
+            if !dirty {
+                continue;
+            }
+            let value = {
+                let mut st = self.state.borrow_mut();
+                let TxState { buckets, nodes, freed, .. } = &mut *st;
+                let b = &buckets[id];
+                let mut tm = TreeMut {
+                    reader: self.reader(),
+                    nodes,
+                    freed,
+                    fill_percent: b.fill_percent,
+                };
+                let mut value = Vec::new();
+                match tm.inline_image(b.root, max_inline)? {
+                    Some(img) => {
+                        BucketHeader { root: 0, sequence: b.sequence }.encode_into(&mut value);
+                        value.extend_from_slice(&img);
+                    }
+                    None => {
+                        let root = tm.spill(b.root, alloc, pages)?;
+                        BucketHeader { root, sequence: b.sequence }.encode_into(&mut value);
+                    }
+                }
+                value
+            };
+            let name = self.state.borrow().buckets[id].name;
+            let value = self.stash(&value);
+            self.with_tree(parent, |tm, root| {
+                tm.put(root, name, value, LEAF_FLAG_BUCKET, |_| Ok(()))
+            })?;
+        }
+        unreachable!("the root bucket is last in post-order")
+    }
+}
+
+impl Drop for Tx {
+    fn drop(&mut self) {
+        self.rollback_inner();
+    }
+}
