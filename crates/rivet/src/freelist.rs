@@ -211,25 +211,9 @@ impl Freelist {
     }
 
     /// Whether page `id` is free (not pending).
+    #[cfg(test)]
     pub fn is_free(&self, id: Pgid) -> bool {
         matches!(self.spans.range(..=id).next_back(), Some((&s, &l)) if id < s + l)
-    }
-
-    /// Releases every pending page regardless of readers (used when trimming a rebuilt list).
-    pub fn release_all(&mut self) {
-        self.release(&BTreeMap::new());
-    }
-
-    /// Removes free pages at the end of the file (ids `>= hwm - k`) and returns the new
-    /// high-water mark. Used to give trailing free pages back.
-    pub fn trim_tail(&mut self, hwm: Pgid) -> Pgid {
-        if let Some((&s, &l)) = self.spans.iter().next_back() {
-            if s + l == hwm {
-                self.remove_span(s, l);
-                return s;
-            }
-        }
-        hwm
     }
 }
 

@@ -41,7 +41,7 @@ impl Mapping {
 }
 
 /// The operations the engine needs from the database file.
-pub trait Storage: Send + Sync {
+pub trait Storage: Send + Sync + std::panic::RefUnwindSafe {
     /// Current file length in bytes.
     fn len(&self) -> io::Result<u64>;
     /// Reads exactly `buf.len()` bytes at `offset`.

@@ -164,14 +164,6 @@ impl<'a> NodeView<'a> {
             NodeView::Dirty(n) => n.is_leaf(),
         }
     }
-    /// Key of entry `i`.
-    pub(crate) fn key(&self, r: &PageReader<'a>, i: usize) -> Result<&'a [u8]> {
-        match self {
-            NodeView::Page(p) => p.key(i),
-            NodeView::Dirty(Node::Leaf(e)) => Ok(r.bytes(e[i].key)),
-            NodeView::Dirty(Node::Branch(e)) => Ok(r.bytes(e[i].key)),
-        }
-    }
     /// Leaf entry `i`: (flags, key, value).
     pub(crate) fn leaf(&self, r: &PageReader<'a>, i: usize) -> Result<(u32, &'a [u8], &'a [u8])> {
         match self {

@@ -263,7 +263,8 @@ impl Tx {
             Err((e, allocated)) => {
                 let mut fl = fl.expect("write transaction holds the freelist");
                 fl.rollback(self.meta.txid, &allocated, self.meta.pgid);
-                self.shared.finish_write(None, fl);
+                // The transaction failed; its error is the one to report.
+                let _ = self.shared.finish_write(None, fl);
                 Err(e)
             }
         }
@@ -281,7 +282,8 @@ impl Tx {
         if self.writable {
             let fl = self.state.borrow_mut().freelist.take();
             if let Some(fl) = fl {
-                self.shared.finish_write(None, fl);
+                // Nothing was published, so finishing cannot fail.
+                let _ = self.shared.finish_write(None, fl);
             }
         } else {
             self.shared.finish_read(self.meta.txid);

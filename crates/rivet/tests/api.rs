@@ -1,0 +1,447 @@
+//! Behaviour of the public API: errors bbolt users rely on, cursor semantics, iterators,
+//! rollback on error and panic, locking, and files that are not (valid) bbolt databases.
+
+use std::time::Duration;
+
+use rivet::{Db, Error, Options};
+
+fn tmp() -> (tempfile::TempDir, std::path::PathBuf) {
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path().join("t.db");
+    (dir, p)
+}
+
+fn fast() -> Options {
+    Options {
+        no_sync: true,
+        ..Options::default()
+    }
+}
+
+#[test]
+fn typed_errors_for_bad_input() {
+    let (_d, p) = tmp();
+    let db = Db::open(&p, fast()).unwrap();
+    let tx = db.begin_write().unwrap();
+    let b = tx.create_bucket(b"b").unwrap();
+    assert!(matches!(b.put(b"", b"v"), Err(Error::KeyRequired)));
+    assert!(matches!(b.put(&vec![1u8; 32769], b"v"), Err(Error::KeyTooLarge(32769))));
+    b.put(&vec![1u8; 32768], b"v").unwrap();
+    assert!(matches!(tx.create_bucket(b""), Err(Error::BucketNameRequired)));
+    assert!(matches!(tx.create_bucket(b"b"), Err(Error::BucketExists)));
+    b.put(b"plain", b"x").unwrap();
+    assert!(matches!(b.create_bucket(b"plain"), Err(Error::IncompatibleValue)));
+    assert!(matches!(b.delete_bucket(b"plain"), Err(Error::IncompatibleValue)));
+    b.create_bucket(b"sub").unwrap();
+    assert!(matches!(b.put(b"sub", b"x"), Err(Error::IncompatibleValue)));
+    assert!(matches!(b.delete(b"sub"), Err(Error::IncompatibleValue)));
+    assert_eq!(b.get(b"sub").unwrap(), None, "get on a bucket key returns None");
+    assert!(matches!(b.delete_bucket(b"missing"), Err(Error::BucketNotFound)));
+    b.delete(b"missing").unwrap();
+    assert!(matches!(tx.delete_bucket(b"nope"), Err(Error::BucketNotFound)));
+    tx.commit().unwrap();
+
+    let tx = db.begin_read().unwrap();
+    let b = tx.bucket(b"b").unwrap().unwrap();
+    assert!(matches!(b.put(b"k", b"v"), Err(Error::TxNotWritable)));
+    assert!(matches!(tx.create_bucket(b"x"), Err(Error::TxNotWritable)));
+    assert!(matches!(tx.commit(), Err(Error::TxNotWritable)));
+}
+
+#[test]
+fn empty_value_differs_from_missing_key() {
+    let (_d, p) = tmp();
+    let db = Db::open(&p, fast()).unwrap();
+    db.update(|tx| tx.create_bucket(b"b")?.put(b"empty", b"")).unwrap();
+    db.view(|tx| {
+        let b = tx.bucket(b"b")?.unwrap();
+        assert_eq!(b.get(b"empty")?, Some(&b""[..]));
+        assert_eq!(b.get(b"missing")?, None);
+        Ok::<_, Error>(())
+    })
+    .unwrap();
+}
+
+#[test]
+fn update_rolls_back_on_error_and_panic() {
+    let (_d, p) = tmp();
+    let db = Db::open(&p, fast()).unwrap();
+    db.update(|tx| tx.create_bucket(b"b").map(|_| ())).unwrap();
+    let r: Result<(), Error> = db.update(|tx| {
+        tx.bucket(b"b")?.unwrap().put(b"k", b"v")?;
+        Err(Error::Callback("no".into()))
+    });
+    assert!(r.is_err());
+    let db2 = db.clone();
+    let panicked = std::panic::catch_unwind(move || {
+        let _ = db2.update(|tx| -> Result<(), Error> {
+            tx.bucket(b"b")?.unwrap().put(b"k2", b"v")?;
+            panic!("boom");
+        });
+    });
+    assert!(panicked.is_err());
+    db.view(|tx| {
+        let b = tx.bucket(b"b")?.unwrap();
+        assert_eq!(b.get(b"k")?, None);
+        assert_eq!(b.get(b"k2")?, None);
+        Ok::<_, Error>(())
+    })
+    .unwrap();
+    // The writer lock was released: another update works.
+    db.update(|tx| tx.bucket(b"b")?.unwrap().put(b"k3", b"v")).unwrap();
+    assert!(db.check().unwrap().is_empty());
+}
+
+#[test]
+fn explicit_rollback_and_drop_discard_changes() {
+    let (_d, p) = tmp();
+    let db = Db::open(&p, fast()).unwrap();
+    let tx = db.begin_write().unwrap();
+    tx.create_bucket(b"gone").unwrap();
+    tx.rollback();
+    {
+        let tx = db.begin_write().unwrap();
+        tx.create_bucket(b"gone2").unwrap();
+    }
+    db.view(|tx| {
+        assert!(tx.bucket(b"gone")?.is_none());
+        assert!(tx.bucket(b"gone2")?.is_none());
+        Ok::<_, Error>(())
+    })
+    .unwrap();
+}
+
+#[test]
+fn writer_is_exclusive_and_read_only_mode_refuses_writes() {
+    let (_d, p) = tmp();
+    let db = Db::open(&p, fast()).unwrap();
+    let tx = db.begin_write().unwrap();
+    assert!(matches!(db.try_begin_write(), Err(Error::WriterBusy)));
+    tx.commit().unwrap();
+    assert!(db.try_begin_write().is_ok());
+    drop(db);
+    let ro = Db::open(&p, Options { read_only: true, ..Options::default() }).unwrap();
+    let ro2 = Db::open(&p, Options { read_only: true, ..Options::default() }).unwrap();
+    assert!(matches!(ro.begin_write(), Err(Error::DatabaseReadOnly)));
+    // A writer cannot open while readers hold the shared lock.
+    let r = Db::open(&p, Options { timeout: Some(Duration::from_millis(100)), ..Options::default() });
+    assert!(matches!(r, Err(Error::Timeout(_))), "{r:?}");
+    drop((ro, ro2));
+    let _w = Db::open(&p, Options::default()).unwrap();
+    let r = Db::open(&p, Options { timeout: Some(Duration::from_millis(100)), read_only: true, ..Options::default() });
+    assert!(matches!(r, Err(Error::Timeout(_))), "{r:?}");
+}
+
+#[test]
+fn nested_buckets_sequences_and_large_values_survive_reopen() {
+    let (_d, p) = tmp();
+    let big: Vec<u8> = (0..1_000_000u32).map(|i| (i % 251) as u8).collect();
+    {
+        let db = Db::open(&p, Options { page_size: Some(4096), ..Options::default() }).unwrap();
+        db.update(|tx| {
+            let mut b = tx.create_bucket(b"l0")?;
+            for d in 1..12 {
+                b.put(b"depth", format!("{d}").as_bytes())?;
+                b.set_sequence(d * 1000)?;
+                b = b.create_bucket(format!("l{d}").as_bytes())?;
+            }
+            b.put(b"big", &big)?;
+            Ok::<_, Error>(())
+        })
+        .unwrap();
+    }
+    let db = Db::open(&p, Options::default()).unwrap();
+    db.view(|tx| {
+        let mut b = tx.bucket(b"l0")?.unwrap();
+        for d in 1..12u64 {
+            assert_eq!(b.get(b"depth")?, Some(format!("{d}").as_bytes()));
+            assert_eq!(b.sequence(), d * 1000);
+            b = b.bucket(format!("l{d}").as_bytes())?.unwrap();
+        }
+        assert_eq!(b.get(b"big")?, Some(big.as_slice()));
+        assert!(tx.check().is_empty());
+        Ok::<_, Error>(())
+    })
+    .unwrap();
+    // Shrink the big bucket back to inline form and check again.
+    db.update(|tx| {
+        let mut b = tx.bucket(b"l0")?.unwrap();
+        for d in 1..12 {
+            b = b.bucket(format!("l{d}").as_bytes())?.unwrap();
+        }
+        b.delete(b"big")?;
+        b.put(b"small", b"1")
+    })
+    .unwrap();
+    assert!(db.check().unwrap().is_empty());
+}
+
+#[test]
+fn cursor_semantics_match_bbolt() {
+    let (_d, p) = tmp();
+    let db = Db::open(&p, fast()).unwrap();
+    db.update(|tx| {
+        let b = tx.create_bucket(b"b")?;
+        for k in [b"b", b"d", b"f"] {
+            b.put(k, b"v")?;
+        }
+        b.create_bucket(b"e")?;
+        tx.create_bucket(b"empty")?;
+        Ok::<_, Error>(())
+    })
+    .unwrap();
+    let tx = db.begin_read().unwrap();
+    let b = tx.bucket(b"b").unwrap().unwrap();
+    let mut c = b.cursor();
+    assert_eq!(c.first().unwrap().unwrap().key(), b"b");
+    assert!(c.prev().unwrap().is_none(), "prev at the first item returns None");
+    assert_eq!(c.next().unwrap().unwrap().key(), b"d", "and stays on the first item");
+    let e = c.next().unwrap().unwrap();
+    assert!(e.is_bucket() && e.value().is_none() && e.key() == b"e");
+    assert_eq!(c.next().unwrap().unwrap().key(), b"f");
+    assert!(c.next().unwrap().is_none());
+    assert_eq!(c.prev().unwrap().unwrap().key(), b"e");
+    assert_eq!(c.seek(b"c").unwrap().unwrap().key(), b"d");
+    assert_eq!(c.seek(b"d").unwrap().unwrap().key(), b"d");
+    assert!(c.seek(b"g").unwrap().is_none());
+    assert_eq!(c.last().unwrap().unwrap().key(), b"f");
+    let empty = tx.bucket(b"empty").unwrap().unwrap();
+    assert!(empty.cursor().first().unwrap().is_none());
+    assert!(empty.cursor().last().unwrap().is_none());
+    assert_eq!(empty.iter().count(), 0);
+}
+
+fn keys<'a>(it: impl Iterator<Item = rivet::Result<rivet::Entry<'a>>>) -> Vec<Vec<u8>> {
+    it.map(|e| e.unwrap().key().to_vec()).collect()
+}
+
+#[test]
+fn iterators_ranges_prefixes_and_both_ends() {
+    let (_d, p) = tmp();
+    let db = Db::open(&p, Options { page_size: Some(1024), no_sync: true, ..Options::default() }).unwrap();
+    db.update(|tx| {
+        let b = tx.create_bucket(b"b")?;
+        for i in 0..2000u32 {
+            b.put(format!("{:02}/{i:05}", i % 7).as_bytes(), &i.to_be_bytes())?;
+        }
+        b.put(b"\xff\xff", b"end")?;
+        Ok::<_, Error>(())
+    })
+    .unwrap();
+    db.view(|tx| {
+        let b = tx.bucket(b"b")?.unwrap();
+        let all = keys(b.iter());
+        assert_eq!(all.len(), 2001);
+        assert!(all.windows(2).all(|w| w[0] < w[1]));
+        let mut rev = keys(b.iter().rev());
+        rev.reverse();
+        assert_eq!(rev, all);
+        let p3 = keys(b.prefix(b"03/"));
+        assert_eq!(p3.len(), 286);
+        assert!(p3.iter().all(|k| k.starts_with(b"03/")));
+        let mut p3r = keys(b.prefix(b"03/").rev());
+        p3r.reverse();
+        assert_eq!(p3r, p3);
+        assert_eq!(keys(b.prefix(b"\xff")), vec![b"\xff\xff".to_vec()]);
+        assert_eq!(keys(b.prefix(b"\xff").rev()), vec![b"\xff\xff".to_vec()]);
+        let r = keys(b.range(&b"01/00100"[..]..&b"01/00200"[..]));
+        let want: Vec<Vec<u8>> = all
+            .iter()
+            .filter(|k| k.as_slice() >= &b"01/00100"[..] && k.as_slice() < &b"01/00200"[..])
+            .cloned()
+            .collect();
+        assert_eq!(r, want);
+        let r2 = keys(b.range(&b"01/00100"[..]..=&b"01/00106"[..]));
+        assert_eq!(r2.last().unwrap(), b"01/00106");
+        // Meeting in the middle: alternate ends, every key exactly once.
+        let mut it = b.iter();
+        let mut seen = Vec::new();
+        loop {
+            match it.next() {
+                Some(e) => seen.push(e?.key().to_vec()),
+                None => break,
+            }
+            match it.next_back() {
+                Some(e) => seen.push(e?.key().to_vec()),
+                None => break,
+            }
+        }
+        seen.sort();
+        assert_eq!(seen, all);
+        Ok::<_, Error>(())
+    })
+    .unwrap();
+}
+
+#[test]
+fn deleting_while_iterating_does_not_skip() {
+    let (_d, p) = tmp();
+    let db = Db::open(&p, Options { page_size: Some(1024), no_sync: true, ..Options::default() }).unwrap();
+    db.update(|tx| {
+        let b = tx.create_bucket(b"b")?;
+        for i in 0..5000u32 {
+            b.put(format!("{i:05}").as_bytes(), b"v")?;
+        }
+        Ok::<_, Error>(())
+    })
+    .unwrap();
+    db.update(|tx| {
+        let b = tx.bucket(b"b")?.unwrap();
+        let mut c = b.cursor();
+        let mut e = c.first()?;
+        let mut visited = 0;
+        while e.is_some() {
+            visited += 1;
+            c.delete()?;
+            e = c.next()?;
+        }
+        assert_eq!(visited, 5000);
+        assert_eq!(b.iter().count(), 0);
+        Ok::<_, Error>(())
+    })
+    .unwrap();
+    assert!(db.check().unwrap().is_empty());
+}
+
+#[test]
+fn move_bucket_between_parents() {
+    let (_d, p) = tmp();
+    let db = Db::open(&p, fast()).unwrap();
+    db.update(|tx| {
+        let a = tx.create_bucket(b"a")?;
+        let child = a.create_bucket(b"child")?;
+        child.put(b"k", b"v")?;
+        child.set_sequence(9)?;
+        let z = tx.create_bucket(b"z")?;
+        assert!(matches!(a.move_bucket(b"child", &a), Err(Error::SameBuckets)));
+        a.move_bucket(b"child", &z)?;
+        assert!(matches!(z.move_bucket(b"child", &child), Err(Error::IncompatibleValue)));
+        Ok::<_, Error>(())
+    })
+    .unwrap();
+    db.view(|tx| {
+        assert!(tx.bucket(b"a")?.unwrap().bucket(b"child")?.is_none());
+        let c = tx.bucket(b"z")?.unwrap().bucket(b"child")?.unwrap();
+        assert_eq!(c.get(b"k")?, Some(&b"v"[..]));
+        assert_eq!(c.sequence(), 9);
+        assert!(tx.check().is_empty());
+        Ok::<_, Error>(())
+    })
+    .unwrap();
+}
+
+#[test]
+fn not_a_database_is_a_clear_error() {
+    let (_d, p) = tmp();
+    std::fs::write(&p, vec![0x42u8; 10000]).unwrap();
+    let e = Db::open(&p, Options::default()).unwrap_err();
+    assert!(matches!(e, Error::Invalid { .. }), "{e}");
+    assert!(e.to_string().contains("not a bbolt database"), "{e}");
+
+    std::fs::write(&p, b"short").unwrap();
+    assert!(Db::open(&p, Options::default()).is_err());
+
+    // A big-endian bbolt file: magic byte-swapped.
+    let mut page = vec![0u8; 4096];
+    page[16..20].copy_from_slice(&0xED0C_DAEDu32.to_be_bytes());
+    std::fs::write(&p, [page.clone(), page].concat()).unwrap();
+    let e = Db::open(&p, Options::default()).unwrap_err();
+    assert!(matches!(e, Error::BigEndian(_)), "{e}");
+
+    let e = Db::open(dir_missing().join("x.db"), Options { read_only: true, ..Options::default() }).unwrap_err();
+    assert!(matches!(e, Error::Io { .. }), "{e}");
+}
+
+fn dir_missing() -> std::path::PathBuf {
+    std::path::PathBuf::from("/nonexistent-rivet-test-dir")
+}
+
+#[test]
+fn damaged_meta_zero_falls_back_to_meta_one() {
+    let (_d, p) = tmp();
+    {
+        let db = Db::open(&p, Options { page_size: Some(4096), ..Options::default() }).unwrap();
+        db.update(|tx| tx.create_bucket(b"a").map(|_| ())).unwrap(); // txid 2 -> meta 0
+        db.update(|tx| tx.create_bucket(b"b").map(|_| ())).unwrap(); // txid 3 -> meta 1
+        db.update(|tx| tx.create_bucket(b"c").map(|_| ())).unwrap(); // txid 4 -> meta 0
+    }
+    let mut bytes = std::fs::read(&p).unwrap();
+    bytes[16..80].fill(0xAB); // destroy meta 0 (the newest)
+    std::fs::write(&p, &bytes).unwrap();
+    let db = Db::open(&p, Options::default()).unwrap();
+    db.view(|tx| {
+        assert_eq!(tx.id(), 3);
+        assert!(tx.bucket(b"b")?.is_some());
+        assert!(tx.bucket(b"c")?.is_none(), "the damaged newest commit is gone");
+        assert!(tx.check().is_empty(), "{:?}", tx.check());
+        Ok::<_, Error>(())
+    })
+    .unwrap();
+    // And the database keeps working.
+    db.update(|tx| tx.create_bucket(b"d").map(|_| ())).unwrap();
+    assert!(db.check().unwrap().is_empty());
+}
+
+/// Flips bytes all over a valid file: opening, reading and checking must return errors (or
+/// succeed), never panic.
+#[test]
+fn corrupted_pages_are_errors_not_panics() {
+    let (_d, p) = tmp();
+    {
+        let db = Db::open(&p, Options { page_size: Some(1024), no_sync: true, ..Options::default() }).unwrap();
+        db.update(|tx| {
+            let b = tx.create_bucket(b"b")?;
+            for i in 0..400u32 {
+                b.put(format!("key{i:04}").as_bytes(), &vec![i as u8; (i % 50) as usize])?;
+            }
+            let n = b.create_bucket(b"nested")?;
+            n.put(b"x", &vec![1u8; 3000])?;
+            b.create_bucket(b"inline")?.put(b"y", b"z")?;
+            Ok::<_, Error>(())
+        })
+        .unwrap();
+    }
+    let original = std::fs::read(&p).unwrap();
+    let mut seed = 12345u64;
+    let mut rnd = || {
+        seed = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+        (seed >> 33) as usize
+    };
+    let mut errors = 0;
+    for _ in 0..300 {
+        let mut bytes = original.clone();
+        for _ in 0..1 + rnd() % 8 {
+            let i = 2048 + rnd() % (bytes.len() - 2048);
+            bytes[i] = rnd() as u8;
+        }
+        std::fs::write(&p, &bytes).unwrap();
+        let Ok(db) = Db::open(&p, Options { read_only: true, ..Options::default() }) else {
+            errors += 1;
+            continue;
+        };
+        let tx = db.begin_read().unwrap();
+        let _ = tx.check();
+        let mut walk = |name: &[u8]| -> Result<usize, Error> {
+            let Some(b) = tx.bucket(name)? else { return Ok(0) };
+            let mut n = 0;
+            for e in b.iter() {
+                let e = e?;
+                n += 1;
+                if e.is_bucket() {
+                    if let Some(sb) = b.bucket(e.key())? {
+                        n += sb.iter().count();
+                    }
+                }
+            }
+            for e in b.iter().rev() {
+                e?;
+            }
+            let _ = b.get(b"key0100")?;
+            Ok(n)
+        };
+        if walk(b"b").is_err() {
+            errors += 1;
+        }
+    }
+    assert!(errors > 0, "some mutations must be detected");
+}
