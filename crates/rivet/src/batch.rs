@@ -44,7 +44,10 @@ pub(crate) struct Batcher {
 
 fn duplicate(e: &Error) -> Error {
     match e {
-        Error::Io { op, source } => Error::io(op.clone(), std::io::Error::new(source.kind(), source.to_string())),
+        Error::Io { op, source } => Error::io(
+            op.clone(),
+            std::io::Error::new(source.kind(), source.to_string()),
+        ),
         Error::Poisoned(s) => Error::Poisoned(s.clone()),
         Error::MaxSizeReached { limit } => Error::MaxSizeReached { limit: *limit },
         Error::Corrupted { page, reason } => Error::corrupted(*page, reason.clone()),
@@ -72,7 +75,10 @@ impl Db {
             let mut pending = b.pending.lock().unwrap_or_else(|e| e.into_inner());
             match pending.as_mut() {
                 Some(g) if g.calls.len() < max => {
-                    g.calls.push(Call { f: f.clone(), reply: tx });
+                    g.calls.push(Call {
+                        f: f.clone(),
+                        reply: tx,
+                    });
                     if g.calls.len() >= max {
                         b.full.notify_all();
                     }
@@ -83,10 +89,15 @@ impl Db {
                     *id += 1;
                     // A full group left behind is run by its own leader; start a new one.
                     let old = pending.replace(Group {
-                        calls: vec![Call { f: f.clone(), reply: tx }],
+                        calls: vec![Call {
+                            f: f.clone(),
+                            reply: tx,
+                        }],
                         id: *id,
                     });
-                    debug_assert!(old.as_ref().is_none_or(|g| g.calls.len() >= max) || old.is_none());
+                    debug_assert!(
+                        old.as_ref().is_none_or(|g| g.calls.len() >= max) || old.is_none()
+                    );
                     if let Some(old) = old {
                         // Cannot happen with a leader waiting on it, but never drop callers.
                         std::thread::spawn({
@@ -102,7 +113,9 @@ impl Db {
             let deadline = Instant::now() + delay;
             let mut pending = b.pending.lock().unwrap_or_else(|e| e.into_inner());
             loop {
-                let full = pending.as_ref().is_some_and(|g| g.id == id && g.calls.len() >= max);
+                let full = pending
+                    .as_ref()
+                    .is_some_and(|g| g.id == id && g.calls.len() >= max);
                 let now = Instant::now();
                 if full || now >= deadline {
                     break;

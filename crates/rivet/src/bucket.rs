@@ -8,7 +8,10 @@ use std::ops::RangeBounds;
 
 use crate::cursor::{Cursor, Entry, Iter};
 use crate::error::{Error, Result};
-use crate::format::{BucketHeader, BUCKET_HEADER_SIZE, LEAF_FLAG_BUCKET, MAX_KEY_SIZE, MAX_VALUE_SIZE, PAGE_HEADER_SIZE};
+use crate::format::{
+    BucketHeader, BUCKET_HEADER_SIZE, LEAF_FLAG_BUCKET, MAX_KEY_SIZE, MAX_VALUE_SIZE,
+    PAGE_HEADER_SIZE,
+};
 use crate::raw::RawBytes;
 use crate::tree::{self, NodeRef};
 use crate::tx::{BucketId, BucketState, Tx};
@@ -197,7 +200,11 @@ impl<'tx> Bucket<'tx> {
             children: Default::default(),
             dirty: false,
             deleted: false,
-            fill_percent: if self.id == 0 { DEFAULT_FILL_PERCENT } else { fill_percent },
+            fill_percent: if self.id == 0 {
+                DEFAULT_FILL_PERCENT
+            } else {
+                fill_percent
+            },
         });
         let id = st.buckets.len() - 1;
         st.buckets[self.id].children.insert(name.to_vec(), id);
@@ -247,8 +254,11 @@ impl<'tx> Bucket<'tx> {
         }
         let child = self.bucket(name)?.ok_or(Error::BucketNotFound)?;
         self.tx.free_bucket(child.id)?;
-        self.tx.with_tree(self.id, |tm, root| tm.delete(root, name, |_| Ok(())))?;
-        self.tx.state.borrow_mut().buckets[self.id].children.remove(name);
+        self.tx
+            .with_tree(self.id, |tm, root| tm.delete(root, name, |_| Ok(())))?;
+        self.tx.state.borrow_mut().buckets[self.id]
+            .children
+            .remove(name);
         Ok(())
     }
 
@@ -284,7 +294,8 @@ impl<'tx> Bucket<'tx> {
                 None => Ok(()),
             })
         })?;
-        self.tx.with_tree(self.id, |tm, root| tm.delete(root, name, |_| Ok(())))?;
+        self.tx
+            .with_tree(self.id, |tm, root| tm.delete(root, name, |_| Ok(())))?;
         let mut st = self.tx.state.borrow_mut();
         st.buckets[self.id].children.remove(name);
         st.buckets[dst.id].children.insert(name.to_vec(), child.id);
@@ -332,7 +343,12 @@ impl<'tx> Bucket<'tx> {
 
     /// Iterates over every entry in key order (double-ended).
     pub fn iter(&self) -> Iter<'tx> {
-        Iter::new(*self, std::ops::Bound::Unbounded, std::ops::Bound::Unbounded, None)
+        Iter::new(
+            *self,
+            std::ops::Bound::Unbounded,
+            std::ops::Bound::Unbounded,
+            None,
+        )
     }
 
     /// Iterates over the entries whose keys fall in `range` (double-ended).
@@ -342,7 +358,12 @@ impl<'tx> Bucket<'tx> {
             std::ops::Bound::Excluded(k) => std::ops::Bound::Excluded(k.as_ref().to_vec()),
             std::ops::Bound::Unbounded => std::ops::Bound::Unbounded,
         };
-        Iter::new(*self, own(range.start_bound()), own(range.end_bound()), None)
+        Iter::new(
+            *self,
+            own(range.start_bound()),
+            own(range.end_bound()),
+            None,
+        )
     }
 
     /// Iterates over the entries whose keys start with `prefix` (double-ended).
@@ -356,7 +377,10 @@ impl<'tx> Bucket<'tx> {
     }
 
     /// Calls `f(key, value)` for every entry in key order; `value` is `None` for sub-buckets.
-    pub fn for_each(&self, mut f: impl FnMut(&'tx [u8], Option<&'tx [u8]>) -> Result<()>) -> Result<()> {
+    pub fn for_each(
+        &self,
+        mut f: impl FnMut(&'tx [u8], Option<&'tx [u8]>) -> Result<()>,
+    ) -> Result<()> {
         for e in self.iter() {
             let e: Entry<'tx> = e?;
             f(e.key(), e.value())?;

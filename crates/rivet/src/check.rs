@@ -8,7 +8,9 @@
 use std::collections::{HashMap, HashSet};
 
 use crate::error::{Error, Result};
-use crate::format::{self, BucketHeader, NodePage, Pgid, BUCKET_HEADER_SIZE, LEAF_FLAG_BUCKET, PGID_NO_FREELIST};
+use crate::format::{
+    self, BucketHeader, NodePage, Pgid, BUCKET_HEADER_SIZE, LEAF_FLAG_BUCKET, PGID_NO_FREELIST,
+};
 use crate::tree::PageReader;
 use crate::tx::Tx;
 
@@ -60,7 +62,10 @@ impl<'a> Walker<'a> {
     /// Walks the tree rooted at `pgid`; keys must lie in `[lo, hi)`.
     fn walk(&mut self, pgid: Pgid, lo: Option<&'a [u8]>, hi: Option<&'a [u8]>, depth: usize) {
         if depth > 64 {
-            self.problem(Some(pgid), "tree deeper than 64 levels (cyclic references?)");
+            self.problem(
+                Some(pgid),
+                "tree deeper than 64 levels (cyclic references?)",
+            );
             return;
         }
         let (h, run) = match self.reader.run(pgid) {
@@ -91,7 +96,13 @@ impl<'a> Walker<'a> {
         }
     }
 
-    fn check_node(&mut self, page: NodePage<'a>, lo: Option<&'a [u8]>, hi: Option<&'a [u8]>, depth: usize) {
+    fn check_node(
+        &mut self,
+        page: NodePage<'a>,
+        lo: Option<&'a [u8]>,
+        hi: Option<&'a [u8]>,
+        depth: usize,
+    ) {
         let pgid = page.pgid();
         let mut keys: Vec<&'a [u8]> = Vec::with_capacity(page.count());
         for i in 0..page.count() {
@@ -107,7 +118,12 @@ impl<'a> Walker<'a> {
             if keys[i - 1] >= keys[i] {
                 self.problem(
                     Some(pgid),
-                    format!("keys out of order: element {} ({}) >= element {i} ({})", i - 1, hex(keys[i - 1]), hex(keys[i])),
+                    format!(
+                        "keys out of order: element {} ({}) >= element {i} ({})",
+                        i - 1,
+                        hex(keys[i - 1]),
+                        hex(keys[i])
+                    ),
                 );
             }
         }
@@ -115,7 +131,11 @@ impl<'a> Walker<'a> {
             if *first < lo {
                 self.problem(
                     Some(pgid),
-                    format!("first key {} is below its parent's key {}", hex(first), hex(lo)),
+                    format!(
+                        "first key {} is below its parent's key {}",
+                        hex(first),
+                        hex(lo)
+                    ),
                 );
             }
         }
@@ -123,7 +143,11 @@ impl<'a> Walker<'a> {
             if *last >= hi {
                 self.problem(
                     Some(pgid),
-                    format!("last key {} is not below the next parent key {}", hex(last), hex(hi)),
+                    format!(
+                        "last key {} is not below the next parent key {}",
+                        hex(last),
+                        hex(hi)
+                    ),
                 );
             }
         }
@@ -160,7 +184,13 @@ impl<'a> Walker<'a> {
         let h = match BucketHeader::decode(v, pgid) {
             Ok(h) => h,
             Err(_) => {
-                self.problem(Some(pgid), format!("bucket {} has a value shorter than a bucket header", hex(name)));
+                self.problem(
+                    Some(pgid),
+                    format!(
+                        "bucket {} has a value shorter than a bucket header",
+                        hex(name)
+                    ),
+                );
                 return;
             }
         };
@@ -175,7 +205,10 @@ impl<'a> Walker<'a> {
                             ),
                             Ok(_) => {}
                             Err(e) => {
-                                self.problem(Some(pgid), format!("inline bucket {}: {e}", hex(name)));
+                                self.problem(
+                                    Some(pgid),
+                                    format!("inline bucket {}: {e}", hex(name)),
+                                );
                                 return;
                             }
                         }
@@ -183,7 +216,10 @@ impl<'a> Walker<'a> {
                     let page = p;
                     self.check_node(page, None, None, depth + 1);
                 }
-                Ok(_) => self.problem(Some(pgid), format!("inline bucket {} is not a leaf page", hex(name))),
+                Ok(_) => self.problem(
+                    Some(pgid),
+                    format!("inline bucket {} is not a leaf page", hex(name)),
+                ),
                 Err(e) => self.problem(Some(pgid), format!("inline bucket {}: {e}", hex(name))),
             }
         } else {
@@ -252,12 +288,16 @@ impl Tx {
                                 if id < 2 || id >= hwm {
                                     problems.push(Problem {
                                         page: Some(id),
-                                        message: format!("freelist lists page outside 2..{hwm} (out of bounds)"),
+                                        message: format!(
+                                            "freelist lists page outside 2..{hwm} (out of bounds)"
+                                        ),
                                     });
                                 } else if !free.insert(id) {
                                     problems.push(Problem {
                                         page: Some(id),
-                                        message: "page listed twice in the freelist (already freed)".into(),
+                                        message:
+                                            "page listed twice in the freelist (already freed)"
+                                                .into(),
                                     });
                                 }
                             }
@@ -277,7 +317,8 @@ impl Tx {
                 }),
             }
         }
-        let mut reachable_freed: Vec<Pgid> = refs.keys().copied().filter(|p| free.contains(p)).collect();
+        let mut reachable_freed: Vec<Pgid> =
+            refs.keys().copied().filter(|p| free.contains(p)).collect();
         reachable_freed.sort_unstable();
         for p in reachable_freed {
             problems.push(Problem {

@@ -156,7 +156,13 @@ impl<'tx> Cursor<'tx> {
     /// Moves to the next (or previous) non-empty leaf entry. Returns false at the end, leaving
     /// the position unchanged.
     fn step(&mut self, forward: bool) -> Result<bool> {
-        let can_move = |f: &Frame| if forward { f.index + 1 < f.count } else { f.index > 0 };
+        let can_move = |f: &Frame| {
+            if forward {
+                f.index + 1 < f.count
+            } else {
+                f.index > 0
+            }
+        };
         let mut moved = false;
         loop {
             let Some(i) = self.stack.iter().rposition(can_move) else {
@@ -263,6 +269,7 @@ impl<'tx> Cursor<'tx> {
     }
 
     /// Moves to the next entry. At the end returns `None` and stays on the last entry.
+    #[allow(clippy::should_implement_trait)] // bbolt's name; it returns Result<Option<_>>
     pub fn next(&mut self) -> Result<Option<Entry<'tx>>> {
         self.bucket.tx.check_open()?;
         let Some(cur) = self.current else {

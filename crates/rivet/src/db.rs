@@ -175,8 +175,9 @@ impl Db {
                 reason: format!("file size {file_size} is smaller than two {page_size}-byte pages"),
             });
         }
-        let map_len = storage::mmap_size(file_size.max(options.initial_mmap_size), page_size as u64)
-            .ok_or_else(|| Error::InvalidOption("mmap too large".into()))?;
+        let map_len =
+            storage::mmap_size(file_size.max(options.initial_mmap_size), page_size as u64)
+                .ok_or_else(|| Error::InvalidOption("mmap too large".into()))?;
         let map = storage.map(map_len as usize).map_err(|e| io("mmap", e))?;
         let meta = choose_meta(map.bytes(), page_size, file_size, &path)?;
         let shared = Arc::new(Shared {
@@ -421,7 +422,11 @@ impl Shared {
                 if max > 0 && new_size > max && target > file_size.max(max) {
                     return Err(Error::MaxSizeReached { limit: max });
                 }
-                let new_size = if max > 0 && new_size > max { max.max(target) } else { new_size };
+                let new_size = if max > 0 && new_size > max {
+                    max.max(target)
+                } else {
+                    new_size
+                };
                 self.storage
                     .set_len(new_size)
                     .map_err(|e| Error::io(format!("grow {path} to {new_size} bytes"), e))?;
@@ -461,7 +466,10 @@ impl Shared {
             .write_all_vectored_at(&[&page], (meta.txid % 2) * ps)
         {
             // The meta page may be half written; refuse further writes until reopened.
-            return Err(self.poison(format!("write of meta page {} of {path}: {e}", meta.txid % 2)));
+            return Err(self.poison(format!(
+                "write of meta page {} of {path}: {e}",
+                meta.txid % 2
+            )));
         }
         if !self.options.no_sync {
             self.storage
@@ -517,7 +525,10 @@ fn detect_page_size(storage: &dyn Storage, file_size: u64, path: &Path) -> Resul
         .map_err(|e| Error::io(format!("read {}", path.display()), e))?;
     let first = match Meta::decode(&head) {
         Ok(m) if valid_page_size(m.page_size) => return Ok(m.page_size as usize),
-        Ok(m) => MetaError::Magic { big_endian: false }.to_string() + &format!(" (page size {})", m.page_size),
+        Ok(m) => {
+            MetaError::Magic { big_endian: false }.to_string()
+                + &format!(" (page size {})", m.page_size)
+        }
         Err(e) => {
             if let MetaError::Magic { big_endian: true } | MetaError::Version(_) = e {
                 return Err(meta_error(path, e));
@@ -553,19 +564,27 @@ fn valid_page_size(ps: u32) -> bool {
 /// Validates both metas and returns the newest usable one.
 fn choose_meta(map: &[u8], ps: usize, file_size: u64, path: &Path) -> Result<Meta> {
     let check = |i: usize| -> std::result::Result<Meta, String> {
-        let page = map.get(i * ps..(i + 1) * ps).ok_or("meta page beyond end of file")?;
+        let page = map
+            .get(i * ps..(i + 1) * ps)
+            .ok_or("meta page beyond end of file")?;
         let m = Meta::decode(page).map_err(|e| e.to_string())?;
         if m.page_size as usize != ps {
             return Err(format!("page size {} differs from {ps}", m.page_size));
         }
         if m.pgid < 3 || m.pgid.saturating_mul(ps as u64) > file_size {
-            return Err(format!("high-water mark {} does not fit the {file_size}-byte file", m.pgid));
+            return Err(format!(
+                "high-water mark {} does not fit the {file_size}-byte file",
+                m.pgid
+            ));
         }
         if m.root < 2 || m.root >= m.pgid {
             return Err(format!("root page {} outside 2..{}", m.root, m.pgid));
         }
         if m.freelist != PGID_NO_FREELIST && (m.freelist < 2 || m.freelist >= m.pgid) {
-            return Err(format!("freelist page {} outside 2..{}", m.freelist, m.pgid));
+            return Err(format!(
+                "freelist page {} outside 2..{}",
+                m.freelist, m.pgid
+            ));
         }
         Ok(m)
     };
@@ -575,8 +594,11 @@ fn choose_meta(map: &[u8], ps: usize, file_size: u64, path: &Path) -> Result<Met
         (Err(_), Ok(b)) => Ok(b),
         (Err(e0), Err(e1)) => {
             if let Some(page) = map.get(0..ps) {
-                if let Err(e @ (MetaError::Checksum | MetaError::Version(_) | MetaError::Magic { big_endian: true })) =
-                    Meta::decode(page)
+                if let Err(
+                    e @ (MetaError::Checksum
+                    | MetaError::Version(_)
+                    | MetaError::Magic { big_endian: true }),
+                ) = Meta::decode(page)
                 {
                     return Err(meta_error(path, e));
                 }

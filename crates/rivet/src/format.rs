@@ -177,9 +177,14 @@ impl std::fmt::Display for MetaError {
         match self {
             MetaError::Short => write!(f, "meta page is truncated"),
             MetaError::Magic { big_endian: true } => {
-                write!(f, "big-endian bbolt file (only little-endian files are supported)")
+                write!(
+                    f,
+                    "big-endian bbolt file (only little-endian files are supported)"
+                )
             }
-            MetaError::Magic { big_endian: false } => write!(f, "bad magic number (not a bbolt file)"),
+            MetaError::Magic { big_endian: false } => {
+                write!(f, "bad magic number (not a bbolt file)")
+            }
             MetaError::Version(v) => write!(f, "unsupported format version {v} (expected 2)"),
             MetaError::Checksum => write!(f, "meta checksum mismatch"),
         }
@@ -302,7 +307,10 @@ impl<'a> NodePage<'a> {
             f => {
                 return Err(Error::corrupted(
                     pgid,
-                    format!("expected a branch or leaf page, found flags {f:#x} ({})", page_type_name(f)),
+                    format!(
+                        "expected a branch or leaf page, found flags {f:#x} ({})",
+                        page_type_name(f)
+                    ),
                 ))
             }
         };
@@ -376,7 +384,12 @@ impl<'a> NodePage<'a> {
         let pos = u32_at(self.data, e + 4).unwrap_or(0);
         let ksize = u32_at(self.data, e + 8).unwrap_or(0);
         let vsize = u32_at(self.data, e + 12).unwrap_or(0);
-        let kv = self.slice(e, pos, u64::from(ksize) + u64::from(vsize), "leaf key/value")?;
+        let kv = self.slice(
+            e,
+            pos,
+            u64::from(ksize) + u64::from(vsize),
+            "leaf key/value",
+        )?;
         let (k, v) = kv.split_at(ksize as usize);
         Ok((flags, k, v))
     }
@@ -417,21 +430,13 @@ impl<'a> NodePage<'a> {
 /// Serialized size of a node with the given elements: header plus, per element, the element
 /// header, key and value.
 pub fn node_size<'a>(entries: impl Iterator<Item = (usize, usize)> + 'a) -> usize {
-    PAGE_HEADER_SIZE
-        + entries
-            .map(|(k, v)| ELEMENT_SIZE + k + v)
-            .sum::<usize>()
+    PAGE_HEADER_SIZE + entries.map(|(k, v)| ELEMENT_SIZE + k + v).sum::<usize>()
 }
 
 /// Writes a leaf page image into `buf` (which must be large enough and zeroed past the data).
 ///
 /// `entries` yields (flags, key, value) in ascending key order.
-pub fn write_leaf<'a>(
-    buf: &mut [u8],
-    id: Pgid,
-    overflow: u32,
-    entries: &[(u32, &'a [u8], &'a [u8])],
-) {
+pub fn write_leaf(buf: &mut [u8], id: Pgid, overflow: u32, entries: &[(u32, &[u8], &[u8])]) {
     PageHeader {
         id,
         flags: FLAG_LEAF,
@@ -454,7 +459,7 @@ pub fn write_leaf<'a>(
 }
 
 /// Writes a branch page image into `buf`; `entries` yields (key, child) in ascending key order.
-pub fn write_branch<'a>(buf: &mut [u8], id: Pgid, overflow: u32, entries: &[(&'a [u8], Pgid)]) {
+pub fn write_branch(buf: &mut [u8], id: Pgid, overflow: u32, entries: &[(&[u8], Pgid)]) {
     PageHeader {
         id,
         flags: FLAG_BRANCH,
@@ -479,7 +484,11 @@ pub fn read_freelist(data: &[u8], pgid: Pgid) -> Result<Vec<Pgid>> {
     if h.flags != FLAG_FREELIST {
         return Err(Error::corrupted(
             pgid,
-            format!("expected a freelist page, found flags {:#x} ({})", h.flags, page_type_name(h.flags)),
+            format!(
+                "expected a freelist page, found flags {:#x} ({})",
+                h.flags,
+                page_type_name(h.flags)
+            ),
         ));
     }
     let (count, start) = if h.count == FREELIST_COUNT_OVERFLOW {
@@ -496,7 +505,10 @@ pub fn read_freelist(data: &[u8], pgid: Pgid) -> Result<Vec<Pgid>> {
         .ok_or_else(|| {
             Error::corrupted(
                 pgid,
-                format!("freelist of {count} ids does not fit in its {}-byte run", data.len()),
+                format!(
+                    "freelist of {count} ids does not fit in its {}-byte run",
+                    data.len()
+                ),
             )
         })?;
     let ids = data[start..need as usize]
@@ -578,7 +590,10 @@ mod tests {
         assert_eq!(Meta::decode(&bad), Err(MetaError::Checksum));
         let mut be = page.clone();
         be[16..20].copy_from_slice(&MAGIC.to_be_bytes());
-        assert_eq!(Meta::decode(&be), Err(MetaError::Magic { big_endian: true }));
+        assert_eq!(
+            Meta::decode(&be),
+            Err(MetaError::Magic { big_endian: true })
+        );
         let mut v = page.clone();
         v[20] = 3;
         assert_eq!(Meta::decode(&v), Err(MetaError::Version(3)));
@@ -629,7 +644,13 @@ mod tests {
         assert!(NodePage::parse(&buf2, 4).is_err());
         // wrong page type
         let mut buf3 = vec![0u8; 64];
-        PageHeader { id: 4, flags: FLAG_META, count: 0, overflow: 0 }.encode(&mut buf3);
+        PageHeader {
+            id: 4,
+            flags: FLAG_META,
+            count: 0,
+            overflow: 0,
+        }
+        .encode(&mut buf3);
         assert!(NodePage::parse(&buf3, 4).is_err());
     }
 
@@ -649,7 +670,13 @@ mod tests {
             assert_eq!(read_freelist(&buf, 2).unwrap(), ids);
         }
         let mut short = vec![0u8; 32];
-        PageHeader { id: 2, flags: FLAG_FREELIST, count: 10, overflow: 0 }.encode(&mut short);
+        PageHeader {
+            id: 2,
+            flags: FLAG_FREELIST,
+            count: 10,
+            overflow: 0,
+        }
+        .encode(&mut short);
         assert!(read_freelist(&short, 2).is_err());
     }
 

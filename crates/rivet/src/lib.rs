@@ -46,15 +46,19 @@
 
 #![warn(missing_docs)]
 
+mod backup;
 mod batch;
 mod bucket;
 mod check;
+mod compact;
 mod cursor;
 mod db;
 mod error;
+pub mod export;
 pub mod format;
 mod freelist;
 mod raw;
+mod stats;
 pub mod storage;
 mod tree;
 mod tx;

@@ -44,6 +44,10 @@ impl Mapping {
 pub trait Storage: Send + Sync + std::panic::RefUnwindSafe {
     /// Current file length in bytes.
     fn len(&self) -> io::Result<u64>;
+    /// Whether the file is empty.
+    fn is_empty(&self) -> io::Result<bool> {
+        Ok(self.len()? == 0)
+    }
     /// Reads exactly `buf.len()` bytes at `offset`.
     fn read_exact_at(&self, buf: &mut [u8], offset: u64) -> io::Result<()>;
     /// Writes all of `bufs`, back to back, starting at `offset`.
@@ -134,15 +138,20 @@ impl Storage for FileStorage {
         while !slices.is_empty() {
             // pwritev takes at most IOV_MAX (1024 on Linux) buffers per call.
             let batch = slices.len().min(1024);
-            let iov: Vec<io::IoSlice<'_>> =
-                slices[..batch].iter().map(|s| io::IoSlice::new(s)).collect();
+            let iov: Vec<io::IoSlice<'_>> = slices[..batch]
+                .iter()
+                .map(|s| io::IoSlice::new(s))
+                .collect();
             let n = match rustix::io::pwritev(&self.file, &iov, offset) {
                 Ok(n) => n,
                 Err(rustix::io::Errno::INTR) => continue,
                 Err(e) => return Err(e.into()),
             };
             if n == 0 {
-                return Err(io::Error::new(io::ErrorKind::WriteZero, "pwritev wrote 0 bytes"));
+                return Err(io::Error::new(
+                    io::ErrorKind::WriteZero,
+                    "pwritev wrote 0 bytes",
+                ));
             }
             offset += n as u64;
             let mut left = n;

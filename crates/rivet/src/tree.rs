@@ -120,14 +120,20 @@ impl<'a> PageReader<'a> {
         if h.id != pgid {
             return Err(Error::corrupted(
                 pgid,
-                format!("page header says id {} (misplaced or overwritten page)", h.id),
+                format!(
+                    "page header says id {} (misplaced or overwritten page)",
+                    h.id
+                ),
             ));
         }
         let end = pgid + 1 + u64::from(h.overflow);
         if end > self.hwm {
             return Err(Error::corrupted(
                 pgid,
-                format!("overflow of {} pages runs past the high-water mark {}", h.overflow, self.hwm),
+                format!(
+                    "overflow of {} pages runs past the high-water mark {}",
+                    h.overflow, self.hwm
+                ),
             ));
         }
         let run = self
@@ -168,7 +174,9 @@ impl<'a> NodeView<'a> {
     pub(crate) fn leaf(&self, r: &PageReader<'a>, i: usize) -> Result<(u32, &'a [u8], &'a [u8])> {
         match self {
             NodeView::Page(p) => p.leaf_elem(i),
-            NodeView::Dirty(Node::Leaf(e)) => Ok((e[i].flags, r.bytes(e[i].key), r.bytes(e[i].value))),
+            NodeView::Dirty(Node::Leaf(e)) => {
+                Ok((e[i].flags, r.bytes(e[i].key), r.bytes(e[i].value)))
+            }
             NodeView::Dirty(Node::Branch(_)) => unreachable!("leaf() on a branch node"),
         }
     }
@@ -194,7 +202,8 @@ impl<'a> NodeView<'a> {
             NodeView::Page(p) => p.child_index(key),
             NodeView::Dirty(Node::Branch(e)) => {
                 // last entry with key <= target, clamped to 0
-                Ok(e.partition_point(|x| r.bytes(x.key) <= key).saturating_sub(1))
+                Ok(e.partition_point(|x| r.bytes(x.key) <= key)
+                    .saturating_sub(1))
             }
             NodeView::Dirty(Node::Leaf(_)) => unreachable!("child_index() on a leaf node"),
         }
@@ -202,7 +211,11 @@ impl<'a> NodeView<'a> {
 }
 
 /// Resolves a node reference to a view.
-pub(crate) fn view<'a>(r: &PageReader<'a>, nodes: &'a [Node], nref: NodeRef) -> Result<NodeView<'a>> {
+pub(crate) fn view<'a>(
+    r: &PageReader<'a>,
+    nodes: &'a [Node],
+    nref: NodeRef,
+) -> Result<NodeView<'a>> {
     match nref {
         NodeRef::Page(p) => Ok(NodeView::Page(r.node_page(p)?)),
         NodeRef::Inline(raw) => {
@@ -218,7 +231,9 @@ pub(crate) fn view<'a>(r: &PageReader<'a>, nodes: &'a [Node], nref: NodeRef) -> 
 
 fn inline_error(e: Error) -> Error {
     match e {
-        Error::Corrupted { page, reason } => Error::corrupted(page, format!("inline bucket: {reason}")),
+        Error::Corrupted { page, reason } => {
+            Error::corrupted(page, format!("inline bucket: {reason}"))
+        }
         e => e,
     }
 }
@@ -253,7 +268,10 @@ pub(crate) fn too_deep(nref: NodeRef) -> Error {
         NodeRef::Page(p) => p,
         _ => 0,
     };
-    Error::corrupted(page, format!("tree deeper than {MAX_DEPTH} levels (cyclic page references?)"))
+    Error::corrupted(
+        page,
+        format!("tree deeper than {MAX_DEPTH} levels (cyclic page references?)"),
+    )
 }
 
 /// Mutable access to one transaction's dirty nodes, with the pages they came from.
@@ -328,7 +346,9 @@ impl<'a, 'r> TreeMut<'a, 'r> {
                     return Ok(path);
                 }
                 Node::Branch(e) => {
-                    let i = e.partition_point(|x| r.bytes(x.key) <= key).saturating_sub(1);
+                    let i = e
+                        .partition_point(|x| r.bytes(x.key) <= key)
+                        .saturating_sub(1);
                     let child = e[i].child;
                     let cid = self.materialize(child)?;
                     if let Node::Branch(e) = &mut self.nodes[id] {
@@ -408,7 +428,10 @@ impl<'a, 'r> TreeMut<'a, 'r> {
         let mut cur = id;
         while self.needs_split(cur) {
             let sizes: Vec<usize> = match &self.nodes[cur] {
-                Node::Leaf(e) => e.iter().map(|x| ELEMENT_SIZE + x.key.len() + x.value.len()).collect(),
+                Node::Leaf(e) => e
+                    .iter()
+                    .map(|x| ELEMENT_SIZE + x.key.len() + x.value.len())
+                    .collect(),
                 Node::Branch(e) => e.iter().map(|x| ELEMENT_SIZE + x.key.len()).collect(),
             };
             // First part: at least 2 entries, as many as fit under the threshold, leaving at
@@ -586,8 +609,10 @@ impl<'a, 'r> TreeMut<'a, 'r> {
         let r = self.reader;
         match &self.nodes[id] {
             Node::Leaf(e) => {
-                let items: Vec<(u32, &[u8], &[u8])> =
-                    e.iter().map(|x| (x.flags, r.bytes(x.key), r.bytes(x.value))).collect();
+                let items: Vec<(u32, &[u8], &[u8])> = e
+                    .iter()
+                    .map(|x| (x.flags, r.bytes(x.key), r.bytes(x.value)))
+                    .collect();
                 format::write_leaf(&mut buf, pgid, (pages - 1) as u32, &items);
             }
             Node::Branch(e) => {
@@ -610,7 +635,11 @@ impl<'a, 'r> TreeMut<'a, 'r> {
     /// The serialized inline image (page header + elements) of a small leaf root, or `None`
     /// when the tree is not inlineable (not a single leaf, holds sub-buckets, or larger than
     /// `max_size`).
-    pub(crate) fn inline_image(&mut self, root: NodeRef, max_size: usize) -> Result<Option<Vec<u8>>> {
+    pub(crate) fn inline_image(
+        &mut self,
+        root: NodeRef,
+        max_size: usize,
+    ) -> Result<Option<Vec<u8>>> {
         let r = self.reader;
         let v = view(&r, self.nodes, root)?;
         if !v.is_leaf() {

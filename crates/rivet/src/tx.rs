@@ -325,7 +325,6 @@ impl Tx {
             meta.root = self.spill_buckets(&mut alloc, &mut pages)?;
             // Pages this transaction stopped using become pending under its txid.
             let freed = std::mem::take(&mut self.state.borrow_mut().freed);
-            drop(alloc);
             for (p, n) in freed {
                 fl.free(txid, p, n);
             }
@@ -417,7 +416,12 @@ impl Tx {
             let Some(parent) = parent else {
                 // The root bucket: always paged.
                 let mut st = self.state.borrow_mut();
-                let TxState { buckets, nodes, freed, .. } = &mut *st;
+                let TxState {
+                    buckets,
+                    nodes,
+                    freed,
+                    ..
+                } = &mut *st;
                 let mut tm = TreeMut {
                     reader: self.reader(),
                     nodes,
@@ -431,7 +435,12 @@ impl Tx {
             }
             let value = {
                 let mut st = self.state.borrow_mut();
-                let TxState { buckets, nodes, freed, .. } = &mut *st;
+                let TxState {
+                    buckets,
+                    nodes,
+                    freed,
+                    ..
+                } = &mut *st;
                 let b = &buckets[id];
                 let mut tm = TreeMut {
                     reader: self.reader(),
@@ -442,12 +451,20 @@ impl Tx {
                 let mut value = Vec::new();
                 match tm.inline_image(b.root, max_inline)? {
                     Some(img) => {
-                        BucketHeader { root: 0, sequence: b.sequence }.encode_into(&mut value);
+                        BucketHeader {
+                            root: 0,
+                            sequence: b.sequence,
+                        }
+                        .encode_into(&mut value);
                         value.extend_from_slice(&img);
                     }
                     None => {
                         let root = tm.spill(b.root, alloc, pages)?;
-                        BucketHeader { root, sequence: b.sequence }.encode_into(&mut value);
+                        BucketHeader {
+                            root,
+                            sequence: b.sequence,
+                        }
+                        .encode_into(&mut value);
                     }
                 }
                 value

@@ -25,20 +25,42 @@ fn typed_errors_for_bad_input() {
     let tx = db.begin_write().unwrap();
     let b = tx.create_bucket(b"b").unwrap();
     assert!(matches!(b.put(b"", b"v"), Err(Error::KeyRequired)));
-    assert!(matches!(b.put(&vec![1u8; 32769], b"v"), Err(Error::KeyTooLarge(32769))));
+    assert!(matches!(
+        b.put(&vec![1u8; 32769], b"v"),
+        Err(Error::KeyTooLarge(32769))
+    ));
     b.put(&vec![1u8; 32768], b"v").unwrap();
-    assert!(matches!(tx.create_bucket(b""), Err(Error::BucketNameRequired)));
+    assert!(matches!(
+        tx.create_bucket(b""),
+        Err(Error::BucketNameRequired)
+    ));
     assert!(matches!(tx.create_bucket(b"b"), Err(Error::BucketExists)));
     b.put(b"plain", b"x").unwrap();
-    assert!(matches!(b.create_bucket(b"plain"), Err(Error::IncompatibleValue)));
-    assert!(matches!(b.delete_bucket(b"plain"), Err(Error::IncompatibleValue)));
+    assert!(matches!(
+        b.create_bucket(b"plain"),
+        Err(Error::IncompatibleValue)
+    ));
+    assert!(matches!(
+        b.delete_bucket(b"plain"),
+        Err(Error::IncompatibleValue)
+    ));
     b.create_bucket(b"sub").unwrap();
     assert!(matches!(b.put(b"sub", b"x"), Err(Error::IncompatibleValue)));
     assert!(matches!(b.delete(b"sub"), Err(Error::IncompatibleValue)));
-    assert_eq!(b.get(b"sub").unwrap(), None, "get on a bucket key returns None");
-    assert!(matches!(b.delete_bucket(b"missing"), Err(Error::BucketNotFound)));
+    assert_eq!(
+        b.get(b"sub").unwrap(),
+        None,
+        "get on a bucket key returns None"
+    );
+    assert!(matches!(
+        b.delete_bucket(b"missing"),
+        Err(Error::BucketNotFound)
+    ));
     b.delete(b"missing").unwrap();
-    assert!(matches!(tx.delete_bucket(b"nope"), Err(Error::BucketNotFound)));
+    assert!(matches!(
+        tx.delete_bucket(b"nope"),
+        Err(Error::BucketNotFound)
+    ));
     tx.commit().unwrap();
 
     let tx = db.begin_read().unwrap();
@@ -52,7 +74,8 @@ fn typed_errors_for_bad_input() {
 fn empty_value_differs_from_missing_key() {
     let (_d, p) = tmp();
     let db = Db::open(&p, fast()).unwrap();
-    db.update(|tx| tx.create_bucket(b"b")?.put(b"empty", b"")).unwrap();
+    db.update(|tx| tx.create_bucket(b"b")?.put(b"empty", b""))
+        .unwrap();
     db.view(|tx| {
         let b = tx.bucket(b"b")?.unwrap();
         assert_eq!(b.get(b"empty")?, Some(&b""[..]));
@@ -88,7 +111,8 @@ fn update_rolls_back_on_error_and_panic() {
     })
     .unwrap();
     // The writer lock was released: another update works.
-    db.update(|tx| tx.bucket(b"b")?.unwrap().put(b"k3", b"v")).unwrap();
+    db.update(|tx| tx.bucket(b"b")?.unwrap().put(b"k3", b"v"))
+        .unwrap();
     assert!(db.check().unwrap().is_empty());
 }
 
@@ -120,15 +144,42 @@ fn writer_is_exclusive_and_read_only_mode_refuses_writes() {
     tx.commit().unwrap();
     assert!(db.try_begin_write().is_ok());
     drop(db);
-    let ro = Db::open(&p, Options { read_only: true, ..Options::default() }).unwrap();
-    let ro2 = Db::open(&p, Options { read_only: true, ..Options::default() }).unwrap();
+    let ro = Db::open(
+        &p,
+        Options {
+            read_only: true,
+            ..Options::default()
+        },
+    )
+    .unwrap();
+    let ro2 = Db::open(
+        &p,
+        Options {
+            read_only: true,
+            ..Options::default()
+        },
+    )
+    .unwrap();
     assert!(matches!(ro.begin_write(), Err(Error::DatabaseReadOnly)));
     // A writer cannot open while readers hold the shared lock.
-    let r = Db::open(&p, Options { timeout: Some(Duration::from_millis(100)), ..Options::default() });
+    let r = Db::open(
+        &p,
+        Options {
+            timeout: Some(Duration::from_millis(100)),
+            ..Options::default()
+        },
+    );
     assert!(matches!(r, Err(Error::Timeout(_))), "{r:?}");
     drop((ro, ro2));
     let _w = Db::open(&p, Options::default()).unwrap();
-    let r = Db::open(&p, Options { timeout: Some(Duration::from_millis(100)), read_only: true, ..Options::default() });
+    let r = Db::open(
+        &p,
+        Options {
+            timeout: Some(Duration::from_millis(100)),
+            read_only: true,
+            ..Options::default()
+        },
+    );
     assert!(matches!(r, Err(Error::Timeout(_))), "{r:?}");
 }
 
@@ -137,7 +188,14 @@ fn nested_buckets_sequences_and_large_values_survive_reopen() {
     let (_d, p) = tmp();
     let big: Vec<u8> = (0..1_000_000u32).map(|i| (i % 251) as u8).collect();
     {
-        let db = Db::open(&p, Options { page_size: Some(4096), ..Options::default() }).unwrap();
+        let db = Db::open(
+            &p,
+            Options {
+                page_size: Some(4096),
+                ..Options::default()
+            },
+        )
+        .unwrap();
         db.update(|tx| {
             let mut b = tx.create_bucket(b"l0")?;
             for d in 1..12 {
@@ -194,8 +252,15 @@ fn cursor_semantics_match_bbolt() {
     let b = tx.bucket(b"b").unwrap().unwrap();
     let mut c = b.cursor();
     assert_eq!(c.first().unwrap().unwrap().key(), b"b");
-    assert!(c.prev().unwrap().is_none(), "prev at the first item returns None");
-    assert_eq!(c.next().unwrap().unwrap().key(), b"d", "and stays on the first item");
+    assert!(
+        c.prev().unwrap().is_none(),
+        "prev at the first item returns None"
+    );
+    assert_eq!(
+        c.next().unwrap().unwrap().key(),
+        b"d",
+        "and stays on the first item"
+    );
     let e = c.next().unwrap().unwrap();
     assert!(e.is_bucket() && e.value().is_none() && e.key() == b"e");
     assert_eq!(c.next().unwrap().unwrap().key(), b"f");
@@ -218,7 +283,15 @@ fn keys<'a>(it: impl Iterator<Item = rivet::Result<rivet::Entry<'a>>>) -> Vec<Ve
 #[test]
 fn iterators_ranges_prefixes_and_both_ends() {
     let (_d, p) = tmp();
-    let db = Db::open(&p, Options { page_size: Some(1024), no_sync: true, ..Options::default() }).unwrap();
+    let db = Db::open(
+        &p,
+        Options {
+            page_size: Some(1024),
+            no_sync: true,
+            ..Options::default()
+        },
+    )
+    .unwrap();
     db.update(|tx| {
         let b = tx.create_bucket(b"b")?;
         for i in 0..2000u32 {
@@ -256,11 +329,8 @@ fn iterators_ranges_prefixes_and_both_ends() {
         // Meeting in the middle: alternate ends, every key exactly once.
         let mut it = b.iter();
         let mut seen = Vec::new();
-        loop {
-            match it.next() {
-                Some(e) => seen.push(e?.key().to_vec()),
-                None => break,
-            }
+        while let Some(e) = it.next() {
+            seen.push(e?.key().to_vec());
             match it.next_back() {
                 Some(e) => seen.push(e?.key().to_vec()),
                 None => break,
@@ -276,7 +346,15 @@ fn iterators_ranges_prefixes_and_both_ends() {
 #[test]
 fn deleting_while_iterating_does_not_skip() {
     let (_d, p) = tmp();
-    let db = Db::open(&p, Options { page_size: Some(1024), no_sync: true, ..Options::default() }).unwrap();
+    let db = Db::open(
+        &p,
+        Options {
+            page_size: Some(1024),
+            no_sync: true,
+            ..Options::default()
+        },
+    )
+    .unwrap();
     db.update(|tx| {
         let b = tx.create_bucket(b"b")?;
         for i in 0..5000u32 {
@@ -313,9 +391,15 @@ fn move_bucket_between_parents() {
         child.put(b"k", b"v")?;
         child.set_sequence(9)?;
         let z = tx.create_bucket(b"z")?;
-        assert!(matches!(a.move_bucket(b"child", &a), Err(Error::SameBuckets)));
+        assert!(matches!(
+            a.move_bucket(b"child", &a),
+            Err(Error::SameBuckets)
+        ));
         a.move_bucket(b"child", &z)?;
-        assert!(matches!(z.move_bucket(b"child", &child), Err(Error::IncompatibleValue)));
+        assert!(matches!(
+            z.move_bucket(b"child", &child),
+            Err(Error::IncompatibleValue)
+        ));
         Ok::<_, Error>(())
     })
     .unwrap();
@@ -348,7 +432,14 @@ fn not_a_database_is_a_clear_error() {
     let e = Db::open(&p, Options::default()).unwrap_err();
     assert!(matches!(e, Error::BigEndian(_)), "{e}");
 
-    let e = Db::open(dir_missing().join("x.db"), Options { read_only: true, ..Options::default() }).unwrap_err();
+    let e = Db::open(
+        dir_missing().join("x.db"),
+        Options {
+            read_only: true,
+            ..Options::default()
+        },
+    )
+    .unwrap_err();
     assert!(matches!(e, Error::Io { .. }), "{e}");
 }
 
@@ -360,7 +451,14 @@ fn dir_missing() -> std::path::PathBuf {
 fn damaged_meta_zero_falls_back_to_meta_one() {
     let (_d, p) = tmp();
     {
-        let db = Db::open(&p, Options { page_size: Some(4096), ..Options::default() }).unwrap();
+        let db = Db::open(
+            &p,
+            Options {
+                page_size: Some(4096),
+                ..Options::default()
+            },
+        )
+        .unwrap();
         db.update(|tx| tx.create_bucket(b"a").map(|_| ())).unwrap(); // txid 2 -> meta 0
         db.update(|tx| tx.create_bucket(b"b").map(|_| ())).unwrap(); // txid 3 -> meta 1
         db.update(|tx| tx.create_bucket(b"c").map(|_| ())).unwrap(); // txid 4 -> meta 0
@@ -372,7 +470,10 @@ fn damaged_meta_zero_falls_back_to_meta_one() {
     db.view(|tx| {
         assert_eq!(tx.id(), 3);
         assert!(tx.bucket(b"b")?.is_some());
-        assert!(tx.bucket(b"c")?.is_none(), "the damaged newest commit is gone");
+        assert!(
+            tx.bucket(b"c")?.is_none(),
+            "the damaged newest commit is gone"
+        );
         assert!(tx.check().is_empty(), "{:?}", tx.check());
         Ok::<_, Error>(())
     })
@@ -388,11 +489,22 @@ fn damaged_meta_zero_falls_back_to_meta_one() {
 fn corrupted_pages_are_errors_not_panics() {
     let (_d, p) = tmp();
     {
-        let db = Db::open(&p, Options { page_size: Some(1024), no_sync: true, ..Options::default() }).unwrap();
+        let db = Db::open(
+            &p,
+            Options {
+                page_size: Some(1024),
+                no_sync: true,
+                ..Options::default()
+            },
+        )
+        .unwrap();
         db.update(|tx| {
             let b = tx.create_bucket(b"b")?;
             for i in 0..400u32 {
-                b.put(format!("key{i:04}").as_bytes(), &vec![i as u8; (i % 50) as usize])?;
+                b.put(
+                    format!("key{i:04}").as_bytes(),
+                    &vec![i as u8; (i % 50) as usize],
+                )?;
             }
             let n = b.create_bucket(b"nested")?;
             n.put(b"x", &vec![1u8; 3000])?;
@@ -404,7 +516,9 @@ fn corrupted_pages_are_errors_not_panics() {
     let original = std::fs::read(&p).unwrap();
     let mut seed = 12345u64;
     let mut rnd = || {
-        seed = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+        seed = seed
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
         (seed >> 33) as usize
     };
     let mut errors = 0;
@@ -415,14 +529,22 @@ fn corrupted_pages_are_errors_not_panics() {
             bytes[i] = rnd() as u8;
         }
         std::fs::write(&p, &bytes).unwrap();
-        let Ok(db) = Db::open(&p, Options { read_only: true, ..Options::default() }) else {
+        let Ok(db) = Db::open(
+            &p,
+            Options {
+                read_only: true,
+                ..Options::default()
+            },
+        ) else {
             errors += 1;
             continue;
         };
         let tx = db.begin_read().unwrap();
         let _ = tx.check();
-        let mut walk = |name: &[u8]| -> Result<usize, Error> {
-            let Some(b) = tx.bucket(name)? else { return Ok(0) };
+        let walk = |name: &[u8]| -> Result<usize, Error> {
+            let Some(b) = tx.bucket(name)? else {
+                return Ok(0);
+            };
             let mut n = 0;
             for e in b.iter() {
                 let e = e?;

@@ -22,9 +22,20 @@ fn snapshot(tx: &rivet::Tx) -> Vec<(Vec<u8>, Vec<u8>)> {
 #[test]
 fn readers_keep_snapshots_through_commits_and_remaps() {
     let dir = tempfile::tempdir().unwrap();
-    let db = Db::open(dir.path().join("c.db"), Options { no_sync: true, page_size: Some(4096), ..Options::default() })
-        .unwrap();
-    db.update(|tx| tx.create_bucket(b"data")?.put(b"counter", &0u64.to_be_bytes())).unwrap();
+    let db = Db::open(
+        dir.path().join("c.db"),
+        Options {
+            no_sync: true,
+            page_size: Some(4096),
+            ..Options::default()
+        },
+    )
+    .unwrap();
+    db.update(|tx| {
+        tx.create_bucket(b"data")?
+            .put(b"counter", &0u64.to_be_bytes())
+    })
+    .unwrap();
     let stop = Arc::new(AtomicBool::new(false));
     let start = Arc::new(Barrier::new(5));
     let mut readers = Vec::new();
@@ -42,10 +53,18 @@ fn readers_keep_snapshots_through_commits_and_remaps() {
                 // Every committed state has counter == number of "blob" keys.
                 let counter = before.iter().find(|(k, _)| k == b"counter").unwrap();
                 let counter = u64::from_be_bytes(counter.1[..8].try_into().unwrap());
-                assert_eq!(counter as usize, before.len() - 1, "reader {r} saw a torn state");
+                assert_eq!(
+                    counter as usize,
+                    before.len() - 1,
+                    "reader {r} saw a torn state"
+                );
                 std::thread::yield_now();
                 std::thread::sleep(std::time::Duration::from_millis(1 + r as u64));
-                assert_eq!(snapshot(&tx), before, "reader {r}'s snapshot changed under it");
+                assert_eq!(
+                    snapshot(&tx),
+                    before,
+                    "reader {r}'s snapshot changed under it"
+                );
                 checks += 1;
             }
             checks
@@ -57,7 +76,10 @@ fn readers_keep_snapshots_through_commits_and_remaps() {
     for i in 1..=150u64 {
         db.update(|tx| {
             let b = tx.bucket(b"data")?.unwrap();
-            b.put(format!("blob{i:04}").as_bytes(), &vec![i as u8; 20_000 + (i as usize * 997) % 30_000])?;
+            b.put(
+                format!("blob{i:04}").as_bytes(),
+                &vec![i as u8; 20_000 + (i as usize * 997) % 30_000],
+            )?;
             b.put(b"counter", &i.to_be_bytes())
         })
         .unwrap();
@@ -71,7 +93,10 @@ fn readers_keep_snapshots_through_commits_and_remaps() {
     for r in readers {
         assert!(r.join().unwrap() >= 3);
     }
-    assert!(grew >= 4, "the file should grow through several remaps (grew {grew} times)");
+    assert!(
+        grew >= 4,
+        "the file should grow through several remaps (grew {grew} times)"
+    );
     assert!(db.check().unwrap().is_empty());
     db.view(|tx| {
         assert_eq!(snapshot(tx).len(), 151);
@@ -83,7 +108,14 @@ fn readers_keep_snapshots_through_commits_and_remaps() {
 #[test]
 fn long_reader_pins_pages_but_writer_never_waits() {
     let dir = tempfile::tempdir().unwrap();
-    let db = Db::open(dir.path().join("c.db"), Options { no_sync: true, ..Options::default() }).unwrap();
+    let db = Db::open(
+        dir.path().join("c.db"),
+        Options {
+            no_sync: true,
+            ..Options::default()
+        },
+    )
+    .unwrap();
     db.update(|tx| {
         let b = tx.create_bucket(b"data")?;
         for i in 0..2000u32 {
@@ -105,13 +137,18 @@ fn long_reader_pins_pages_but_writer_never_waits() {
         })
         .unwrap();
     }
-    assert_eq!(snapshot(&reader), before, "old snapshot intact after 20 rewrites");
+    assert_eq!(
+        snapshot(&reader),
+        before,
+        "old snapshot intact after 20 rewrites"
+    );
     assert!(reader.check().is_empty());
     drop(reader);
     // Once the reader is gone the pinned pages are reused instead of growing the file.
     let size = std::fs::metadata(db.path()).unwrap().len();
     for _ in 0..20 {
-        db.update(|tx| tx.bucket(b"data")?.unwrap().put(b"00001", &[9u8; 100])).unwrap();
+        db.update(|tx| tx.bucket(b"data")?.unwrap().put(b"00001", &[9u8; 100]))
+            .unwrap();
     }
     assert_eq!(std::fs::metadata(db.path()).unwrap().len(), size);
     assert!(db.check().unwrap().is_empty());
@@ -122,7 +159,11 @@ fn batch_coalesces_and_isolates_failures() {
     let dir = tempfile::tempdir().unwrap();
     let db = Db::open(
         dir.path().join("b.db"),
-        Options { no_sync: true, max_batch_delay: std::time::Duration::from_millis(5), ..Options::default() },
+        Options {
+            no_sync: true,
+            max_batch_delay: std::time::Duration::from_millis(5),
+            ..Options::default()
+        },
     )
     .unwrap();
     db.update(|tx| tx.create_bucket(b"b").map(|_| ())).unwrap();
@@ -138,11 +179,16 @@ fn batch_coalesces_and_isolates_failures() {
                     if fail {
                         return Err(Error::Callback(format!("caller {t}/{i} fails")));
                     }
-                    tx.bucket(b"b")?.unwrap().put(format!("{t}-{i}").as_bytes(), b"v")
+                    tx.bucket(b"b")?
+                        .unwrap()
+                        .put(format!("{t}-{i}").as_bytes(), b"v")
                 });
                 if fail {
                     let e = r.unwrap_err();
-                    assert!(e.to_string().contains(&format!("caller {t}/{i} fails")), "{e}");
+                    assert!(
+                        e.to_string().contains(&format!("caller {t}/{i} fails")),
+                        "{e}"
+                    );
                     failures += 1;
                 } else {
                     r.unwrap();
@@ -154,7 +200,10 @@ fn batch_coalesces_and_isolates_failures() {
     let failures: u32 = handles.into_iter().map(|h| h.join().unwrap()).sum();
     assert_eq!(failures, 5);
     let commits = db.stats().commit_n - commits_before;
-    assert!(commits < 200, "200 batch calls should share transactions (got {commits} commits)");
+    assert!(
+        commits < 200,
+        "200 batch calls should share transactions (got {commits} commits)"
+    );
     db.view(|tx| {
         let b = tx.bucket(b"b")?.unwrap();
         assert_eq!(b.iter().count(), 195);

@@ -37,7 +37,7 @@ impl Faulty {
                 if p.seen == nth {
                     p.armed = None;
                     p.fired = true;
-                    return Err(io::Error::new(io::ErrorKind::Other, format!("injected {op:?} failure")));
+                    return Err(io::Error::other(format!("injected {op:?} failure")));
                 }
                 p.seen += 1;
             }
@@ -75,19 +75,35 @@ impl Storage for Faulty {
 }
 
 fn open(path: &Path, plan: Arc<Mutex<Plan>>) -> Db {
-    let inner = FileStorage::open(path, false, true, LockMode { shared: false, timeout: None }).unwrap();
+    let inner = FileStorage::open(
+        path,
+        false,
+        true,
+        LockMode {
+            shared: false,
+            timeout: None,
+        },
+    )
+    .unwrap();
     Db::open_storage(
         path.to_path_buf(),
         Box::new(Faulty { inner, plan }),
-        Options { page_size: Some(4096), ..Options::default() },
+        Options {
+            page_size: Some(4096),
+            ..Options::default()
+        },
     )
     .unwrap()
 }
 
 fn contents(db: &Db) -> Vec<Vec<u8>> {
     db.view(|tx| {
-        let Some(b) = tx.bucket(b"b")? else { return Ok(Vec::new()) };
-        b.iter().map(|e| e.map(|e| e.key().to_vec())).collect::<Result<Vec<_>, Error>>()
+        let Some(b) = tx.bucket(b"b")? else {
+            return Ok(Vec::new());
+        };
+        b.iter()
+            .map(|e| e.map(|e| e.key().to_vec()))
+            .collect::<Result<Vec<_>, Error>>()
     })
     .unwrap()
 }
@@ -97,7 +113,7 @@ fn big_commit(db: &Db, tag: u32) -> Result<(), Error> {
     db.update(|tx| {
         let b = tx.create_bucket_if_not_exists(b"b")?;
         for i in 0..300u32 {
-            b.put(format!("{tag:03}-{i:04}").as_bytes(), &vec![tag as u8; 200])?;
+            b.put(format!("{tag:03}-{i:04}").as_bytes(), &[tag as u8; 200])?;
         }
         Ok(())
     })
@@ -123,7 +139,10 @@ fn every_fault_point_fails_cleanly() {
         let db = open(&path, plan.clone());
         big_commit(&db, 1).unwrap();
         let before = contents(&db);
-        *plan.lock().unwrap() = Plan { armed: Some((op, nth)), ..Plan::default() };
+        *plan.lock().unwrap() = Plan {
+            armed: Some((op, nth)),
+            ..Plan::default()
+        };
         let r = big_commit(&db, 2);
         let fired = plan.lock().unwrap().fired;
         if !fired {
@@ -133,7 +152,10 @@ fn every_fault_point_fails_cleanly() {
         }
         fired_cases += 1;
         let err = r.expect_err("the commit must fail");
-        assert!(err.to_string().contains("injected"), "{op:?}/{nth}: error names the cause: {err}");
+        assert!(
+            err.to_string().contains("injected"),
+            "{op:?}/{nth}: error names the cause: {err}"
+        );
         // In memory: the failed commit is invisible and the snapshot is consistent.
         assert_eq!(contents(&db), before, "{op:?}/{nth}");
         assert!(db.check().unwrap().is_empty(), "{op:?}/{nth}");
@@ -155,12 +177,20 @@ fn every_fault_point_fails_cleanly() {
         if is_sync && got != expect_after {
             // A failed meta sync may still have reached the disk: the in-flight commit is
             // then present whole.
-            assert_eq!(got.len(), before.len() + 300, "{op:?}/{nth}: in-flight commit is whole or absent");
+            assert_eq!(
+                got.len(),
+                before.len() + 300,
+                "{op:?}/{nth}: in-flight commit is whole or absent"
+            );
         } else {
             assert_eq!(got, expect_after, "{op:?}/{nth}");
         }
         big_commit(&db, 4).unwrap();
         assert!(db.check().unwrap().is_empty());
     }
-    assert_eq!(fired_cases, cases.len(), "every fault point must be reached");
+    assert_eq!(
+        fired_cases,
+        cases.len(),
+        "every fault point must be reached"
+    );
 }

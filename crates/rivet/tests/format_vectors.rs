@@ -5,7 +5,10 @@ use rivet::{Db, Options};
 use sha2::{Digest, Sha256};
 
 fn sha256_hex(b: &[u8]) -> String {
-    Sha256::digest(b).iter().map(|x| format!("{x:02x}")).collect()
+    Sha256::digest(b)
+        .iter()
+        .map(|x| format!("{x:02x}"))
+        .collect()
 }
 
 fn opts_4k() -> Options {
@@ -46,9 +49,19 @@ fn widgets_file_matches_go_byte_for_byte() {
         sha256_hex(&bytes),
         "9daf3d3ff9f8579599326957e6d8b7fb5551ebaccb3ce8fa74742f33e06462f5"
     );
-    let db = Db::open(&path, Options { read_only: true, ..Options::default() }).unwrap();
+    let db = Db::open(
+        &path,
+        Options {
+            read_only: true,
+            ..Options::default()
+        },
+    )
+    .unwrap();
     db.view(|tx| {
-        assert_eq!(tx.bucket(b"widgets")?.unwrap().get(b"foo")?, Some(&b"bar"[..]));
+        assert_eq!(
+            tx.bucket(b"widgets")?.unwrap().get(b"foo")?,
+            Some(&b"bar"[..])
+        );
         assert!(tx.check().is_empty(), "{:?}", tx.check());
         Ok::<_, rivet::Error>(())
     })

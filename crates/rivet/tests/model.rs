@@ -46,15 +46,42 @@ impl MBucket {
 
 #[derive(Clone, Debug)]
 enum Op {
-    Put { bucket: usize, key: Vec<u8>, len: usize, fill: u8 },
-    Delete { bucket: usize, key: Vec<u8> },
-    CreateBucket { bucket: usize, name: Vec<u8> },
-    DeleteBucket { bucket: usize, name: Vec<u8> },
-    NextSequence { bucket: usize },
-    SetSequence { bucket: usize, value: u64 },
+    Put {
+        bucket: usize,
+        key: Vec<u8>,
+        len: usize,
+        fill: u8,
+    },
+    Delete {
+        bucket: usize,
+        key: Vec<u8>,
+    },
+    CreateBucket {
+        bucket: usize,
+        name: Vec<u8>,
+    },
+    DeleteBucket {
+        bucket: usize,
+        name: Vec<u8>,
+    },
+    NextSequence {
+        bucket: usize,
+    },
+    SetSequence {
+        bucket: usize,
+        value: u64,
+    },
     /// Delete every `step`-th entry from `from` on with a cursor while iterating.
-    CursorDelete { bucket: usize, from: Vec<u8>, step: usize },
-    MoveBucket { src: usize, name: Vec<u8>, dst: usize },
+    CursorDelete {
+        bucket: usize,
+        from: Vec<u8>,
+        step: usize,
+    },
+    MoveBucket {
+        src: usize,
+        name: Vec<u8>,
+        dst: usize,
+    },
     Commit,
     Rollback,
     Reopen,
@@ -97,7 +124,10 @@ fn op_strategy() -> impl Strategy<Value = Op> {
 fn open<'tx>(tx: &'tx Tx, path: &[Vec<u8>]) -> Bucket<'tx> {
     let mut b = tx.root();
     for p in path {
-        b = b.bucket(p).unwrap().unwrap_or_else(|| panic!("bucket {path:?} missing"));
+        b = b
+            .bucket(p)
+            .unwrap()
+            .unwrap_or_else(|| panic!("bucket {path:?} missing"));
     }
     b
 }
@@ -168,13 +198,20 @@ fn run(ops: Vec<Op>, page_size: usize, no_freelist_sync: bool) {
         let pick = |i: usize| paths[i % paths.len()].clone();
         let t = tx.as_ref().unwrap();
         match op {
-            Op::Put { bucket, key, len, fill } => {
+            Op::Put {
+                bucket,
+                key,
+                len,
+                fill,
+            } => {
                 let p = pick(bucket);
                 let v = value_of(len, fill);
                 let r = open(t, &p).put(&key, &v);
                 let mb = work.at(&p).unwrap();
                 match mb.entries.get(&key) {
-                    Some(MEntry::Bucket(_)) => assert!(matches!(r, Err(rivet::Error::IncompatibleValue))),
+                    Some(MEntry::Bucket(_)) => {
+                        assert!(matches!(r, Err(rivet::Error::IncompatibleValue)))
+                    }
                     _ => {
                         r.unwrap();
                         mb.entries.insert(key, MEntry::Value(v));
@@ -186,7 +223,9 @@ fn run(ops: Vec<Op>, page_size: usize, no_freelist_sync: bool) {
                 let r = open(t, &p).delete(&key);
                 let mb = work.at(&p).unwrap();
                 match mb.entries.get(&key) {
-                    Some(MEntry::Bucket(_)) => assert!(matches!(r, Err(rivet::Error::IncompatibleValue))),
+                    Some(MEntry::Bucket(_)) => {
+                        assert!(matches!(r, Err(rivet::Error::IncompatibleValue)))
+                    }
                     _ => {
                         r.unwrap();
                         mb.entries.remove(&key);
@@ -198,8 +237,12 @@ fn run(ops: Vec<Op>, page_size: usize, no_freelist_sync: bool) {
                 let r = open(t, &p).create_bucket(&name);
                 let mb = work.at(&p).unwrap();
                 match mb.entries.get(&name) {
-                    Some(MEntry::Bucket(_)) => assert!(matches!(r, Err(rivet::Error::BucketExists))),
-                    Some(MEntry::Value(_)) => assert!(matches!(r, Err(rivet::Error::IncompatibleValue))),
+                    Some(MEntry::Bucket(_)) => {
+                        assert!(matches!(r, Err(rivet::Error::BucketExists)))
+                    }
+                    Some(MEntry::Value(_)) => {
+                        assert!(matches!(r, Err(rivet::Error::IncompatibleValue)))
+                    }
                     None => {
                         r.unwrap();
                         mb.entries.insert(name, MEntry::Bucket(MBucket::default()));
@@ -215,7 +258,9 @@ fn run(ops: Vec<Op>, page_size: usize, no_freelist_sync: bool) {
                         r.unwrap();
                         mb.entries.remove(&name);
                     }
-                    Some(MEntry::Value(_)) => assert!(matches!(r, Err(rivet::Error::IncompatibleValue))),
+                    Some(MEntry::Value(_)) => {
+                        assert!(matches!(r, Err(rivet::Error::IncompatibleValue)))
+                    }
                     None => assert!(matches!(r, Err(rivet::Error::BucketNotFound))),
                 }
             }
@@ -247,7 +292,7 @@ fn run(ops: Vec<Op>, page_size: usize, no_freelist_sync: bool) {
                 let mut seen = Vec::new();
                 while let Some(en) = e {
                     seen.push(en.key().to_vec());
-                    if i % step == 0 && !en.is_bucket() {
+                    if i.is_multiple_of(step) && !en.is_bucket() {
                         let k = en.key().to_vec();
                         c.delete().unwrap();
                         mb.entries.remove(&k);
@@ -260,8 +305,11 @@ fn run(ops: Vec<Op>, page_size: usize, no_freelist_sync: bool) {
                 expect.sort();
                 expect.dedup();
                 assert_eq!(seen, expect, "cursor visited keys out of order or twice");
-                let remaining_after: Vec<Vec<u8>> =
-                    mb.entries.range(from.clone()..).map(|(k, _)| k.clone()).collect();
+                let remaining_after: Vec<Vec<u8>> = mb
+                    .entries
+                    .range(from.clone()..)
+                    .map(|(k, _)| k.clone())
+                    .collect();
                 for k in remaining_after {
                     assert!(seen.contains(&k), "cursor skipped {k:?}");
                 }
@@ -270,15 +318,18 @@ fn run(ops: Vec<Op>, page_size: usize, no_freelist_sync: bool) {
                 let (ps, pd) = (pick(src), pick(dst));
                 let (sb, db_) = (open(t, &ps), open(t, &pd));
                 let r = sb.move_bucket(&name, &db_);
-                let is_bucket = matches!(work.at(&ps).unwrap().entries.get(&name), Some(MEntry::Bucket(_)));
-                let into_self = pd.len() > ps.len() && pd[..ps.len()] == ps[..] && pd[ps.len()] == name;
+                let is_bucket = matches!(
+                    work.at(&ps).unwrap().entries.get(&name),
+                    Some(MEntry::Bucket(_))
+                );
+                let into_self =
+                    pd.len() > ps.len() && pd[..ps.len()] == ps[..] && pd[ps.len()] == name;
                 let dst_has = work.at(&pd).unwrap().entries.contains_key(&name);
-                if ps == pd {
-                    assert!(r.is_err());
-                } else if !is_bucket {
-                    assert!(r.is_err());
-                } else if into_self || dst_has {
-                    assert!(r.is_err(), "move into itself or onto an existing key must fail");
+                if ps == pd || !is_bucket || into_self || dst_has {
+                    assert!(
+                        r.is_err(),
+                        "move into itself or onto an existing key must fail"
+                    );
                 } else {
                     r.unwrap();
                     let moved = work.at(&ps).unwrap().entries.remove(&name).unwrap();
@@ -333,7 +384,15 @@ proptest! {
 #[test]
 fn large_transaction_split_and_merge() {
     let dir = tempfile::tempdir().unwrap();
-    let db = Db::open(dir.path().join("big.db"), Options { page_size: Some(1024), no_sync: true, ..Options::default() }).unwrap();
+    let db = Db::open(
+        dir.path().join("big.db"),
+        Options {
+            page_size: Some(1024),
+            no_sync: true,
+            ..Options::default()
+        },
+    )
+    .unwrap();
     let mut model = MBucket::default();
     let mut inner = MBucket::default();
     let mut rng = 0x9E37_79B9_7F4A_7C15u64;
@@ -357,6 +416,8 @@ fn large_transaction_split_and_merge() {
         inner.entries.remove(k);
     }
     tx.commit().unwrap();
-    model.entries.insert(b"data".to_vec(), MEntry::Bucket(inner));
+    model
+        .entries
+        .insert(b"data".to_vec(), MEntry::Bucket(inner));
     verify(&db, &model);
 }

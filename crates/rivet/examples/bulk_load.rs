@@ -1,0 +1,56 @@
+//! Loads N random 24-byte keys with 150-byte values in one transaction and reports the time
+//! per phase: `cargo run --release --example bulk_load -- [N] [PATH]`.
+
+use std::time::Instant;
+
+use rivet::{Db, Options};
+
+fn main() -> Result<(), Box<dyn std::error::Error>> {
+    let mut args = std::env::args().skip(1);
+    let n: u64 = args
+        .next()
+        .map(|s| s.parse())
+        .transpose()?
+        .unwrap_or(1_000_000);
+    let path = args.next().unwrap_or_else(|| "bulk_load.db".into());
+    let _ = std::fs::remove_file(&path);
+    let db = Db::open(&path, Options::default())?;
+    let mut state = 0x2545_F491_4F6C_DD1Du64;
+    let mut next = move || {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        state
+    };
+    let start = Instant::now();
+    let tx = db.begin_write()?;
+    let b = tx.create_bucket(b"bench")?;
+    let mut key = [0u8; 24];
+    let value = [7u8; 150];
+    for _ in 0..n {
+        for chunk in key.chunks_mut(8) {
+            chunk.copy_from_slice(&next().to_le_bytes());
+        }
+        b.put(&key, &value)?;
+    }
+    let inserted = start.elapsed();
+    tx.commit()?;
+    let total = start.elapsed();
+    println!(
+        "{n} random inserts in one transaction: insert {:.2}s, commit {:.2}s, total {:.2}s ({:.0} ns/key), file {} MiB",
+        inserted.as_secs_f64(),
+        (total - inserted).as_secs_f64(),
+        total.as_secs_f64(),
+        total.as_nanos() as f64 / n as f64,
+        std::fs::metadata(&path)?.len() >> 20
+    );
+    let start = Instant::now();
+    let problems = db.check()?;
+    println!(
+        "check: {} problems in {:.2}s",
+        problems.len(),
+        start.elapsed().as_secs_f64()
+    );
+    std::fs::remove_file(&path)?;
+    Ok(())
+}
