@@ -567,3 +567,94 @@ fn corrupted_pages_are_errors_not_panics() {
     }
     assert!(errors > 0, "some mutations must be detected");
 }
+
+/// Freeing more than 65,535 pages makes the freelist page use bbolt's count-overflow rule
+/// (count 0xFFFF in the header, the real count in the first slot); it must read back intact.
+#[test]
+fn huge_freelist_uses_the_count_overflow_rule() {
+    let (_d, p) = tmp();
+    let opts = Options {
+        page_size: Some(1024),
+        no_sync: true,
+        ..Options::default()
+    };
+    {
+        let db = Db::open(&p, opts.clone()).unwrap();
+        db.update(|tx| {
+            let b = tx.create_bucket(b"doomed")?;
+            for i in 0..11_000u32 {
+                b.put(&i.to_be_bytes(), &[7u8; 7000])?; // 7 pages each
+            }
+            Ok::<_, Error>(())
+        })
+        .unwrap();
+        db.update(|tx| tx.delete_bucket(b"doomed")).unwrap();
+        db.update(|tx| tx.create_bucket(b"after")?.put(b"k", b"v"))
+            .unwrap();
+        assert!(db.stats().free_page_n > 65_535, "{:?}", db.stats());
+    }
+    let bytes = std::fs::read(&p).unwrap();
+    let meta = |i: usize| rivet::format::Meta::decode(&bytes[i * 1024..(i + 1) * 1024]).unwrap();
+    let m = if meta(0).txid > meta(1).txid {
+        meta(0)
+    } else {
+        meta(1)
+    };
+    let fl = m.freelist as usize * 1024;
+    let h = rivet::format::PageHeader::decode(&bytes[fl..], m.freelist).unwrap();
+    assert_eq!(h.count, 0xFFFF, "count overflow marker");
+    let ids = rivet::format::read_freelist(
+        &bytes[fl..fl + (h.overflow as usize + 1) * 1024],
+        m.freelist,
+    )
+    .unwrap();
+    assert!(ids.len() > 65_535);
+    let db = Db::open(&p, opts).unwrap();
+    assert!(db.check().unwrap().is_empty());
+    assert!(db.stats().free_page_n > 65_535);
+    // The freed space is reused instead of growing the file.
+    let size = std::fs::metadata(&p).unwrap().len();
+    db.update(|tx| {
+        let b = tx.create_bucket(b"reuse")?;
+        for i in 0..2000u32 {
+            b.put(&i.to_be_bytes(), &[1u8; 3000])?;
+        }
+        Ok::<_, Error>(())
+    })
+    .unwrap();
+    assert_eq!(std::fs::metadata(&p).unwrap().len(), size);
+    assert!(db.check().unwrap().is_empty());
+}
+
+#[test]
+fn max_size_stops_growth_with_a_typed_error() {
+    let (_d, p) = tmp();
+    let db = Db::open(
+        &p,
+        Options {
+            max_size: 1 << 20,
+            no_sync: true,
+            ..Options::default()
+        },
+    )
+    .unwrap();
+    db.update(|tx| tx.create_bucket(b"b")?.put(b"small", b"v"))
+        .unwrap();
+    let r = db.update(|tx| tx.bucket(b"b")?.unwrap().put(b"big", &vec![0u8; 2 << 20]));
+    assert!(
+        matches!(r, Err(Error::MaxSizeReached { limit: 1048576 })),
+        "{r:?}"
+    );
+    assert!(std::fs::metadata(&p).unwrap().len() <= 1 << 20);
+    // Still usable, and nothing of the failed transaction is visible.
+    db.update(|tx| tx.bucket(b"b")?.unwrap().put(b"small2", b"v"))
+        .unwrap();
+    db.view(|tx| {
+        let b = tx.bucket(b"b")?.unwrap();
+        assert_eq!(b.get(b"big")?, None);
+        assert_eq!(b.get(b"small2")?, Some(&b"v"[..]));
+        Ok::<_, Error>(())
+    })
+    .unwrap();
+    assert!(db.check().unwrap().is_empty());
+}
