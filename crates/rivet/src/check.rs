@@ -32,6 +32,10 @@ impl std::fmt::Display for Problem {
     }
 }
 
+/// Deepest bucket nesting the check follows (each level costs stack; a cycle of bucket pages
+/// is caught earlier by the reference count).
+const MAX_NESTING: usize = 1000;
+
 struct Walker<'a> {
     reader: PageReader<'a>,
     refs: HashMap<Pgid, u32>,
@@ -59,8 +63,16 @@ impl<'a> Walker<'a> {
         }
     }
 
-    /// Walks the tree rooted at `pgid`; keys must lie in `[lo, hi)`.
-    fn walk(&mut self, pgid: Pgid, lo: Option<&'a [u8]>, hi: Option<&'a [u8]>, depth: usize) {
+    /// Walks the tree rooted at `pgid`; keys must lie in `[lo, hi)`. `depth` counts tree
+    /// levels inside one bucket; `nesting` counts buckets inside buckets.
+    fn walk(
+        &mut self,
+        pgid: Pgid,
+        lo: Option<&'a [u8]>,
+        hi: Option<&'a [u8]>,
+        depth: usize,
+        nesting: usize,
+    ) {
         if depth > 64 {
             self.problem(
                 Some(pgid),
@@ -86,7 +98,7 @@ impl<'a> Walker<'a> {
                 return;
             }
         };
-        self.check_node(page, lo, hi, depth);
+        self.check_node(page, lo, hi, depth, nesting);
     }
 
     fn report(&mut self, e: Error, fallback: Pgid) {
@@ -102,6 +114,7 @@ impl<'a> Walker<'a> {
         lo: Option<&'a [u8]>,
         hi: Option<&'a [u8]>,
         depth: usize,
+        nesting: usize,
     ) {
         let pgid = page.pgid();
         let mut keys: Vec<&'a [u8]> = Vec::with_capacity(page.count());
@@ -161,7 +174,7 @@ impl<'a> Walker<'a> {
                     }
                 };
                 if flags & LEAF_FLAG_BUCKET != 0 {
-                    self.check_bucket_value(pgid, k, v, depth);
+                    self.check_bucket_value(pgid, k, v, nesting);
                 }
             }
         } else {
@@ -175,12 +188,22 @@ impl<'a> Walker<'a> {
                 };
                 let clo = keys.get(i).copied();
                 let chi = keys.get(i + 1).copied().or(hi);
-                self.walk(child, clo, chi, depth + 1);
+                self.walk(child, clo, chi, depth + 1, nesting);
             }
         }
     }
 
-    fn check_bucket_value(&mut self, pgid: Pgid, name: &[u8], v: &'a [u8], depth: usize) {
+    fn check_bucket_value(&mut self, pgid: Pgid, name: &[u8], v: &'a [u8], nesting: usize) {
+        if nesting >= MAX_NESTING {
+            self.problem(
+                Some(pgid),
+                format!(
+                    "bucket {} is nested more than {MAX_NESTING} levels deep; not checked further",
+                    hex(name)
+                ),
+            );
+            return;
+        }
         let h = match BucketHeader::decode(v, pgid) {
             Ok(h) => h,
             Err(_) => {
@@ -214,7 +237,7 @@ impl<'a> Walker<'a> {
                         }
                     }
                     let page = p;
-                    self.check_node(page, None, None, depth + 1);
+                    self.check_node(page, None, None, 0, nesting + 1);
                 }
                 Ok(_) => self.problem(
                     Some(pgid),
@@ -223,7 +246,7 @@ impl<'a> Walker<'a> {
                 Err(e) => self.problem(Some(pgid), format!("inline bucket {}: {e}", hex(name))),
             }
         } else {
-            self.walk(h.root, None, None, depth + 1);
+            self.walk(h.root, None, None, 0, nesting + 1);
         }
     }
 }
@@ -244,7 +267,7 @@ fn walk(tx: &Tx) -> (HashMap<Pgid, u32>, Vec<Problem>) {
         refs: HashMap::new(),
         problems: Vec::new(),
     };
-    w.walk(tx.meta.root, None, None, 0);
+    w.walk(tx.meta.root, None, None, 0, 0);
     (w.refs, w.problems)
 }
 

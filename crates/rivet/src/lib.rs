@@ -66,9 +66,11 @@ mod tx;
 pub use batch::BatchFn;
 pub use bucket::{Bucket, DEFAULT_FILL_PERCENT};
 pub use check::Problem;
+pub use compact::{compact, CompactStats};
 pub use cursor::{Cursor, Entry, Iter};
 pub use db::{Db, DbStats, Options, DEFAULT_ALLOC_SIZE};
 pub use error::{Error, Result};
+pub use stats::BucketStats;
 pub use tx::{Tx, TxStats};
 
 impl Db {

@@ -658,3 +658,30 @@ fn max_size_stops_growth_with_a_typed_error() {
     .unwrap();
     assert!(db.check().unwrap().is_empty());
 }
+
+/// Regression: the check (and the freelist rebuild that shares its walk) counted bucket
+/// nesting against the 64-level tree-depth limit and called valid deep nests corrupt.
+#[test]
+fn deeply_nested_buckets_check_clean_and_reopen_without_freelist() {
+    let (_d, p) = tmp();
+    let opts = Options {
+        no_freelist_sync: true,
+        no_sync: true,
+        ..Options::default()
+    };
+    {
+        let db = Db::open(&p, opts.clone()).unwrap();
+        db.update(|tx| {
+            let mut b = tx.create_bucket(b"d")?;
+            for i in 0..150 {
+                b.put(b"k", b"v")?;
+                b = b.create_bucket(format!("n{i}").as_bytes())?;
+            }
+            Ok::<_, Error>(())
+        })
+        .unwrap();
+        assert_eq!(db.check().unwrap(), vec![]);
+    }
+    let db = Db::open(&p, opts).unwrap();
+    assert_eq!(db.check().unwrap(), vec![]);
+}

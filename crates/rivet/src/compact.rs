@@ -1,0 +1,185 @@
+//! Copy-compaction (bbolt's `Compact`): rewrite a database into a fresh one.
+//!
+//! A database file never shrinks: freed pages only go to the freelist. [`compact`] walks every
+//! bucket of a source database in one read transaction and recreates it in a destination
+//! database, with sequences, packing pages full (fill percent 1.0 for every non-root bucket).
+//! To bound memory it can commit the destination every `tx_max_size` bytes of keys and values;
+//! a bucket cut by such a commit is reopened by its path in the next transaction.
+
+use crate::bucket::Bucket;
+use crate::db::Db;
+use crate::error::{Error, Result};
+use crate::tx::{BucketId, Tx};
+
+/// Fill percent used for every non-root bucket of the destination.
+const COMPACT_FILL_PERCENT: f64 = 1.0;
+
+/// What a [`compact`] run copied.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct CompactStats {
+    /// Buckets created in the destination (at every nesting level).
+    pub buckets: u64,
+    /// Plain key/value pairs copied.
+    pub keys: u64,
+    /// Key and value bytes copied (bucket names count as keys), the quantity `tx_max_size`
+    /// limits per transaction.
+    pub bytes: u64,
+    /// Destination transactions committed.
+    pub commits: u64,
+}
+
+/// Copies everything in `src` into `dst` (bbolt's `Compact(dst, src, txMaxSize)`); the same
+/// as [`Db::compact_into`], which documents the details.
+pub fn compact(dst: &Db, src: &Db, tx_max_size: u64) -> Result<CompactStats> {
+    let src_tx = src.begin_read()?;
+    let mut c = Compactor {
+        dst,
+        tx: Some(dst.begin_write()?),
+        generation: 0,
+        size: 0,
+        max: tx_max_size,
+        stats: CompactStats::default(),
+    };
+    let mut path = Vec::new();
+    c.copy_bucket(src_tx.root(), &mut path, 0)?;
+    if let Some(tx) = c.tx.take() {
+        tx.commit()?;
+        c.stats.commits += 1;
+    }
+    Ok(c.stats)
+}
+
+impl Db {
+    /// Copies everything in this database into `dst`, which should be empty: every bucket at
+    /// every nesting level with its sequence, and every key/value pair, with fill percent 1.0
+    /// for all non-root buckets so the destination's pages are packed full. Returns what was
+    /// copied.
+    ///
+    /// This database is read in a single read transaction, so the copy is a consistent
+    /// snapshot even while it keeps being written. The destination is committed, and a new
+    /// write transaction begun, whenever the key and value bytes accumulated in the current
+    /// one would exceed `tx_max_size`; 0 means a single transaction. If the copy fails,
+    /// transactions already committed stay in `dst` and the current one is rolled back.
+    ///
+    /// Fails with [`Error::BucketExists`] if `dst` already holds a bucket of the same name, and
+    /// with [`Error::DatabaseReadOnly`] if `dst` is read-only.
+    pub fn compact_into(&self, dst: &Db, tx_max_size: u64) -> Result<CompactStats> {
+        compact(dst, self, tx_max_size)
+    }
+}
+
+/// State of one compaction: the destination's current write transaction and its size.
+struct Compactor<'d> {
+    dst: &'d Db,
+    /// The open destination transaction (`None` only between a commit and the next begin).
+    tx: Option<Tx>,
+    /// Incremented at each commit; bucket ids from an older generation are stale.
+    generation: u64,
+    /// Key and value bytes written in the current transaction.
+    size: u64,
+    max: u64,
+    stats: CompactStats,
+}
+
+/// A destination bucket as known in one transaction generation.
+#[derive(Clone, Copy)]
+struct DstBucket {
+    id: BucketId,
+    generation: u64,
+}
+
+impl Compactor<'_> {
+    /// The open destination transaction.
+    fn tx(&self) -> Result<&Tx> {
+        self.tx.as_ref().ok_or(Error::TxClosed)
+    }
+
+    /// Commits the current transaction and begins the next if adding `sz` bytes would exceed
+    /// the limit; then accounts for the bytes.
+    fn reserve(&mut self, sz: u64) -> Result<()> {
+        if self.max != 0 && self.size + sz > self.max {
+            if let Some(tx) = self.tx.take() {
+                tx.commit()?;
+                self.stats.commits += 1;
+            }
+            self.tx = Some(self.dst.begin_write()?);
+            self.generation += 1;
+            self.size = 0;
+        }
+        self.size += sz;
+        self.stats.bytes += sz;
+        Ok(())
+    }
+
+    /// The destination bucket at `path` in the current transaction, reopened by path when
+    /// `cached` belongs to an earlier transaction.
+    fn open(&self, path: &[Vec<u8>], cached: &mut DstBucket) -> Result<BucketId> {
+        if cached.generation == self.generation {
+            return Ok(cached.id);
+        }
+        let mut b = self.tx()?.root();
+        for name in path {
+            b = b.bucket(name)?.ok_or(Error::BucketNotFound)?;
+        }
+        if !path.is_empty() {
+            b.set_fill_percent(COMPACT_FILL_PERCENT);
+        }
+        *cached = DstBucket {
+            id: b.id,
+            generation: self.generation,
+        };
+        Ok(b.id)
+    }
+
+    /// Copies the contents of `src` into the destination bucket at `path` (which exists),
+    /// recursing into sub-buckets. `nesting` guards the call stack against hostile files.
+    fn copy_bucket(
+        &mut self,
+        src: Bucket<'_>,
+        path: &mut Vec<Vec<u8>>,
+        dst_id: BucketId,
+    ) -> Result<()> {
+        const MAX_NESTING: usize = 1000;
+        if path.len() > MAX_NESTING {
+            return Err(Error::corrupted(
+                src.root_page(),
+                format!("buckets nested deeper than {MAX_NESTING} levels"),
+            ));
+        }
+        let mut dst = DstBucket {
+            id: dst_id,
+            generation: self.generation,
+        };
+        for entry in src.iter() {
+            let entry = entry?;
+            let key = entry.key();
+            let value = entry.value();
+            self.reserve((key.len() + value.map_or(0, <[u8]>::len)) as u64)?;
+            let id = self.open(path, &mut dst)?;
+            let parent = Bucket::new(self.tx.as_ref().ok_or(Error::TxClosed)?, id);
+            match value {
+                Some(v) => {
+                    parent.put(key, v)?;
+                    self.stats.keys += 1;
+                }
+                None => {
+                    let child_src = src.bucket(key)?.ok_or_else(|| {
+                        Error::corrupted(
+                            src.root_page(),
+                            "bucket entry could not be opened as a bucket",
+                        )
+                    })?;
+                    let child = parent.create_bucket(key)?;
+                    child.set_sequence(child_src.sequence())?;
+                    child.set_fill_percent(COMPACT_FILL_PERCENT);
+                    self.stats.buckets += 1;
+                    let child_id = child.id;
+                    path.push(key.to_vec());
+                    self.copy_bucket(child_src, path, child_id)?;
+                    path.pop();
+                }
+            }
+        }
+        Ok(())
+    }
+}
