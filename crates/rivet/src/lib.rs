@@ -39,10 +39,39 @@
 //!     Ok::<_, rivet::Error>(())
 //! })?;
 //!
-//! // Consistency check and statistics.
+//! // Explicit transactions; dropping an uncommitted one rolls it back.
+//! let tx = db.begin_write()?;
+//! let widgets = tx.bucket(b"widgets")?.expect("bucket exists");
+//! let mut cursor = widgets.cursor();
+//! let mut entry = cursor.first()?;
+//! while let Some(e) = entry {
+//!     if e.key() == b"foo" {
+//!         cursor.delete()?; // the next call to next() does not skip anything
+//!     }
+//!     entry = cursor.next()?;
+//! }
+//! tx.commit()?;
+//!
+//! // Group commit: concurrent callers share one durable transaction.
+//! db.batch(|tx| tx.create_bucket_if_not_exists(b"events")?.put(b"e1", b"x"))?;
+//!
+//! // Consistency check (every problem, never just the first) and statistics.
 //! assert!(db.check()?.is_empty());
+//! let stats = db.view(|tx| tx.bucket(b"widgets")?.expect("exists").stats())?;
+//! assert_eq!(stats.bucket_n, 2); // widgets and widgets/parts
+//!
+//! // Hot backup from a read transaction while writers continue.
+//! let backup_path = path.with_extension("backup");
+//! db.view(|tx| tx.copy_file(&backup_path))?;
+//!
+//! // Copy-compaction into a new file (full pages, sequences kept).
+//! let compacted = Db::open(path.with_extension("compact"), Options::default())?;
+//! rivet::compact(&compacted, &db, 0)?;
 //! # Ok::<_, rivet::Error>(())
 //! ```
+//!
+//! Files are bbolt version 2, byte-compatible with Go bbolt: see the `format` module for the
+//! layouts and `storage` for the file, lock and map layer.
 
 #![warn(missing_docs)]
 
