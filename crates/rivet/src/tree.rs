@@ -33,18 +33,77 @@ pub(crate) enum NodeRef {
     Dirty(NodeId),
 }
 
+/// A key held by a dirty node: its bytes plus its first 8 bytes as a big-endian integer, so
+/// that binary search rarely has to follow the pointer (a cache miss) to compare.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Key {
+    prefix: u64,
+    pub raw: RawBytes,
+}
+
+/// The first 8 bytes of `b`, zero padded, as a big-endian integer. Padding keeps the order:
+/// if `prefix(a) < prefix(b)` then `a < b`; equal prefixes need a full comparison.
+fn prefix_of(b: &[u8]) -> u64 {
+    let mut a = [0u8; 8];
+    let n = b.len().min(8);
+    a[..n].copy_from_slice(&b[..n]);
+    u64::from_be_bytes(a)
+}
+
+impl Key {
+    pub(crate) fn new(raw: RawBytes, bytes: &[u8]) -> Key {
+        Key {
+            prefix: prefix_of(bytes),
+            raw,
+        }
+    }
+
+    pub(crate) fn len(&self) -> usize {
+        self.raw.len()
+    }
+
+    const EMPTY: Key = Key {
+        prefix: 0,
+        raw: RawBytes::EMPTY,
+    };
+
+    /// Compares this key with a search key.
+    #[inline]
+    fn cmp_probe(&self, r: &PageReader<'_>, p: &Probe<'_>) -> std::cmp::Ordering {
+        match self.prefix.cmp(&p.prefix) {
+            std::cmp::Ordering::Equal => r.bytes(self.raw).cmp(p.key),
+            o => o,
+        }
+    }
+}
+
+/// A search key with its precomputed prefix.
+pub(crate) struct Probe<'k> {
+    prefix: u64,
+    key: &'k [u8],
+}
+
+impl<'k> Probe<'k> {
+    pub(crate) fn new(key: &'k [u8]) -> Probe<'k> {
+        Probe {
+            prefix: prefix_of(key),
+            key,
+        }
+    }
+}
+
 /// A key/value (or sub-bucket) entry of a leaf.
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct LeafEntry {
     pub flags: u32,
-    pub key: RawBytes,
+    pub key: Key,
     pub value: RawBytes,
 }
 
 /// A child pointer of a branch.
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct BranchEntry {
-    pub key: RawBytes,
+    pub key: Key,
     pub child: NodeRef,
 }
 
@@ -71,10 +130,10 @@ impl Node {
         }
     }
 
-    fn first_key(&self) -> RawBytes {
+    fn first_key(&self) -> Key {
         match self {
-            Node::Leaf(e) => e.first().map(|x| x.key).unwrap_or(RawBytes::EMPTY),
-            Node::Branch(e) => e.first().map(|x| x.key).unwrap_or(RawBytes::EMPTY),
+            Node::Leaf(e) => e.first().map(|x| x.key).unwrap_or(Key::EMPTY),
+            Node::Branch(e) => e.first().map(|x| x.key).unwrap_or(Key::EMPTY),
         }
     }
 
@@ -175,7 +234,7 @@ impl<'a> NodeView<'a> {
         match self {
             NodeView::Page(p) => p.leaf_elem(i),
             NodeView::Dirty(Node::Leaf(e)) => {
-                Ok((e[i].flags, r.bytes(e[i].key), r.bytes(e[i].value)))
+                Ok((e[i].flags, r.bytes(e[i].key.raw), r.bytes(e[i].value)))
             }
             NodeView::Dirty(Node::Branch(_)) => unreachable!("leaf() on a branch node"),
         }
@@ -192,8 +251,14 @@ impl<'a> NodeView<'a> {
     pub(crate) fn lower_bound(&self, r: &PageReader<'a>, key: &[u8]) -> Result<usize> {
         match self {
             NodeView::Page(p) => p.lower_bound(key),
-            NodeView::Dirty(Node::Leaf(e)) => Ok(e.partition_point(|x| r.bytes(x.key) < key)),
-            NodeView::Dirty(Node::Branch(e)) => Ok(e.partition_point(|x| r.bytes(x.key) < key)),
+            NodeView::Dirty(Node::Leaf(e)) => {
+                let p = Probe::new(key);
+                Ok(e.partition_point(|x| x.key.cmp_probe(r, &p).is_lt()))
+            }
+            NodeView::Dirty(Node::Branch(e)) => {
+                let p = Probe::new(key);
+                Ok(e.partition_point(|x| x.key.cmp_probe(r, &p).is_lt()))
+            }
         }
     }
     /// Branch child whose range holds `key`.
@@ -202,7 +267,8 @@ impl<'a> NodeView<'a> {
             NodeView::Page(p) => p.child_index(key),
             NodeView::Dirty(Node::Branch(e)) => {
                 // last entry with key <= target, clamped to 0
-                Ok(e.partition_point(|x| r.bytes(x.key) <= key)
+                let p = Probe::new(key);
+                Ok(e.partition_point(|x| x.key.cmp_probe(r, &p).is_le())
                     .saturating_sub(1))
             }
             NodeView::Dirty(Node::Leaf(_)) => unreachable!("child_index() on a leaf node"),
@@ -311,7 +377,7 @@ impl<'a, 'r> TreeMut<'a, 'r> {
                 let (flags, k, val) = page.leaf_elem(i)?;
                 v.push(LeafEntry {
                     flags,
-                    key: RawBytes::new(k),
+                    key: Key::new(RawBytes::new(k), k),
                     value: RawBytes::new(val),
                 });
             }
@@ -321,7 +387,7 @@ impl<'a, 'r> TreeMut<'a, 'r> {
             for i in 0..page.count() {
                 let (k, child) = page.branch_elem(i)?;
                 v.push(BranchEntry {
-                    key: RawBytes::new(k),
+                    key: Key::new(RawBytes::new(k), k),
                     child: NodeRef::Page(child),
                 });
             }
@@ -335,19 +401,20 @@ impl<'a, 'r> TreeMut<'a, 'r> {
     /// node on the way.
     fn descend(&mut self, root: &mut NodeRef, key: &[u8]) -> Result<Path> {
         let mut path = Path::new();
+        let probe = Probe::new(key);
         let mut id = self.materialize(*root)?;
         *root = NodeRef::Dirty(id);
         for _ in 0..MAX_DEPTH {
             let r = self.reader;
             match &self.nodes[id] {
                 Node::Leaf(e) => {
-                    let i = e.partition_point(|x| r.bytes(x.key) < key);
+                    let i = e.partition_point(|x| x.key.cmp_probe(&r, &probe).is_lt());
                     path.push((id, i));
                     return Ok(path);
                 }
                 Node::Branch(e) => {
                     let i = e
-                        .partition_point(|x| r.bytes(x.key) <= key)
+                        .partition_point(|x| x.key.cmp_probe(&r, &probe).is_le())
                         .saturating_sub(1);
                     let child = e[i].child;
                     let cid = self.materialize(child)?;
@@ -379,9 +446,13 @@ impl<'a, 'r> TreeMut<'a, 'r> {
         let Node::Leaf(e) = &mut self.nodes[leaf] else {
             unreachable!("descend ends at a leaf")
         };
-        let exists = i < e.len() && r.bytes(e[i].key) == kb;
+        let exists = i < e.len() && r.bytes(e[i].key.raw) == kb;
         check(exists.then(|| e[i].flags))?;
-        let entry = LeafEntry { flags, key, value };
+        let entry = LeafEntry {
+            flags,
+            key: Key::new(key, kb),
+            value,
+        };
         if exists {
             e[i] = entry;
         } else {
@@ -405,7 +476,7 @@ impl<'a, 'r> TreeMut<'a, 'r> {
         let Node::Leaf(e) = &mut self.nodes[leaf] else {
             unreachable!("descend ends at a leaf")
         };
-        if i >= e.len() || r.bytes(e[i].key) != key {
+        if i >= e.len() || r.bytes(e[i].key.raw) != key {
             return Ok(None);
         }
         check(e[i].flags)?;
@@ -611,7 +682,7 @@ impl<'a, 'r> TreeMut<'a, 'r> {
             Node::Leaf(e) => {
                 let items: Vec<(u32, &[u8], &[u8])> = e
                     .iter()
-                    .map(|x| (x.flags, r.bytes(x.key), r.bytes(x.value)))
+                    .map(|x| (x.flags, r.bytes(x.key.raw), r.bytes(x.value)))
                     .collect();
                 format::write_leaf(&mut buf, pgid, (pages - 1) as u32, &items);
             }
@@ -622,7 +693,7 @@ impl<'a, 'r> TreeMut<'a, 'r> {
                         let NodeRef::Page(p) = x.child else {
                             unreachable!("children are spilled first")
                         };
-                        (r.bytes(x.key), p)
+                        (r.bytes(x.key.raw), p)
                     })
                     .collect();
                 format::write_branch(&mut buf, pgid, (pages - 1) as u32, &items);
