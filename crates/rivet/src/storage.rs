@@ -135,10 +135,11 @@ impl Storage for FileStorage {
     fn write_all_vectored_at(&self, bufs: &[&[u8]], offset: u64) -> io::Result<()> {
         let mut slices: Vec<&[u8]> = bufs.iter().copied().filter(|b| !b.is_empty()).collect();
         let mut offset = offset;
-        while !slices.is_empty() {
+        let mut first = 0; // slices[..first] are fully written
+        while first < slices.len() {
             // pwritev takes at most IOV_MAX (1024 on Linux) buffers per call.
-            let batch = slices.len().min(1024);
-            let iov: Vec<io::IoSlice<'_>> = slices[..batch]
+            let end = slices.len().min(first + 1024);
+            let iov: Vec<io::IoSlice<'_>> = slices[first..end]
                 .iter()
                 .map(|s| io::IoSlice::new(s))
                 .collect();
@@ -156,11 +157,11 @@ impl Storage for FileStorage {
             offset += n as u64;
             let mut left = n;
             while left > 0 {
-                if left >= slices[0].len() {
-                    left -= slices[0].len();
-                    slices.remove(0);
+                if left >= slices[first].len() {
+                    left -= slices[first].len();
+                    first += 1;
                 } else {
-                    slices[0] = &slices[0][left..];
+                    slices[first] = &slices[first][left..];
                     left = 0;
                 }
             }
