@@ -1,5 +1,6 @@
 //! Loads N random 24-byte keys with 150-byte values in one transaction and reports the time
-//! per phase: `cargo run --release --example bulk_load -- [N] [PATH]`.
+//! per phase: `cargo run --release --example bulk_load -- [N] [PATH] [sorted]`. With `sorted`
+//! the keys are inserted in ascending order at fill percent 1.0 (the bulk-load path).
 
 use std::time::Instant;
 
@@ -13,6 +14,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         .transpose()?
         .unwrap_or(1_000_000);
     let path = args.next().unwrap_or_else(|| "bulk_load.db".into());
+    let sorted = args.next().as_deref() == Some("sorted");
     let _ = std::fs::remove_file(&path);
     let db = Db::open(&path, Options::default())?;
     let mut state = 0x2545_F491_4F6C_DD1Du64;
@@ -27,17 +29,27 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let b = tx.create_bucket(b"bench")?;
     let mut key = [0u8; 24];
     let value = [7u8; 150];
-    for _ in 0..n {
-        for chunk in key.chunks_mut(8) {
-            chunk.copy_from_slice(&next().to_le_bytes());
+    if sorted {
+        b.set_fill_percent(1.0);
+    }
+    for i in 0..n {
+        if sorted {
+            key[..8].copy_from_slice(&i.to_be_bytes());
+            key[8..16].copy_from_slice(&next().to_le_bytes());
+            b.append(&key, &value)?;
+        } else {
+            for chunk in key.chunks_mut(8) {
+                chunk.copy_from_slice(&next().to_le_bytes());
+            }
+            b.put(&key, &value)?;
         }
-        b.put(&key, &value)?;
     }
     let inserted = start.elapsed();
     tx.commit()?;
     let total = start.elapsed();
     println!(
-        "{n} random inserts in one transaction: insert {:.2}s, commit {:.2}s, total {:.2}s ({:.0} ns/key), file {} MiB",
+        "{n} {} inserts in one transaction: insert {:.2}s, commit {:.2}s, total {:.2}s ({:.0} ns/key), file {} MiB",
+        if sorted { "sorted (append)" } else { "random" },
         inserted.as_secs_f64(),
         (total - inserted).as_secs_f64(),
         total.as_secs_f64(),

@@ -143,6 +143,31 @@ impl<'tx> Bucket<'tx> {
         Ok(())
     }
 
+    /// Stores `value` under `key` like [`Bucket::put`], optimised for keys arriving in
+    /// ascending order (bulk loads, imports, compaction): a key greater than every key in the
+    /// bucket goes straight to the rightmost leaf, and full pages are left completely full
+    /// (LMDB's append mode). Any other key falls back to an ordinary `put`.
+    pub fn append(&self, key: &[u8], value: &[u8]) -> Result<()> {
+        self.writable()?;
+        check_key(key)?;
+        if value.len() > MAX_VALUE_SIZE {
+            return Err(Error::ValueTooLarge(value.len()));
+        }
+        let (k, v) = (self.tx.stash(key), self.tx.stash(value));
+        let appended = self
+            .tx
+            .with_tree(self.id, |tm, root| tm.append(root, k, v, 0))?;
+        if !appended {
+            self.tx.with_tree(self.id, |tm, root| {
+                tm.put(root, k, v, 0, |old| match old {
+                    Some(f) if f & LEAF_FLAG_BUCKET != 0 => Err(Error::IncompatibleValue),
+                    _ => Ok(()),
+                })
+            })?;
+        }
+        Ok(())
+    }
+
     /// Removes `key`. A missing key is not an error; a sub-bucket is
     /// ([`Error::IncompatibleValue`]).
     pub fn delete(&self, key: &[u8]) -> Result<()> {

@@ -159,7 +159,7 @@ impl Compactor<'_> {
             let parent = Bucket::new(self.tx.as_ref().ok_or(Error::TxClosed)?, id);
             match value {
                 Some(v) => {
-                    parent.put(key, v)?;
+                    parent.append(key, v)?; // source order is ascending: full pages
                     self.stats.keys += 1;
                 }
                 None => {

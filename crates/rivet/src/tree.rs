@@ -462,6 +462,64 @@ impl<'a, 'r> TreeMut<'a, 'r> {
         Ok(exists)
     }
 
+    /// Appends `key` after every key in the tree, filling pages completely (LMDB's append
+    /// mode). Returns `Ok(false)` without changing anything when `key` is not greater than the
+    /// last key (the caller then falls back to [`TreeMut::put`]).
+    pub(crate) fn append(
+        &mut self,
+        root: &mut NodeRef,
+        key: RawBytes,
+        value: RawBytes,
+        flags: u32,
+    ) -> Result<bool> {
+        let kb = self.reader.bytes(key);
+        let mut path = Path::new();
+        let mut id = self.materialize(*root)?;
+        *root = NodeRef::Dirty(id);
+        for _ in 0..MAX_DEPTH {
+            match &self.nodes[id] {
+                Node::Leaf(e) => {
+                    match e.last() {
+                        Some(last) if self.reader.bytes(last.key.raw) >= kb => return Ok(false),
+                        // An empty non-root leaf (left by bbolt) says nothing about the maximum.
+                        None if !path.is_empty() => return Ok(false),
+                        _ => {}
+                    }
+                    let i = e.len();
+                    path.push((id, i));
+                    break;
+                }
+                Node::Branch(e) => {
+                    let i = e.len() - 1;
+                    let cid = self.materialize(e[i].child)?;
+                    if let Node::Branch(e) = &mut self.nodes[id] {
+                        e[i].child = NodeRef::Dirty(cid);
+                    }
+                    path.push((id, i));
+                    id = cid;
+                }
+            }
+        }
+        let Some(&(leaf, _)) = path
+            .last()
+            .filter(|_| matches!(self.nodes[id], Node::Leaf(_)))
+        else {
+            return Err(too_deep(*root));
+        };
+        if let Node::Leaf(e) = &mut self.nodes[leaf] {
+            e.push(LeafEntry {
+                flags,
+                key: Key::new(key, kb),
+                value,
+            });
+        }
+        let fill = std::mem::replace(&mut self.fill_percent, 1.0);
+        let r = self.split_up(root, &path);
+        self.fill_percent = fill;
+        r?;
+        Ok(true)
+    }
+
     /// Removes `key`; `check` sees the existing entry's flags first and may refuse.
     /// Returns the removed entry.
     pub(crate) fn delete(

@@ -685,3 +685,41 @@ fn deeply_nested_buckets_check_clean_and_reopen_without_freelist() {
     let db = Db::open(&p, opts).unwrap();
     assert_eq!(db.check().unwrap(), vec![]);
 }
+
+#[test]
+fn append_fills_pages_and_falls_back_for_out_of_order_keys() {
+    let (_d, p) = tmp();
+    let db = Db::open(
+        &p,
+        Options {
+            page_size: Some(1024),
+            no_sync: true,
+            ..Options::default()
+        },
+    )
+    .unwrap();
+    db.update(|tx| {
+        let b = tx.create_bucket(b"b")?;
+        for i in 0..20_000u32 {
+            b.append(format!("{:08}", i * 2).as_bytes(), &[i as u8; 20])?;
+        }
+        // Out of order and duplicate keys still land correctly.
+        b.append(b"00000001", b"odd")?;
+        b.append(b"00000000", b"replaced")?;
+        Ok::<_, Error>(())
+    })
+    .unwrap();
+    db.view(|tx| {
+        let b = tx.bucket(b"b")?.unwrap();
+        assert_eq!(b.iter().count(), 20_001);
+        assert_eq!(b.get(b"00000001")?, Some(&b"odd"[..]));
+        assert_eq!(b.get(b"00000000")?, Some(&b"replaced"[..]));
+        assert_eq!(b.get(b"00039998")?, Some(&[19_999u32 as u8; 20][..]));
+        let s = b.stats()?;
+        let fill = s.leaf_inuse as f64 / s.leaf_alloc as f64;
+        assert!(fill > 0.9, "append leaves leaves full ({fill:.2})");
+        assert!(tx.check().is_empty());
+        Ok::<_, Error>(())
+    })
+    .unwrap();
+}

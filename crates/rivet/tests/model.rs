@@ -206,7 +206,13 @@ fn run(ops: Vec<Op>, page_size: usize, no_freelist_sync: bool) {
             } => {
                 let p = pick(bucket);
                 let v = value_of(len, fill);
-                let r = open(t, &p).put(&key, &v);
+                // Even fills use the append path (which falls back to put for keys that do
+                // not sort last): both must behave identically.
+                let r = if fill % 2 == 0 {
+                    open(t, &p).append(&key, &v)
+                } else {
+                    open(t, &p).put(&key, &v)
+                };
                 let mb = work.at(&p).unwrap();
                 match mb.entries.get(&key) {
                     Some(MEntry::Bucket(_)) => {
