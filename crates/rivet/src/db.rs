@@ -353,36 +353,19 @@ impl Shared {
 
     /// Ends the write transaction: publishes `meta` (if it committed) and returns the
     /// freelist, then lets the next writer in.
-    pub(crate) fn finish_write(&self, meta: Option<Meta>, fl: Freelist) -> Result<()> {
-        let mut result = Ok(());
-        if let Some(meta) = meta {
+    pub(crate) fn finish_write(&self, commit: Option<(Meta, Option<Arc<Mapping>>)>, fl: Freelist) {
+        if let Some((meta, map)) = commit {
             let mut st = lock(&self.state);
             st.meta = meta;
             st.stats.commit_n += 1;
-            let need = meta.pgid * self.page_size as u64;
-            if need > st.map.len() as u64 {
-                // Grow the map. Open readers keep the old mapping alive through their Arc.
-                match storage::mmap_size(need, self.page_size as u64)
-                    .ok_or_else(|| Error::InvalidOption("mmap too large".into()))
-                    .and_then(|len| {
-                        self.storage
-                            .map(len as usize)
-                            .map_err(|e| Error::io(format!("mmap {}", self.path.display()), e))
-                    }) {
-                    Ok(m) => st.map = m,
-                    Err(e) => {
-                        // The commit is durable, but nothing can read past the old map: refuse
-                        // further work rather than read out of bounds.
-                        *lock(&self.poisoned) = Some(format!("remap failed: {e}"));
-                        result = Err(e);
-                    }
-                }
+            if let Some(map) = map {
+                // Open readers keep the old mapping alive through their Arc.
+                st.map = map;
             }
         }
         *lock(&self.freelist) = Some(fl);
         *lock(&self.writer_busy) = false;
         self.writer_cv.notify_one();
-        result
     }
 
     fn poison(&self, why: String) -> Error {
@@ -390,13 +373,41 @@ impl Shared {
         Error::Poisoned(why)
     }
 
-    /// The write half of the commit protocol.
+    /// Writes page runs sorted by page id, coalescing neighbours into one vectored write.
+    pub(crate) fn write_pages(&self, pages: &mut [(Pgid, Vec<u8>)]) -> Result<()> {
+        let ps = self.page_size as u64;
+        pages.sort_unstable_by_key(|p| p.0);
+        let mut i = 0;
+        while i < pages.len() {
+            let start = pages[i].0;
+            let mut end = start + pages[i].1.len() as u64 / ps;
+            let mut j = i + 1;
+            while j < pages.len() && pages[j].0 == end {
+                end += pages[j].1.len() as u64 / ps;
+                j += 1;
+            }
+            let bufs: Vec<&[u8]> = pages[i..j].iter().map(|p| p.1.as_slice()).collect();
+            self.storage
+                .write_all_vectored_at(&bufs, start * ps)
+                .map_err(|e| {
+                    Error::io(
+                        format!("write pages {start}..{end} of {}", self.path.display()),
+                        e,
+                    )
+                })?;
+            i = j;
+        }
+        Ok(())
+    }
+
+    /// The write half of the commit protocol (the last batch of pages, grow, sync, meta,
+    /// sync); earlier batches went through [`Shared::write_pages`] during spill.
     pub(crate) fn write_commit(
         &self,
         meta: &Meta,
         old_hwm: Pgid,
         mut pages: Vec<(Pgid, Vec<u8>)>,
-    ) -> Result<()> {
+    ) -> Result<Option<Arc<Mapping>>> {
         let ps = self.page_size as u64;
         let path = self.path.display();
         let (file_size, map_len) = {
@@ -438,23 +449,22 @@ impl Shared {
                 lock(&self.state).file_size = new_size;
             }
         }
-        pages.sort_unstable_by_key(|p| p.0);
-        let mut i = 0;
-        while i < pages.len() {
-            // Coalesce runs of neighbouring pages into one vectored write.
-            let start = pages[i].0;
-            let mut end = start + pages[i].1.len() as u64 / ps;
-            let mut j = i + 1;
-            while j < pages.len() && pages[j].0 == end {
-                end += pages[j].1.len() as u64 / ps;
-                j += 1;
-            }
-            let bufs: Vec<&[u8]> = pages[i..j].iter().map(|p| p.1.as_slice()).collect();
-            self.storage
-                .write_all_vectored_at(&bufs, start * ps)
-                .map_err(|e| Error::io(format!("write pages {start}..{end} of {path}"), e))?;
-            i = j;
-        }
+        self.write_pages(&mut pages)?;
+        // Map the grown file before the commit point, so that a failure here is an ordinary
+        // rolled-back error rather than a durable commit nobody can read.
+        let need = meta.pgid * ps;
+        let new_map = if need > map_len {
+            let len = storage::mmap_size(need, ps).ok_or_else(|| {
+                Error::InvalidOption(format!("mmap of {need} bytes is too large"))
+            })?;
+            Some(
+                self.storage
+                    .map(len as usize)
+                    .map_err(|e| Error::io(format!("mmap {path} ({len} bytes)"), e))?,
+            )
+        } else {
+            None
+        };
         if !self.options.no_sync {
             self.storage
                 .sync_data()
@@ -476,7 +486,7 @@ impl Shared {
                 .sync_data()
                 .map_err(|e| self.poison(format!("fdatasync of meta page of {path}: {e}")))?;
         }
-        Ok(())
+        Ok(new_map)
     }
 }
 

@@ -340,6 +340,42 @@ pub(crate) fn too_deep(nref: NodeRef) -> Error {
     )
 }
 
+/// Writes one batch of serialized pages.
+pub(crate) type FlushFn<'s> = dyn FnMut(&mut Vec<(Pgid, Vec<u8>)>) -> Result<()> + 's;
+
+/// Serialized pages on their way to the file. Once `limit` bytes are buffered they are handed
+/// to `flush` (which writes them, sorted by page id), so a huge commit never holds all of its
+/// pages in memory at once. Early writes are safe: every page goes to space that is free in the
+/// committed state, and nothing points at it until the meta page is written.
+pub(crate) struct PageSink<'s> {
+    pub pages: Vec<(Pgid, Vec<u8>)>,
+    bytes: usize,
+    limit: usize,
+    flush: &'s mut FlushFn<'s>,
+}
+
+impl<'s> PageSink<'s> {
+    pub(crate) fn new(limit: usize, flush: &'s mut FlushFn<'s>) -> PageSink<'s> {
+        PageSink {
+            pages: Vec::new(),
+            bytes: 0,
+            limit,
+            flush,
+        }
+    }
+
+    pub(crate) fn push(&mut self, pgid: Pgid, buf: Vec<u8>) -> Result<()> {
+        self.bytes += buf.len();
+        self.pages.push((pgid, buf));
+        if self.bytes >= self.limit {
+            (self.flush)(&mut self.pages)?;
+            self.pages.clear();
+            self.bytes = 0;
+        }
+        Ok(())
+    }
+}
+
 /// Mutable access to one transaction's dirty nodes, with the pages they came from.
 pub(crate) struct TreeMut<'a, 'r> {
     pub reader: PageReader<'r>,
@@ -705,7 +741,7 @@ impl<'a, 'r> TreeMut<'a, 'r> {
         &mut self,
         nref: NodeRef,
         alloc: &mut dyn FnMut(u64) -> Result<Pgid>,
-        out: &mut Vec<(Pgid, Vec<u8>)>,
+        out: &mut PageSink<'_>,
     ) -> Result<Pgid> {
         let id = match nref {
             NodeRef::Page(p) => return Ok(p),
@@ -757,7 +793,7 @@ impl<'a, 'r> TreeMut<'a, 'r> {
                 format::write_branch(&mut buf, pgid, (pages - 1) as u32, &items);
             }
         }
-        out.push((pgid, buf));
+        out.push(pgid, buf)?;
         Ok(pgid)
     }
 

@@ -19,7 +19,14 @@ use crate::format::{self, BucketHeader, Meta, Pgid, LEAF_FLAG_BUCKET, PGID_NO_FR
 use crate::freelist::Freelist;
 use crate::raw::RawBytes;
 use crate::storage::Mapping;
-use crate::tree::{Node, NodeRef, PageReader, TreeMut};
+use crate::tree::{Node, NodeRef, PageReader, PageSink, TreeMut};
+
+/// What a successful commit publishes: the new meta and, if the file outgrew the map, the new
+/// mapping.
+type Published = (Meta, Option<Arc<Mapping>>);
+
+/// Serialized pages buffered during a commit before they are written out.
+const SPILL_BATCH_BYTES: usize = 32 << 20;
 
 /// Index of a bucket opened in a transaction.
 pub(crate) type BucketId = usize;
@@ -259,12 +266,14 @@ impl Tx {
         self.done.set(true);
         let fl = self.state.borrow_mut().freelist.take();
         match res {
-            Ok((meta, fl2)) => self.shared.finish_write(Some(meta), fl2),
+            Ok((commit, fl2)) => {
+                self.shared.finish_write(Some(commit), fl2);
+                Ok(())
+            }
             Err((e, allocated)) => {
                 let mut fl = fl.expect("write transaction holds the freelist");
                 fl.rollback(self.meta.txid, &allocated, self.meta.pgid);
-                // The transaction failed; its error is the one to report.
-                let _ = self.shared.finish_write(None, fl);
+                self.shared.finish_write(None, fl);
                 Err(e)
             }
         }
@@ -282,8 +291,7 @@ impl Tx {
         if self.writable {
             let fl = self.state.borrow_mut().freelist.take();
             if let Some(fl) = fl {
-                // Nothing was published, so finishing cannot fail.
-                let _ = self.shared.finish_write(None, fl);
+                self.shared.finish_write(None, fl);
             }
         } else {
             self.shared.finish_read(self.meta.txid);
@@ -293,7 +301,9 @@ impl Tx {
     /// The commit protocol. On success returns the new meta and the freelist to keep; on
     /// failure the error and the runs allocated so far (to undo).
     #[allow(clippy::type_complexity)]
-    fn commit_inner(&self) -> std::result::Result<(Meta, Freelist), (Error, Vec<(Pgid, u64)>)> {
+    fn commit_inner(
+        &self,
+    ) -> std::result::Result<(Published, Freelist), (Error, Vec<(Pgid, u64)>)> {
         let spill_start = Instant::now();
         let txid = self.meta.txid;
         let ps = self.meta.page_size as usize;
@@ -305,7 +315,12 @@ impl Tx {
             .freelist
             .take()
             .expect("write transaction holds the freelist");
-        let mut pages: Vec<(Pgid, Vec<u8>)> = Vec::new();
+        let mut written = 0u64;
+        let mut flush = |batch: &mut Vec<(Pgid, Vec<u8>)>| -> Result<()> {
+            written += batch.len() as u64;
+            self.shared.write_pages(batch)
+        };
+        let mut pages = PageSink::new(SPILL_BATCH_BYTES, &mut flush);
         let mut hwm = meta.pgid;
 
         let spilled = (|| -> Result<()> {
@@ -349,7 +364,7 @@ impl Tx {
                 let ids = fl.all_ids();
                 let mut buf = vec![0u8; n as usize * ps];
                 format::write_freelist(&mut buf, p, (n - 1) as u32, &ids);
-                pages.push((p, buf));
+                pages.push(p, buf)?;
                 meta.freelist = p;
             }
             Ok(())
@@ -361,11 +376,16 @@ impl Tx {
         meta.pgid = hwm;
         let spill_us = spill_start.elapsed().as_micros() as u64;
         let write_start = Instant::now();
-        let writes = pages.len() as u64;
-        if let Err(e) = self.shared.write_commit(&meta, self.meta.pgid, pages) {
-            self.state.borrow_mut().freelist = Some(fl);
-            return Err((e, allocated));
-        }
+        let rest = std::mem::take(&mut pages.pages);
+        drop(pages);
+        let writes = written + rest.len() as u64;
+        let new_map = match self.shared.write_commit(&meta, self.meta.pgid, rest) {
+            Ok(m) => m,
+            Err(e) => {
+                self.state.borrow_mut().freelist = Some(fl);
+                return Err((e, allocated));
+            }
+        };
         let mut s = self.stats.get();
         s.page_alloc = allocated.iter().map(|a| a.1).sum();
         s.node_count = self.state.borrow().nodes.len() as u64;
@@ -373,7 +393,7 @@ impl Tx {
         s.spill_time_us = spill_us;
         s.write_time_us = write_start.elapsed().as_micros() as u64;
         self.stats.set(s);
-        Ok((meta, fl))
+        Ok(((meta, new_map), fl))
     }
 
     /// Serialises every dirty bucket, children before parents, and returns the new root page
@@ -381,7 +401,7 @@ impl Tx {
     fn spill_buckets(
         &self,
         alloc: &mut dyn FnMut(u64) -> Result<Pgid>,
-        pages: &mut Vec<(Pgid, Vec<u8>)>,
+        pages: &mut PageSink<'_>,
     ) -> Result<Pgid> {
         // Post-order over the live bucket hierarchy.
         let order = {
