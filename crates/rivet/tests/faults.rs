@@ -14,6 +14,7 @@ enum Op {
     Write,
     Sync,
     SetLen,
+    Map,
 }
 
 /// Fails the `nth` call (0-based, counted from arming) of operation `op`.
@@ -70,6 +71,7 @@ impl Storage for Faulty {
         self.inner.set_len(len)
     }
     fn map(&self, len: usize) -> io::Result<Arc<Mapping>> {
+        self.hit(Op::Map)?;
         self.inner.map(len)
     }
 }
@@ -193,4 +195,35 @@ fn every_fault_point_fails_cleanly() {
         cases.len(),
         "every fault point must be reached"
     );
+}
+
+/// Regression: a failed remap after a commit that grew the file used to publish the new meta
+/// anyway, so readers looked for pages beyond their mapping. The map is now made before the
+/// commit point: the failure rolls back and the database stays usable.
+#[test]
+fn failed_remap_rolls_back_cleanly() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("m.db");
+    let plan = Arc::new(Mutex::new(Plan::default()));
+    let db = open(&path, plan.clone());
+    big_commit(&db, 1).unwrap();
+    let before = contents(&db);
+    *plan.lock().unwrap() = Plan {
+        armed: Some((Op::Map, 0)),
+        ..Plan::default()
+    };
+    let err = db
+        .update(|tx| tx.bucket(b"b")?.unwrap().put(b"huge", &vec![1u8; 4 << 20]))
+        .unwrap_err();
+    assert!(
+        plan.lock().unwrap().fired,
+        "the commit must need a bigger map"
+    );
+    assert!(err.to_string().contains("injected"), "{err}");
+    assert_eq!(contents(&db), before);
+    assert!(db.check().unwrap().is_empty());
+    db.update(|tx| tx.bucket(b"b")?.unwrap().put(b"huge", &vec![1u8; 4 << 20]))
+        .unwrap();
+    assert!(db.check().unwrap().is_empty());
+    assert_eq!(contents(&db).len(), before.len() + 1);
 }
