@@ -56,6 +56,34 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         total.as_nanos() as f64 / n as f64,
         std::fs::metadata(&path)?.len() >> 20
     );
+    // Random reads: replay the key sequence in one read transaction.
+    if !sorted {
+        let mut state = 0x2545_F491_4F6C_DD1Du64;
+        let mut next = move || {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state
+        };
+        let tx = db.begin_read()?;
+        let b = tx.bucket(b"bench")?.ok_or("bucket missing")?;
+        let start = Instant::now();
+        let mut found = 0u64;
+        for _ in 0..n {
+            for chunk in key.chunks_mut(8) {
+                chunk.copy_from_slice(&next().to_le_bytes());
+            }
+            if let Some(v) = b.get(&key)? {
+                found += u64::from(v[0] == 7);
+            }
+        }
+        let el = start.elapsed();
+        println!(
+            "{n} random gets: {:.2}s ({:.0} ns/get), {found} found",
+            el.as_secs_f64(),
+            el.as_nanos() as f64 / n as f64
+        );
+    }
     let start = Instant::now();
     let problems = db.check()?;
     println!(

@@ -48,18 +48,21 @@ pub const MAX_VALUE_SIZE: usize = (1 << 31) - 2;
 pub const FREELIST_COUNT_OVERFLOW: u16 = 0xFFFF;
 
 /// Reads a little-endian u16 at `off`, or `None` when out of bounds.
+#[inline]
 fn u16_at(b: &[u8], off: usize) -> Option<u16> {
     let s = b.get(off..off.checked_add(2)?)?;
     Some(u16::from_le_bytes([s[0], s[1]]))
 }
 
 /// Reads a little-endian u32 at `off`, or `None` when out of bounds.
+#[inline]
 fn u32_at(b: &[u8], off: usize) -> Option<u32> {
     let s = b.get(off..off.checked_add(4)?)?;
     Some(u32::from_le_bytes([s[0], s[1], s[2], s[3]]))
 }
 
 /// Reads a little-endian u64 at `off`, or `None` when out of bounds.
+#[inline]
 pub(crate) fn u64_at(b: &[u8], off: usize) -> Option<u64> {
     let s = b.get(off..off.checked_add(8)?)?;
     let mut a = [0u8; 8];
@@ -75,6 +78,19 @@ fn put_u32(b: &mut [u8], off: usize, v: u32) {
 }
 fn put_u64(b: &mut [u8], off: usize, v: u64) {
     b[off..off + 8].copy_from_slice(&v.to_le_bytes());
+}
+
+/// The first 8 bytes of `b`, zero padded, as a big-endian integer. Zero padding preserves
+/// order: `prefix8(a) < prefix8(b)` implies `a < b`.
+#[inline]
+pub(crate) fn prefix8(b: &[u8]) -> u64 {
+    if b.len() >= 8 {
+        u64::from_be_bytes([b[0], b[1], b[2], b[3], b[4], b[5], b[6], b[7]])
+    } else {
+        let mut a = [0u8; 8];
+        a[..b.len()].copy_from_slice(b);
+        u64::from_be_bytes(a)
+    }
 }
 
 /// FNV-1a 64-bit hash, as used by the meta checksum.
@@ -102,6 +118,7 @@ pub struct PageHeader {
 
 impl PageHeader {
     /// Decodes the header at the start of `page`.
+    #[inline]
     pub fn decode(page: &[u8], pgid: Pgid) -> Result<PageHeader> {
         let bad = || Error::corrupted(pgid, "page shorter than its 16-byte header");
         Ok(PageHeader {
@@ -301,6 +318,12 @@ impl<'a> NodePage<'a> {
     /// Parses the page run `data` (header first) that was fetched as page `pgid`.
     pub fn parse(data: &'a [u8], pgid: Pgid) -> Result<NodePage<'a>> {
         let h = PageHeader::decode(data, pgid)?;
+        NodePage::with_header(data, pgid, &h)
+    }
+
+    /// Like [`NodePage::parse`] for a run whose header was already decoded.
+    #[inline]
+    pub fn with_header(data: &'a [u8], pgid: Pgid, h: &PageHeader) -> Result<NodePage<'a>> {
         let leaf = match h.flags {
             FLAG_LEAF => true,
             FLAG_BRANCH => false,
@@ -362,17 +385,39 @@ impl<'a> NodePage<'a> {
 
     /// Key of element `i`.
     pub fn key(&self, i: usize) -> Result<&'a [u8]> {
-        debug_assert!(i < self.count);
+        self.key_opt(i).ok_or_else(|| {
+            let e = PAGE_HEADER_SIZE + i * ELEMENT_SIZE;
+            let (pos, ksize) = if self.leaf {
+                (u32_at(self.data, e + 4), u32_at(self.data, e + 8))
+            } else {
+                (u32_at(self.data, e), u32_at(self.data, e + 4))
+            };
+            Error::corrupted(
+                self.pgid,
+                format!(
+                    "key of element {i} (pos {}, size {}) lies outside the {}-byte page",
+                    pos.unwrap_or(0),
+                    ksize.unwrap_or(0),
+                    self.data.len()
+                ),
+            )
+        })
+    }
+
+    /// Key of element `i`, or `None` when it lies outside the page (the hot path of searches;
+    /// callers turn `None` into an error through [`NodePage::key`]).
+    #[inline(always)]
+    fn key_opt(&self, i: usize) -> Option<&'a [u8]> {
         let e = PAGE_HEADER_SIZE + i * ELEMENT_SIZE;
-        if self.leaf {
-            let pos = u32_at(self.data, e + 4).unwrap_or(0);
-            let ksize = u32_at(self.data, e + 8).unwrap_or(0);
-            self.slice(e, pos, u64::from(ksize), "leaf key")
+        let (pos_off, size_off) = if self.leaf {
+            (e + 4, e + 8)
         } else {
-            let pos = u32_at(self.data, e).unwrap_or(0);
-            let ksize = u32_at(self.data, e + 4).unwrap_or(0);
-            self.slice(e, pos, u64::from(ksize), "branch key")
-        }
+            (e, e + 4)
+        };
+        let pos = u32_at(self.data, pos_off)? as usize;
+        let ksize = u32_at(self.data, size_off)? as usize;
+        let start = e.checked_add(pos)?;
+        self.data.get(start..start.checked_add(ksize)?)
     }
 
     /// Leaf element `i`: (flags, key, value).
@@ -404,10 +449,22 @@ impl<'a> NodePage<'a> {
 
     /// Index of the first element whose key is `>= key` (== count when none).
     pub fn lower_bound(&self, key: &[u8]) -> Result<usize> {
+        let probe = prefix8(key);
         let (mut lo, mut hi) = (0usize, self.count);
         while lo < hi {
             let mid = (lo + hi) / 2;
-            if self.key(mid)? < key {
+            let Some(k) = self.key_opt(mid) else {
+                return Err(self
+                    .key(mid)
+                    .err()
+                    .unwrap_or_else(|| Error::corrupted(self.pgid, "bad key")));
+            };
+            // Compare the first 8 bytes as an integer first; only equal prefixes need memcmp.
+            let less = match prefix8(k).cmp(&probe) {
+                std::cmp::Ordering::Equal => k < key,
+                o => o.is_lt(),
+            };
+            if less {
                 lo = mid + 1;
             } else {
                 hi = mid;

@@ -44,10 +44,7 @@ pub(crate) struct Key {
 /// The first 8 bytes of `b`, zero padded, as a big-endian integer. Padding keeps the order:
 /// if `prefix(a) < prefix(b)` then `a < b`; equal prefixes need a full comparison.
 fn prefix_of(b: &[u8]) -> u64 {
-    let mut a = [0u8; 8];
-    let n = b.len().min(8);
-    a[..n].copy_from_slice(&b[..n]);
-    u64::from_be_bytes(a)
+    format::prefix8(b)
 }
 
 impl Key {
@@ -204,8 +201,8 @@ impl<'a> PageReader<'a> {
 
     /// Page `pgid` as a branch or leaf.
     pub(crate) fn node_page(&self, pgid: Pgid) -> Result<NodePage<'a>> {
-        let (_, run) = self.run(pgid)?;
-        NodePage::parse(run, pgid)
+        let (h, run) = self.run(pgid)?;
+        NodePage::with_header(run, pgid, &h)
     }
 }
 
