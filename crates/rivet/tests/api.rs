@@ -723,3 +723,15 @@ fn append_fills_pages_and_falls_back_for_out_of_order_keys() {
     })
     .unwrap();
 }
+
+#[test]
+fn value_size_limit_is_bbolts() {
+    let (_d, p) = tmp();
+    let db = Db::open(&p, fast()).unwrap();
+    // vec![0; n] is lazily zeroed by the OS: these pages are never touched.
+    let too_big = vec![0u8; (1 << 31) - 1];
+    let r = db.update(|tx| tx.create_bucket(b"b")?.put(b"k", &too_big));
+    assert!(matches!(r, Err(Error::ValueTooLarge(2147483647))), "{r:?}");
+    let r = db.update(|tx| tx.create_bucket(b"b")?.append(b"k", &too_big));
+    assert!(matches!(r, Err(Error::ValueTooLarge(_))), "{r:?}");
+}
