@@ -1,0 +1,400 @@
+//! `pages`, `page`, `dump`: looking at the file page by page.
+//!
+//! These read the file directly (see [`crate::raw`]) so they also work on files the engine
+//! refuses to open; they take a shared lock and never write.
+
+use std::collections::BTreeSet;
+use std::time::Duration;
+
+use rivet::format::{
+    self, BucketHeader, NodePage, PageHeader, Pgid, BUCKET_HEADER_SIZE, FLAG_BRANCH, FLAG_FREELIST,
+    FLAG_LEAF, FLAG_META, FREELIST_COUNT_OVERFLOW, LEAF_FLAG_BUCKET, PAGE_HEADER_SIZE,
+    PGID_NO_FREELIST,
+};
+
+use crate::bytes::{preview, Show};
+use crate::cli::{DumpArgs, JsonDbArgs, PageArgs};
+use crate::error::{CliError, CliResult, EXIT_OK};
+use crate::json::Out as J;
+use crate::output::Out;
+use crate::raw::{Access, RawFile, RawMeta};
+use crate::walk::free_pages;
+
+/// One row of the page table.
+struct Row {
+    id: Pgid,
+    kind: &'static str,
+    items: Option<u64>,
+    overflow: u32,
+}
+
+/// The number of items a page header announces (the real count for a large freelist).
+fn item_count(raw: &RawFile, id: Pgid, h: &PageHeader) -> u64 {
+    if h.flags == FLAG_FREELIST && h.count == FREELIST_COUNT_OVERFLOW {
+        if let Ok(off) = raw.offset(id) {
+            if let Ok(b) = raw.read_at(off + PAGE_HEADER_SIZE as u64, 8) {
+                let mut a = [0u8; 8];
+                a.copy_from_slice(&b);
+                return u64::from_le_bytes(a);
+            }
+        }
+    }
+    u64::from(h.count)
+}
+
+/// Free pages of the latest commit, or an empty set (with a warning) when they cannot be read.
+fn free_set(raw: &RawFile, meta: &format::Meta) -> BTreeSet<Pgid> {
+    match free_pages(raw, meta) {
+        Ok(f) => {
+            if !f.problems.is_empty() {
+                eprintln!(
+                    "rivet: warning: {} problem(s) while walking the tree; free pages may be wrong",
+                    f.problems.len()
+                );
+            }
+            f.ids
+        }
+        Err(e) => {
+            eprintln!("rivet: warning: cannot read the freelist: {e}");
+            BTreeSet::new()
+        }
+    }
+}
+
+/// `rivet pages DB`: one row per page run below the high-water mark.
+pub fn pages(args: &JsonDbArgs, timeout: Duration) -> CliResult<u8> {
+    let raw = RawFile::open(&args.db, Access::Read, timeout)?;
+    let meta = raw.active_meta()?;
+    let free = free_set(&raw, &meta);
+    let mut rows = Vec::new();
+    let mut id = 0;
+    while id < meta.pgid {
+        if free.contains(&id) {
+            rows.push(Row {
+                id,
+                kind: "free",
+                items: None,
+                overflow: 0,
+            });
+            id += 1;
+            continue;
+        }
+        let h = raw.header(id)?;
+        rows.push(Row {
+            id,
+            kind: format::page_type_name(h.flags),
+            items: Some(item_count(&raw, id, &h)),
+            overflow: h.overflow,
+        });
+        // A damaged overflow count must not skip past the end.
+        id = id.saturating_add(1 + u64::from(h.overflow)).min(meta.pgid);
+    }
+    let mut out = Out::new();
+    if args.json {
+        let list = rows
+            .iter()
+            .map(|r| {
+                let mut f = vec![("id", J::U64(r.id)), ("type", J::str(r.kind))];
+                if let Some(n) = r.items {
+                    f.push(("items", J::U64(n)));
+                    f.push(("overflow", J::U64(u64::from(r.overflow))));
+                }
+                J::Object(f)
+            })
+            .collect();
+        out.line(
+            J::Object(vec![
+                ("page_size", J::U64(raw.page_size() as u64)),
+                ("high_water_mark", J::U64(meta.pgid)),
+                ("pages", J::Array(list)),
+            ])
+            .to_json(),
+        )?;
+    } else {
+        out.line("ID       TYPE       ITEMS  OVRFLW")?;
+        out.line("======== ========== ====== ======")?;
+        for r in &rows {
+            let items = r.items.map(|n| n.to_string()).unwrap_or_default();
+            let overflow = if r.overflow > 0 {
+                r.overflow.to_string()
+            } else {
+                String::new()
+            };
+            out.line(
+                format!("{:<8} {:<10} {:<6} {:<6}", r.id, r.kind, items, overflow).trim_end(),
+            )?;
+        }
+    }
+    out.flush()?;
+    Ok(EXIT_OK)
+}
+
+/// `rivet page DB ID...`: a decoded view of each page.
+pub fn page(args: &PageArgs, timeout: Duration) -> CliResult<u8> {
+    let raw = RawFile::open(&args.db, Access::Read, timeout)?;
+    let meta = raw.active_meta().ok();
+    let free = meta.map(|m| free_set(&raw, &m)).unwrap_or_default();
+    let show = if args.hex { Show::Hex } else { Show::Escaped };
+    let mut out = Out::new();
+    for (n, &id) in args.ids.iter().enumerate() {
+        if id >= raw.page_count() {
+            return Err(CliError::new(format!(
+                "{}: page {id} is beyond the end of the file ({} pages)",
+                args.db.display(),
+                raw.page_count()
+            )));
+        }
+        if n > 0 {
+            out.line("")?;
+        }
+        let lines = describe(&raw, id, meta.map(|m| m.pgid), &free, show, args.max_bytes)?;
+        for l in lines {
+            out.line(l)?;
+        }
+    }
+    out.flush()?;
+    Ok(EXIT_OK)
+}
+
+/// The decoded view of page `id`.
+fn describe(
+    raw: &RawFile,
+    id: Pgid,
+    hwm: Option<Pgid>,
+    free: &BTreeSet<Pgid>,
+    show: Show,
+    max: usize,
+) -> CliResult<Vec<String>> {
+    let h = raw.header(id)?;
+    let mut l = vec![format!("Page ID:       {id}")];
+    if h.id != id {
+        l.push(format!(
+            "Stored ID:     {} (differs from the page's position)",
+            h.id
+        ));
+    }
+    l.push(format!(
+        "Page type:     {} (flags {:#06x})",
+        format::page_type_name(h.flags),
+        h.flags
+    ));
+    l.push(format!("Overflow:      {}", h.overflow));
+    if free.contains(&id) {
+        l.push("Status:        free (listed in the freelist; its contents are stale)".into());
+    } else if hwm.is_some_and(|hwm| id >= hwm) {
+        l.push(
+            "Status:        beyond the high-water mark (never used by the latest commit)".into(),
+        );
+    }
+    let limit = raw.page_count();
+    match h.flags {
+        FLAG_META => describe_meta(raw, id, &mut l)?,
+        FLAG_LEAF | FLAG_BRANCH => {
+            let (_, data) = raw.run(id, limit)?;
+            let node = NodePage::parse(&data, id).map_err(|e| raw.corrupted(id, e))?;
+            describe_node(node, show, max, &mut l);
+        }
+        FLAG_FREELIST => {
+            let (_, data) = raw.run(id, limit)?;
+            let ids = format::read_freelist(&data, id).map_err(|e| raw.corrupted(id, e))?;
+            l.push(format!("Free page ids: {}", ids.len()));
+            for chunk in ids.chunks(10) {
+                let s: Vec<String> = chunk.iter().map(|p| p.to_string()).collect();
+                l.push(format!("  {}", s.join(" ")));
+            }
+        }
+        _ => l.push("(no decoder for this page type; see `rivet dump`)".into()),
+    }
+    Ok(l)
+}
+
+/// Meta page fields, with the checksum verdict.
+fn describe_meta(raw: &RawFile, id: Pgid, l: &mut Vec<String>) -> CliResult<()> {
+    let page = raw.page(id)?;
+    let m = RawMeta::decode(&page, id);
+    l.push(format!(
+        "Magic:         {:#010x}{}",
+        m.magic,
+        if m.magic == format::MAGIC {
+            ""
+        } else {
+            " (wrong)"
+        }
+    ));
+    l.push(format!("Version:       {}", m.version));
+    l.push(format!("Page size:     {}", m.page_size));
+    l.push(format!("Flags:         {:#010x}", m.flags));
+    l.push(format!("Root:          page {}", m.root));
+    l.push(format!("Root sequence: {}", m.root_sequence));
+    if m.freelist == PGID_NO_FREELIST {
+        l.push("Freelist:      none (NoFreelistSync)".into());
+    } else {
+        l.push(format!("Freelist:      page {}", m.freelist));
+    }
+    l.push(format!("HWM:           page {}", m.pgid));
+    l.push(format!("Txid:          {}", m.txid));
+    let verdict = if m.checksum == m.computed_checksum {
+        "ok".to_string()
+    } else {
+        format!("mismatch, computed {:016x}", m.computed_checksum)
+    };
+    l.push(format!("Checksum:      {:016x} ({verdict})", m.checksum));
+    if id < 2 {
+        let slot = &raw.metas()?[id as usize];
+        match &slot.problem {
+            None => l.push("Valid:         yes".into()),
+            Some(p) => l.push(format!("Valid:         no: {p}")),
+        }
+    }
+    Ok(())
+}
+
+/// Branch or leaf elements.
+fn describe_node(node: NodePage<'_>, show: Show, max: usize, l: &mut Vec<String>) {
+    l.push(format!("Items:         {}", node.count()));
+    let q = |b: &[u8]| match show {
+        Show::Hex => preview(b, show, max),
+        _ => format!("\"{}\"", preview(b, show, max)),
+    };
+    for i in 0..node.count() {
+        if !node.is_leaf() {
+            match node.branch_elem(i) {
+                Ok((k, child)) => l.push(format!("  [{i}] {} -> page {child}", q(k))),
+                Err(e) => l.push(format!("  [{i}] damaged: {e}")),
+            }
+            continue;
+        }
+        match node.leaf_elem(i) {
+            Ok((flags, k, v)) if flags & LEAF_FLAG_BUCKET != 0 => {
+                l.push(format!(
+                    "  [{i}] bucket {} {}",
+                    q(k),
+                    bucket_value(v, node.pgid())
+                ));
+            }
+            Ok((_, k, v)) => l.push(format!("  [{i}] {} = {}", q(k), q(v))),
+            Err(e) => l.push(format!("  [{i}] damaged: {e}")),
+        }
+    }
+}
+
+/// A bucket entry's value: root page and sequence, or the inline page's size.
+fn bucket_value(v: &[u8], pgid: Pgid) -> String {
+    match BucketHeader::decode(v, pgid) {
+        Ok(h) if h.root == 0 => {
+            let items = v
+                .get(BUCKET_HEADER_SIZE..)
+                .and_then(|img| NodePage::parse(img, pgid).ok())
+                .map(|p| p.count().to_string())
+                .unwrap_or_else(|| "?".into());
+            format!("(inline, {items} items, sequence {})", h.sequence)
+        }
+        Ok(h) => format!("(root page {}, sequence {})", h.root, h.sequence),
+        Err(_) => "(damaged bucket header)".into(),
+    }
+}
+
+/// `rivet dump DB ID...`: hex dump of each page and its overflow pages.
+pub fn dump(args: &DumpArgs, timeout: Duration) -> CliResult<u8> {
+    let raw = RawFile::open(&args.db, Access::Read, timeout)?;
+    let mut out = Out::new();
+    for (n, &id) in args.ids.iter().enumerate() {
+        if id >= raw.page_count() {
+            return Err(CliError::new(format!(
+                "{}: page {id} is beyond the end of the file ({} pages)",
+                args.db.display(),
+                raw.page_count()
+            )));
+        }
+        let h = raw.header(id)?;
+        let wanted = 1 + u64::from(h.overflow);
+        let pages = wanted.min(raw.page_count() - id);
+        let ps = raw.page_size() as u64;
+        let offset = raw.offset(id)?;
+        let data = raw.read_at(offset, (pages * ps) as usize)?;
+        if n > 0 {
+            out.line("")?;
+        }
+        let mut title = format!(
+            "Page {id} ({}, {pages} page(s), offset {offset:#x}, {} bytes)",
+            format::page_type_name(h.flags),
+            data.len()
+        );
+        if pages < wanted {
+            title.push_str(&format!(
+                "; header claims {} overflow pages, past the end of the file",
+                h.overflow
+            ));
+        }
+        out.line(title)?;
+        for line in hexdump(&data, offset) {
+            out.line(line)?;
+        }
+    }
+    out.flush()?;
+    Ok(EXIT_OK)
+}
+
+/// `hexdump -C`-style lines; runs of identical lines collapse into `*`.
+fn hexdump(data: &[u8], base: u64) -> Vec<String> {
+    let mut lines = Vec::new();
+    let mut prev: Option<&[u8]> = None;
+    let mut starred = false;
+    for (i, chunk) in data.chunks(16).enumerate() {
+        if prev == Some(chunk) {
+            if !starred {
+                lines.push("*".to_string());
+                starred = true;
+            }
+            continue;
+        }
+        starred = false;
+        prev = Some(chunk);
+        let mut hex = String::with_capacity(50);
+        for (j, b) in chunk.iter().enumerate() {
+            if j == 8 {
+                hex.push(' ');
+            }
+            hex.push_str(&format!("{b:02x} "));
+        }
+        let ascii: String = chunk
+            .iter()
+            .map(|&b| {
+                if b.is_ascii_graphic() || b == b' ' {
+                    char::from(b)
+                } else {
+                    '.'
+                }
+            })
+            .collect();
+        lines.push(format!(
+            "{:08x}  {hex:<49} |{ascii}|",
+            base + (i * 16) as u64
+        ));
+    }
+    lines.push(format!("{:08x}", base + data.len() as u64));
+    lines
+}
+
+#[cfg(test)]
+mod tests {
+    use super::hexdump;
+
+    #[test]
+    fn hexdump_collapses_repeats() {
+        let mut data = b"0123456789abcdefXY".to_vec();
+        data.resize(80, 0);
+        let lines = hexdump(&data, 0x1000);
+        assert_eq!(
+            lines[0],
+            "00001000  30 31 32 33 34 35 36 37  38 39 61 62 63 64 65 66  |0123456789abcdef|"
+        );
+        assert!(lines[1].starts_with("00001010  58 59 00"));
+        assert_eq!(
+            lines[2],
+            "00001020  00 00 00 00 00 00 00 00  00 00 00 00 00 00 00 00  |................|"
+        );
+        assert_eq!(lines[3], "*");
+        assert_eq!(lines[4], "00001050");
+    }
+}
