@@ -220,7 +220,9 @@ fn apply<'tx>(
                 ));
             }
             let b = bucket_at(tx, cache, &path)?;
-            b.put(&key, &value).map_err(|e| match e {
+            // Exports list keys in ascending order, so the append path fills pages completely;
+            // out-of-order input still lands correctly (append falls back to put).
+            b.append(&key, &value).map_err(|e| match e {
                 rivet::Error::IncompatibleValue => format!(
                     "key {} in bucket {} is a sub-bucket",
                     escape(&key),
