@@ -84,6 +84,34 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             el.as_nanos() as f64 / n as f64
         );
     }
+    // Removals: delete every other key of the sequence in one transaction.
+    if !sorted {
+        let mut state = 0x2545_F491_4F6C_DD1Du64;
+        let mut next = move || {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state
+        };
+        let start = Instant::now();
+        let tx = db.begin_write()?;
+        let b = tx.bucket(b"bench")?.ok_or("bucket missing")?;
+        for i in 0..n {
+            for chunk in key.chunks_mut(8) {
+                chunk.copy_from_slice(&next().to_le_bytes());
+            }
+            if i % 2 == 0 {
+                b.delete(&key)?;
+            }
+        }
+        tx.commit()?;
+        let el = start.elapsed();
+        println!(
+            "{} removals in one transaction: {:.2}s",
+            n / 2,
+            el.as_secs_f64()
+        );
+    }
     let start = Instant::now();
     let problems = db.check()?;
     println!(
