@@ -321,13 +321,32 @@ impl Db {
     /// Database statistics.
     pub fn stats(&self) -> DbStats {
         let mut s = lock(&self.shared.state).stats;
+        let ps = self.shared.page_size as u64;
         if let Some(fl) = lock(&self.shared.freelist).as_ref() {
             s.free_page_n = fl.free_count();
             s.pending_page_n = fl.pending_count();
-            s.free_alloc = fl.count() * self.shared.page_size as u64;
+            s.free_alloc = fl.count() * ps;
             s.freelist_inuse = format::freelist_size(fl.count() as usize) as u64;
+        } else if let Some(n) = self.persisted_free_count() {
+            // Read-only handles keep no freelist in memory: report the committed one.
+            s.free_page_n = n;
+            s.free_alloc = n * ps;
+            s.freelist_inuse = format::freelist_size(n as usize) as u64;
         }
         s
+    }
+
+    /// Number of ids in the latest snapshot's persisted freelist (`None` when the file has no
+    /// persisted freelist or it cannot be read).
+    fn persisted_free_count(&self) -> Option<u64> {
+        let tx = self.begin_read().ok()?;
+        if tx.meta.freelist == PGID_NO_FREELIST {
+            return None;
+        }
+        let (_, run) = tx.reader().run(tx.meta.freelist).ok()?;
+        format::read_freelist(run, tx.meta.freelist)
+            .ok()
+            .map(|ids| ids.len() as u64)
     }
 
     /// Flushes the file to stable storage (useful after `no_sync` commits).

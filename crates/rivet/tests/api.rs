@@ -735,3 +735,35 @@ fn value_size_limit_is_bbolts() {
     let r = db.update(|tx| tx.create_bucket(b"b")?.append(b"k", &too_big));
     assert!(matches!(r, Err(Error::ValueTooLarge(_))), "{r:?}");
 }
+
+#[test]
+fn read_only_stats_report_the_persisted_freelist() {
+    let (_d, p) = tmp();
+    {
+        let db = Db::open(&p, fast()).unwrap();
+        db.update(|tx| {
+            let b = tx.create_bucket(b"b")?;
+            for i in 0..500u32 {
+                b.put(&i.to_be_bytes(), &[0u8; 500])?;
+            }
+            Ok::<_, Error>(())
+        })
+        .unwrap();
+        db.update(|tx| tx.delete_bucket(b"b")).unwrap();
+    }
+    let rw = Db::open(&p, fast()).unwrap().stats();
+    let ro = Db::open(
+        &p,
+        Options {
+            read_only: true,
+            ..Options::default()
+        },
+    )
+    .unwrap()
+    .stats();
+    assert!(rw.free_page_n > 50, "{rw:?}");
+    assert_eq!(
+        ro.free_page_n + ro.pending_page_n,
+        rw.free_page_n + rw.pending_page_n
+    );
+}
