@@ -68,6 +68,10 @@ type usageError struct{ msg string }
 
 func (e usageError) Error() string { return e.msg }
 
+// extraCommands holds subcommands registered from init functions in other
+// files of this package (bench.go adds "bench"); main.go alone still builds.
+var extraCommands = map[string]func([]string) error{}
+
 func main() {
 	os.Exit(run(os.Args[1:]))
 }
@@ -97,7 +101,11 @@ func run(args []string) int {
 		fmt.Fprint(os.Stdout, usageText)
 		return exitOK
 	default:
-		err = usageError{fmt.Sprintf("unknown command %q", args[0])}
+		if cmd, ok := extraCommands[args[0]]; ok {
+			err = cmd(args[1:])
+		} else {
+			err = usageError{fmt.Sprintf("unknown command %q", args[0])}
+		}
 	}
 	if err == nil {
 		return exitOK
