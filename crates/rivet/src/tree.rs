@@ -476,6 +476,7 @@ impl<'a, 'r> TreeMut<'a, 'r> {
         let path = self.descend(root, kb)?;
         let &(leaf, i) = path.last().expect("descend returns a non-empty path");
         let r = self.reader;
+        let on_right_edge = self.rightmost(&path);
         let Node::Leaf(e) = &mut self.nodes[leaf] else {
             unreachable!("descend ends at a leaf")
         };
@@ -486,13 +487,33 @@ impl<'a, 'r> TreeMut<'a, 'r> {
             key: Key::new(key, kb),
             value,
         };
+        // A new key past the end of the rightmost leaf is an append: like LMDB, split so that
+        // the full pages stay full (sequential inserts then leave no half-empty pages).
+        let appending = !exists && i == e.len() && on_right_edge;
         if exists {
             e[i] = entry;
         } else {
             e.insert(i, entry);
         }
-        self.split_up(root, &path)?;
+        if appending {
+            let fill = std::mem::replace(&mut self.fill_percent, 1.0);
+            let r = self.split_up(root, &path);
+            self.fill_percent = fill;
+            r?;
+        } else {
+            self.split_up(root, &path)?;
+        }
         Ok(exists)
+    }
+
+    /// Whether every branch step of `path` took the last child.
+    fn rightmost(&self, path: &Path) -> bool {
+        path[..path.len() - 1]
+            .iter()
+            .all(|&(id, i)| match &self.nodes[id] {
+                Node::Branch(e) => i + 1 == e.len(),
+                Node::Leaf(_) => false,
+            })
     }
 
     /// Appends `key` after every key in the tree, filling pages completely (LMDB's append

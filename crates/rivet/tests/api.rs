@@ -767,3 +767,33 @@ fn read_only_stats_report_the_persisted_freelist() {
         rw.free_page_n + rw.pending_page_n
     );
 }
+
+#[test]
+fn ascending_puts_leave_full_pages() {
+    let (_d, p) = tmp();
+    let db = Db::open(
+        &p,
+        Options {
+            page_size: Some(4096),
+            no_sync: true,
+            ..Options::default()
+        },
+    )
+    .unwrap();
+    db.update(|tx| {
+        let b = tx.create_bucket(b"b")?;
+        for i in 0..50_000u64 {
+            b.put(&i.to_be_bytes(), &[1u8; 50])?;
+        }
+        Ok::<_, Error>(())
+    })
+    .unwrap();
+    db.view(|tx| {
+        let s = tx.bucket(b"b")?.unwrap().stats()?;
+        let fill = s.leaf_inuse as f64 / s.leaf_alloc as f64;
+        assert!(fill > 0.9, "sequential inserts pack leaves ({fill:.2})");
+        assert!(tx.check().is_empty());
+        Ok::<_, Error>(())
+    })
+    .unwrap();
+}

@@ -748,8 +748,10 @@ fn compact_packs_pages_full() {
     let src = Db::open(dir.path().join("src.db"), opts(4096)).unwrap();
     src.update(|tx| {
         let b = tx.create_bucket(b"seq")?.create_bucket(b"inner")?;
+        // Shuffled order (7919 is coprime with 20,000): splits leave pages about half full.
+        // (Ascending puts would already pack pages full, like append.)
         for i in 0..20_000u32 {
-            b.put(&i.to_be_bytes(), &[b'p'; 20])?;
+            b.put(&((i * 7919) % 20_000).to_be_bytes(), &[b'p'; 20])?;
         }
         Ok::<_, Error>(())
     })
