@@ -10,6 +10,7 @@ use std::ops::Bound;
 
 use crate::bucket::Bucket;
 use crate::error::Result;
+use crate::format::NodePage;
 use crate::format::LEAF_FLAG_BUCKET;
 use crate::raw::RawBytes;
 use crate::tree::{self, NodeRef, NodeView};
@@ -53,8 +54,10 @@ impl std::fmt::Debug for Entry<'_> {
 }
 
 #[derive(Clone, Copy)]
-struct Frame {
+struct Frame<'tx> {
     node: NodeRef,
+    /// The parsed page for clean (and inline) nodes, so stepping needs no re-validation.
+    page: Option<NodePage<'tx>>,
     index: usize,
     count: usize,
     leaf: bool,
@@ -63,7 +66,7 @@ struct Frame {
 /// A position in a bucket, moved with first/last/next/prev/seek.
 pub struct Cursor<'tx> {
     bucket: Bucket<'tx>,
-    stack: Vec<Frame>,
+    stack: Vec<Frame<'tx>>,
     version: u64,
     /// Key of the current entry, used to re-seek after the tree changed.
     current: Option<RawBytes>,
@@ -84,33 +87,62 @@ impl<'tx> Cursor<'tx> {
         self.bucket
     }
 
-    fn frame(&self, node: NodeRef) -> Result<Frame> {
-        let st = self.bucket.tx.state.borrow();
+    fn frame(&self, node: NodeRef) -> Result<Frame<'tx>> {
         let r = self.bucket.tx.reader();
+        let page = match node {
+            NodeRef::Page(p) => Some(r.node_page(p)?),
+            NodeRef::Inline(raw) => Some(tree::inline_page(&r, raw)?),
+            NodeRef::Dirty(_) => None,
+        };
+        if let Some(p) = page {
+            return Ok(Frame {
+                node,
+                page,
+                index: 0,
+                count: p.count(),
+                leaf: p.is_leaf(),
+            });
+        }
+        let st = self.bucket.tx.state.borrow();
         let v = tree::view(&r, &st.nodes, node)?;
         Ok(Frame {
             node,
+            page: None,
             index: 0,
             count: v.count(),
             leaf: v.is_leaf(),
         })
     }
 
-    fn child_of(&self, f: &Frame) -> Result<NodeRef> {
+    fn child_of(&self, f: &Frame<'tx>) -> Result<NodeRef> {
+        if let Some(p) = f.page {
+            return Ok(NodeRef::Page(p.branch_elem(f.index)?.1));
+        }
         let st = self.bucket.tx.state.borrow();
         let r = self.bucket.tx.reader();
         tree::view(&r, &st.nodes, f.node)?.child(f.index)
     }
 
-    fn entry_at(&self, f: &Frame) -> Result<Entry<'tx>> {
-        let st = self.bucket.tx.state.borrow();
-        let r = self.bucket.tx.reader();
-        let v: NodeView<'_> = tree::view(&r, &st.nodes, f.node)?;
-        let (flags, k, val) = v.leaf(&r, f.index)?;
-        // Both slices point into the map or the arena, which live as long as the transaction.
+    fn entry_at(&self, f: &Frame<'tx>) -> Result<Entry<'tx>> {
+        let (flags, key, value) = match f.page {
+            Some(p) => p.leaf_elem(f.index)?,
+            None => {
+                let st = self.bucket.tx.state.borrow();
+                let r = self.bucket.tx.reader();
+                let v: NodeView<'_> = tree::view(&r, &st.nodes, f.node)?;
+                let (flags, k, val) = v.leaf(&r, f.index)?;
+                // Both slices point into the map or the arena, which live as long as the
+                // transaction, not into `st`.
+                (
+                    flags,
+                    r.bytes(RawBytes::new(k)),
+                    r.bytes(RawBytes::new(val)),
+                )
+            }
+        };
         Ok(Entry {
-            key: r.bytes(RawBytes::new(k)),
-            value: r.bytes(RawBytes::new(val)),
+            key,
+            value,
             bucket: flags & LEAF_FLAG_BUCKET != 0,
         })
     }
@@ -235,26 +267,40 @@ impl<'tx> Cursor<'tx> {
         self.reset()?;
         for _ in 0..64 {
             let top = *self.stack.last().expect("reset pushes the root");
-            let st = self.bucket.tx.state.borrow();
-            let r = self.bucket.tx.reader();
-            let v = tree::view(&r, &st.nodes, top.node)?;
-            if top.leaf {
-                let i = v.lower_bound(&r, key)?;
-                drop(st);
-                let last = self.stack.last_mut().expect("non-empty");
-                if i < last.count {
-                    last.index = i;
-                    return Ok(true);
+            let (i, child) = match top.page {
+                Some(p) if top.leaf => (p.lower_bound(key)?, None),
+                Some(p) => {
+                    let i = p.child_index(key)?;
+                    (i, Some(NodeRef::Page(p.branch_elem(i)?.1)))
                 }
-                last.index = last.count.saturating_sub(1);
-                return self.step_forward();
+                None => {
+                    let st = self.bucket.tx.state.borrow();
+                    let r = self.bucket.tx.reader();
+                    let v = tree::view(&r, &st.nodes, top.node)?;
+                    if top.leaf {
+                        (v.lower_bound(&r, key)?, None)
+                    } else {
+                        let i = v.child_index(&r, key)?;
+                        (i, Some(v.child(i)?))
+                    }
+                }
+            };
+            let last = self.stack.last_mut().expect("non-empty");
+            match child {
+                None => {
+                    if i < last.count {
+                        last.index = i;
+                        return Ok(true);
+                    }
+                    last.index = last.count.saturating_sub(1);
+                    return self.step_forward();
+                }
+                Some(child) => {
+                    last.index = i;
+                    let f = self.frame(child)?;
+                    self.stack.push(f);
+                }
             }
-            let i = v.child_index(&r, key)?;
-            let child = v.child(i)?;
-            drop(st);
-            self.stack.last_mut().expect("non-empty").index = i;
-            let f = self.frame(child)?;
-            self.stack.push(f);
         }
         Err(tree::too_deep(self.stack[0].node))
     }

@@ -281,15 +281,18 @@ pub(crate) fn view<'a>(
 ) -> Result<NodeView<'a>> {
     match nref {
         NodeRef::Page(p) => Ok(NodeView::Page(r.node_page(p)?)),
-        NodeRef::Inline(raw) => {
-            let page = NodePage::parse(r.bytes(raw), 0).map_err(inline_error)?;
-            if !page.is_leaf() {
-                return Err(Error::corrupted(0, "inline bucket page is not a leaf"));
-            }
-            Ok(NodeView::Page(page))
-        }
+        NodeRef::Inline(raw) => Ok(NodeView::Page(inline_page(r, raw)?)),
         NodeRef::Dirty(id) => Ok(NodeView::Dirty(&nodes[id])),
     }
+}
+
+/// The page image of an inline bucket, validated as a leaf.
+pub(crate) fn inline_page<'a>(r: &PageReader<'a>, raw: RawBytes) -> Result<NodePage<'a>> {
+    let page = NodePage::parse(r.bytes(raw), 0).map_err(inline_error)?;
+    if !page.is_leaf() {
+        return Err(Error::corrupted(0, "inline bucket page is not a leaf"));
+    }
+    Ok(page)
 }
 
 fn inline_error(e: Error) -> Error {
@@ -396,13 +399,7 @@ impl<'a, 'r> TreeMut<'a, 'r> {
                 self.freed.push((pgid, u64::from(h.overflow) + 1));
                 p
             }
-            NodeRef::Inline(raw) => {
-                let p = NodePage::parse(self.reader.bytes(raw), 0).map_err(inline_error)?;
-                if !p.is_leaf() {
-                    return Err(Error::corrupted(0, "inline bucket page is not a leaf"));
-                }
-                p
-            }
+            NodeRef::Inline(raw) => inline_page(&self.reader, raw)?,
         };
         let node = if page.is_leaf() {
             let mut v = Vec::with_capacity(page.count() + 1);
