@@ -157,6 +157,8 @@ pub fn write_jsonl(tx: &Tx, out: &mut impl Write) -> Result<u64> {
     // The walk uses an explicit stack so that deep nesting cannot overflow the call stack.
     let mut path: Vec<&[u8]> = Vec::new();
     let mut stack: Vec<Level<'_>> = Vec::new();
+    let mut roots: std::collections::HashSet<u64> = std::collections::HashSet::new();
+    roots.insert(root.root_page());
     let mut top = root.iter();
     loop {
         let entry = match stack.last_mut() {
@@ -179,6 +181,18 @@ pub fn write_jsonl(tx: &Tx, out: &mut impl Write) -> Result<u64> {
                     "bucket entry could not be opened as a bucket",
                 ));
             };
+            // In a sound file every bucket root page is referenced once; seeing one again means
+            // a corrupt reference cycle, which would otherwise nest forever.
+            let page = child.root_page();
+            if page != 0 && !roots.insert(page) {
+                return Err(Error::corrupted(
+                    page,
+                    format!(
+                        "bucket {:?} reuses the root page of another bucket (reference cycle)",
+                        String::from_utf8_lossy(entry.key())
+                    ),
+                ));
+            }
             path.push(entry.key());
             encode_path(&path, &mut line);
             let seq = child.sequence();

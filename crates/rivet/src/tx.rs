@@ -338,6 +338,8 @@ impl Tx {
                 Ok(p)
             };
             meta.root = self.spill_buckets(&mut alloc, &mut pages)?;
+            // The root bucket's sequence lives in the meta page.
+            meta.root_sequence = self.state.borrow().buckets[0].sequence;
             // Pages this transaction stopped using become pending under its txid.
             let freed = std::mem::take(&mut self.state.borrow_mut().freed);
             for (p, n) in freed {
