@@ -385,23 +385,27 @@ impl<'a> NodePage<'a> {
 
     /// Key of element `i`.
     pub fn key(&self, i: usize) -> Result<&'a [u8]> {
-        self.key_opt(i).ok_or_else(|| {
-            let e = PAGE_HEADER_SIZE + i * ELEMENT_SIZE;
-            let (pos, ksize) = if self.leaf {
-                (u32_at(self.data, e + 4), u32_at(self.data, e + 8))
-            } else {
-                (u32_at(self.data, e), u32_at(self.data, e + 4))
-            };
-            Error::corrupted(
-                self.pgid,
-                format!(
-                    "key of element {i} (pos {}, size {}) lies outside the {}-byte page",
-                    pos.unwrap_or(0),
-                    ksize.unwrap_or(0),
-                    self.data.len()
-                ),
-            )
-        })
+        self.key_opt(i).ok_or_else(|| self.key_error(i))
+    }
+
+    /// The error for a key that lies outside the page.
+    #[cold]
+    fn key_error(&self, i: usize) -> Error {
+        let e = PAGE_HEADER_SIZE + i * ELEMENT_SIZE;
+        let (pos, ksize) = if self.leaf {
+            (u32_at(self.data, e + 4), u32_at(self.data, e + 8))
+        } else {
+            (u32_at(self.data, e), u32_at(self.data, e + 4))
+        };
+        Error::corrupted(
+            self.pgid,
+            format!(
+                "key of element {i} (pos {}, size {}) lies outside the {}-byte page",
+                pos.unwrap_or(0),
+                ksize.unwrap_or(0),
+                self.data.len()
+            ),
+        )
     }
 
     /// Key of element `i`, or `None` when it lies outside the page (the hot path of searches;
@@ -453,12 +457,7 @@ impl<'a> NodePage<'a> {
         let (mut lo, mut hi) = (0usize, self.count);
         while lo < hi {
             let mid = (lo + hi) / 2;
-            let Some(k) = self.key_opt(mid) else {
-                return Err(self
-                    .key(mid)
-                    .err()
-                    .unwrap_or_else(|| Error::corrupted(self.pgid, "bad key")));
-            };
+            let k = self.key_opt(mid).ok_or_else(|| self.key_error(mid))?;
             // Compare the first 8 bytes as an integer first; only equal prefixes need memcmp.
             let less = match prefix8(k).cmp(&probe) {
                 std::cmp::Ordering::Equal => k < key,
