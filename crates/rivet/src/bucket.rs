@@ -128,19 +128,8 @@ impl<'tx> Bucket<'tx> {
     /// Stores `value` under `key`, replacing any value. Fails with
     /// [`Error::IncompatibleValue`] if `key` names a sub-bucket.
     pub fn put(&self, key: &[u8], value: &[u8]) -> Result<()> {
-        self.writable()?;
-        check_key(key)?;
-        if value.len() > MAX_VALUE_SIZE {
-            return Err(Error::ValueTooLarge(value.len()));
-        }
-        let (k, v) = (self.tx.stash(key), self.tx.stash(value));
-        self.tx.with_tree(self.id, |tm, root| {
-            tm.put(root, k, v, 0, |old| match old {
-                Some(f) if f & LEAF_FLAG_BUCKET != 0 => Err(Error::IncompatibleValue),
-                _ => Ok(()),
-            })
-        })?;
-        Ok(())
+        let (k, v) = self.stash_pair(key, value)?;
+        self.put_stashed(k, v)
     }
 
     /// Stores `value` under `key` like [`Bucket::put`], optimised for keys arriving in
@@ -148,23 +137,34 @@ impl<'tx> Bucket<'tx> {
     /// bucket goes straight to the rightmost leaf, and full pages are left completely full
     /// (LMDB's append mode). Any other key falls back to an ordinary `put`.
     pub fn append(&self, key: &[u8], value: &[u8]) -> Result<()> {
+        let (k, v) = self.stash_pair(key, value)?;
+        let appended = self
+            .tx
+            .with_tree(self.id, |tm, root| tm.append(root, k, v, 0))?;
+        if !appended {
+            self.put_stashed(k, v)?;
+        }
+        Ok(())
+    }
+
+    /// Validates a key/value pair for writing and copies it into the transaction's arena.
+    fn stash_pair(&self, key: &[u8], value: &[u8]) -> Result<(RawBytes, RawBytes)> {
         self.writable()?;
         check_key(key)?;
         if value.len() > MAX_VALUE_SIZE {
             return Err(Error::ValueTooLarge(value.len()));
         }
-        let (k, v) = (self.tx.stash(key), self.tx.stash(value));
-        let appended = self
-            .tx
-            .with_tree(self.id, |tm, root| tm.append(root, k, v, 0))?;
-        if !appended {
-            self.tx.with_tree(self.id, |tm, root| {
-                tm.put(root, k, v, 0, |old| match old {
-                    Some(f) if f & LEAF_FLAG_BUCKET != 0 => Err(Error::IncompatibleValue),
-                    _ => Ok(()),
-                })
-            })?;
-        }
+        Ok((self.tx.stash(key), self.tx.stash(value)))
+    }
+
+    /// Puts a stashed pair, refusing to overwrite a sub-bucket.
+    fn put_stashed(&self, k: RawBytes, v: RawBytes) -> Result<()> {
+        self.tx.with_tree(self.id, |tm, root| {
+            tm.put(root, k, v, 0, |old| match old {
+                Some(f) if f & LEAF_FLAG_BUCKET != 0 => Err(Error::IncompatibleValue),
+                _ => Ok(()),
+            })
+        })?;
         Ok(())
     }
 
