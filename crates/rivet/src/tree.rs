@@ -614,17 +614,31 @@ impl<'a, 'r> TreeMut<'a, 'r> {
                     .collect(),
                 Node::Branch(e) => e.iter().map(|x| ELEMENT_SIZE + x.key.len()).collect(),
             };
-            // First part: at least 2 entries, as many as fit under the threshold, leaving at
-            // least 2 (bbolt's splitIndex rule).
-            let mut at = sizes.len() - 2;
-            let mut sz = PAGE_HEADER_SIZE;
-            for (i, s) in sizes.iter().enumerate().take(sizes.len() - 2) {
-                if i >= 2 && sz + s > threshold {
-                    at = i;
-                    break;
+            let at = if self.fill_percent >= 1.0 {
+                // Fill 100% (appends, compaction): the first part takes everything that fits in
+                // one page, leaving at least one entry. bbolt's rule below would keep two back
+                // and leave every appended page one entry short.
+                let mut at = 1;
+                let mut sz = PAGE_HEADER_SIZE + sizes[0];
+                while at < sizes.len() - 1 && sz + sizes[at] <= threshold {
+                    sz += sizes[at];
+                    at += 1;
                 }
-                sz += s;
-            }
+                at
+            } else {
+                // First part: at least 2 entries, as many as fit under the threshold, leaving
+                // at least 2 (bbolt's splitIndex rule).
+                let mut at = sizes.len() - 2;
+                let mut sz = PAGE_HEADER_SIZE;
+                for (i, s) in sizes.iter().enumerate().take(sizes.len() - 2) {
+                    if i >= 2 && sz + s > threshold {
+                        at = i;
+                        break;
+                    }
+                    sz += s;
+                }
+                at
+            };
             let right = match &mut self.nodes[cur] {
                 Node::Leaf(e) => Node::Leaf(e.split_off(at)),
                 Node::Branch(e) => Node::Branch(e.split_off(at)),
