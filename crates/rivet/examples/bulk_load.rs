@@ -6,6 +6,17 @@ use std::time::Instant;
 
 use rivet::{Db, Options};
 
+/// The deterministic xorshift stream the keys are drawn from; every phase replays it.
+fn key_stream() -> impl FnMut() -> u64 {
+    let mut state = 0x2545_F491_4F6C_DD1Du64;
+    move || {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        state
+    }
+}
+
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut args = std::env::args().skip(1);
     let n: u64 = args
@@ -17,13 +28,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let sorted = args.next().as_deref() == Some("sorted");
     let _ = std::fs::remove_file(&path);
     let db = Db::open(&path, Options::default())?;
-    let mut state = 0x2545_F491_4F6C_DD1Du64;
-    let mut next = move || {
-        state ^= state << 13;
-        state ^= state >> 7;
-        state ^= state << 17;
-        state
-    };
+    let mut next = key_stream();
     let start = Instant::now();
     let tx = db.begin_write()?;
     let b = tx.create_bucket(b"bench")?;
@@ -58,13 +63,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     );
     // Random reads: replay the key sequence in one read transaction.
     if !sorted {
-        let mut state = 0x2545_F491_4F6C_DD1Du64;
-        let mut next = move || {
-            state ^= state << 13;
-            state ^= state >> 7;
-            state ^= state << 17;
-            state
-        };
+        let mut next = key_stream();
         let tx = db.begin_read()?;
         let b = tx.bucket(b"bench")?.ok_or("bucket missing")?;
         let start = Instant::now();
@@ -86,13 +85,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     }
     // Removals: delete every other key of the sequence in one transaction.
     if !sorted {
-        let mut state = 0x2545_F491_4F6C_DD1Du64;
-        let mut next = move || {
-            state ^= state << 13;
-            state ^= state >> 7;
-            state ^= state << 17;
-            state
-        };
+        let mut next = key_stream();
         let start = Instant::now();
         let tx = db.begin_write()?;
         let b = tx.bucket(b"bench")?.ok_or("bucket missing")?;
