@@ -11,6 +11,14 @@ fn tmp() -> (tempfile::TempDir, std::path::PathBuf) {
     (dir, p)
 }
 
+/// 1 KiB pages (deep trees from little data), no fsync.
+fn small_pages() -> Options {
+    Options {
+        page_size: Some(1024),
+        ..fast()
+    }
+}
+
 fn fast() -> Options {
     Options {
         no_sync: true,
@@ -283,15 +291,7 @@ fn keys<'a>(it: impl Iterator<Item = rivet::Result<rivet::Entry<'a>>>) -> Vec<Ve
 #[test]
 fn iterators_ranges_prefixes_and_both_ends() {
     let (_d, p) = tmp();
-    let db = Db::open(
-        &p,
-        Options {
-            page_size: Some(1024),
-            no_sync: true,
-            ..Options::default()
-        },
-    )
-    .unwrap();
+    let db = Db::open(&p, small_pages()).unwrap();
     db.update(|tx| {
         let b = tx.create_bucket(b"b")?;
         for i in 0..2000u32 {
@@ -346,15 +346,7 @@ fn iterators_ranges_prefixes_and_both_ends() {
 #[test]
 fn deleting_while_iterating_does_not_skip() {
     let (_d, p) = tmp();
-    let db = Db::open(
-        &p,
-        Options {
-            page_size: Some(1024),
-            no_sync: true,
-            ..Options::default()
-        },
-    )
-    .unwrap();
+    let db = Db::open(&p, small_pages()).unwrap();
     db.update(|tx| {
         let b = tx.create_bucket(b"b")?;
         for i in 0..5000u32 {
@@ -489,15 +481,7 @@ fn damaged_meta_zero_falls_back_to_meta_one() {
 fn corrupted_pages_are_errors_not_panics() {
     let (_d, p) = tmp();
     {
-        let db = Db::open(
-            &p,
-            Options {
-                page_size: Some(1024),
-                no_sync: true,
-                ..Options::default()
-            },
-        )
-        .unwrap();
+        let db = Db::open(&p, small_pages()).unwrap();
         db.update(|tx| {
             let b = tx.create_bucket(b"b")?;
             for i in 0..400u32 {
@@ -573,11 +557,7 @@ fn corrupted_pages_are_errors_not_panics() {
 #[test]
 fn huge_freelist_uses_the_count_overflow_rule() {
     let (_d, p) = tmp();
-    let opts = Options {
-        page_size: Some(1024),
-        no_sync: true,
-        ..Options::default()
-    };
+    let opts = small_pages();
     {
         let db = Db::open(&p, opts.clone()).unwrap();
         db.update(|tx| {
@@ -689,15 +669,7 @@ fn deeply_nested_buckets_check_clean_and_reopen_without_freelist() {
 #[test]
 fn append_fills_pages_and_falls_back_for_out_of_order_keys() {
     let (_d, p) = tmp();
-    let db = Db::open(
-        &p,
-        Options {
-            page_size: Some(1024),
-            no_sync: true,
-            ..Options::default()
-        },
-    )
-    .unwrap();
+    let db = Db::open(&p, small_pages()).unwrap();
     db.update(|tx| {
         let b = tx.create_bucket(b"b")?;
         for i in 0..20_000u32 {
