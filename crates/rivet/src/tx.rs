@@ -325,17 +325,7 @@ impl Tx {
 
         let spilled = (|| -> Result<()> {
             let mut alloc = |n: u64| -> Result<Pgid> {
-                let p = match fl.allocate(txid, n) {
-                    Some(p) => p,
-                    None => {
-                        let p = hwm;
-                        hwm += n;
-                        fl.note_allocated(p, txid);
-                        p
-                    }
-                };
-                allocated.push((p, n));
-                Ok(p)
+                Ok(allocate_run(&mut fl, &mut hwm, &mut allocated, txid, n))
             };
             meta.root = self.spill_buckets(&mut alloc, &mut pages)?;
             // The root bucket's sequence lives in the meta page.
@@ -353,16 +343,7 @@ impl Tx {
                 meta.freelist = PGID_NO_FREELIST;
             } else {
                 let n = (format::freelist_size(fl.count() as usize) / ps + 1) as u64;
-                let p = match fl.allocate(txid, n) {
-                    Some(p) => p,
-                    None => {
-                        let p = hwm;
-                        hwm += n;
-                        fl.note_allocated(p, txid);
-                        p
-                    }
-                };
-                allocated.push((p, n));
+                let p = allocate_run(&mut fl, &mut hwm, &mut allocated, txid, n);
                 let ids = fl.all_ids();
                 let mut buf = vec![0u8; n as usize * ps];
                 format::write_freelist(&mut buf, p, (n - 1) as u32, &ids);
@@ -499,6 +480,25 @@ impl Tx {
         }
         unreachable!("the root bucket is last in post-order")
     }
+}
+
+/// Allocates a run of `n` pages for commit `txid`: from a free span if one fits, otherwise by
+/// extending the high-water mark. Records the run in `allocated` so a failed commit can undo it.
+fn allocate_run(
+    fl: &mut Freelist,
+    hwm: &mut Pgid,
+    allocated: &mut Vec<(Pgid, u64)>,
+    txid: u64,
+    n: u64,
+) -> Pgid {
+    let p = fl.allocate(txid, n).unwrap_or_else(|| {
+        let p = *hwm;
+        *hwm += n;
+        fl.note_allocated(p, txid);
+        p
+    });
+    allocated.push((p, n));
+    p
 }
 
 impl Drop for Tx {
