@@ -41,16 +41,10 @@ pub(crate) struct Key {
     pub raw: RawBytes,
 }
 
-/// The first 8 bytes of `b`, zero padded, as a big-endian integer. Padding keeps the order:
-/// if `prefix(a) < prefix(b)` then `a < b`; equal prefixes need a full comparison.
-fn prefix_of(b: &[u8]) -> u64 {
-    format::prefix8(b)
-}
-
 impl Key {
     pub(crate) fn new(raw: RawBytes, bytes: &[u8]) -> Key {
         Key {
-            prefix: prefix_of(bytes),
+            prefix: format::prefix8(bytes),
             raw,
         }
     }
@@ -83,7 +77,7 @@ pub(crate) struct Probe<'k> {
 impl<'k> Probe<'k> {
     pub(crate) fn new(key: &'k [u8]) -> Probe<'k> {
         Probe {
-            prefix: prefix_of(key),
+            prefix: format::prefix8(key),
             key,
         }
     }
@@ -493,10 +487,7 @@ impl<'a, 'r> TreeMut<'a, 'r> {
             e.insert(i, entry);
         }
         if appending {
-            let fill = std::mem::replace(&mut self.fill_percent, 1.0);
-            let r = self.split_up(root, &path);
-            self.fill_percent = fill;
-            r?;
+            self.split_up_full(root, &path)?;
         } else {
             self.split_up(root, &path)?;
         }
@@ -564,10 +555,7 @@ impl<'a, 'r> TreeMut<'a, 'r> {
                 value,
             });
         }
-        let fill = std::mem::replace(&mut self.fill_percent, 1.0);
-        let r = self.split_up(root, &path);
-        self.fill_percent = fill;
-        r?;
+        self.split_up_full(root, &path)?;
         Ok(true)
     }
 
@@ -683,6 +671,14 @@ impl<'a, 'r> TreeMut<'a, 'r> {
             self.insert_pieces(parent, idx, &pieces);
         }
         Ok(())
+    }
+
+    /// [`TreeMut::split_up`] at fill 100 %, for appends: full pages stay full.
+    fn split_up_full(&mut self, root: &mut NodeRef, path: &Path) -> Result<()> {
+        let fill = std::mem::replace(&mut self.fill_percent, 1.0);
+        let r = self.split_up(root, path);
+        self.fill_percent = fill;
+        r
     }
 
     fn insert_pieces(&mut self, parent: NodeId, idx: usize, pieces: &[NodeId]) {
