@@ -107,6 +107,16 @@ impl Freelist {
     /// Allocates a contiguous run of `n` free pages, recording `txid` as its allocator.
     /// Returns `None` when no span is large enough (the caller extends the file).
     pub fn allocate(&mut self, txid: Txid, n: u64) -> Option<Pgid> {
+        let start = self.reserve(n)?;
+        self.allocated_by.insert(start, txid);
+        Some(start)
+    }
+
+    /// Takes a contiguous run of `n` free pages (the same choice as [`Freelist::allocate`]) to
+    /// be handed out piecewise by the caller, who records each piece with
+    /// [`Freelist::note_allocated`] and returns what it did not use with
+    /// [`Freelist::give_back`]. Returns `None` when no span is large enough.
+    pub fn reserve(&mut self, n: u64) -> Option<Pgid> {
         debug_assert!(n > 0);
         let (start, len) = if n == 1 {
             let (&s, &l) = self.spans.iter().next()?;
@@ -119,8 +129,19 @@ impl Freelist {
         if len > n {
             self.insert_span(start + n, len - n);
         }
-        self.allocated_by.insert(start, txid);
         Some(start)
+    }
+
+    /// Returns unused reserved pages `start..start+len` to the free set.
+    pub fn give_back(&mut self, start: Pgid, len: u64) {
+        if len > 0 {
+            self.add_free(start, len);
+        }
+    }
+
+    /// Length of the longest free span (0 when nothing is free).
+    pub fn longest_span(&self) -> u64 {
+        self.by_size.last().map_or(0, |&(l, _)| l)
     }
 
     /// Records that a run allocated past the high-water mark belongs to `txid`.
@@ -231,6 +252,19 @@ mod tests {
         assert_eq!(fl.allocate(5, 3), Some(20)); // 20..24 is the only span >= 3
         assert_eq!(fl.allocate(5, 5), None);
         assert_eq!(fl.all_ids(), vec![4, 5, 23]);
+    }
+
+    #[test]
+    fn reserve_takes_best_fit_and_give_back_merges() {
+        let mut fl =
+            Freelist::from_ids(&[3, 9, 10, 11, 12, 20, 21, 22, 23, 24, 25], 30, 2).unwrap();
+        assert_eq!(fl.longest_span(), 6);
+        assert_eq!(fl.reserve(4), Some(9)); // 9..13 fits exactly; 20..26 is larger
+        assert_eq!(fl.free_count(), 7);
+        fl.note_allocated(9, 5);
+        fl.give_back(10, 3); // only page 9 was used
+        assert_eq!(fl.all_ids(), vec![3, 10, 11, 12, 20, 21, 22, 23, 24, 25]);
+        assert_eq!(fl.reserve(7), None);
     }
 
     #[test]

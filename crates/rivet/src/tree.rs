@@ -323,6 +323,30 @@ pub(crate) fn get<'a>(
     Err(too_deep(nref))
 }
 
+/// Pages of the clean (on-disk) nodes on the path from `root` to the leaf where `key` belongs:
+/// what a write of `key` would have to copy.
+pub(crate) fn clean_path_pages(
+    r: &PageReader<'_>,
+    nodes: &[Node],
+    root: NodeRef,
+    key: &[u8],
+) -> Result<u64> {
+    let mut nref = root;
+    let mut pages = 0;
+    for _ in 0..MAX_DEPTH {
+        if let NodeRef::Page(p) = nref {
+            let (h, _) = r.run(p)?;
+            pages += u64::from(h.overflow) + 1;
+        }
+        let v = view(r, nodes, nref)?;
+        if v.is_leaf() {
+            return Ok(pages);
+        }
+        nref = v.child(v.child_index(r, key)?)?;
+    }
+    Err(too_deep(nref))
+}
+
 pub(crate) fn too_deep(nref: NodeRef) -> Error {
     let page = match nref {
         NodeRef::Page(p) => p,

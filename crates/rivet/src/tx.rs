@@ -19,7 +19,7 @@ use crate::format::{self, BucketHeader, Meta, Pgid, LEAF_FLAG_BUCKET, PGID_NO_FR
 use crate::freelist::Freelist;
 use crate::raw::RawBytes;
 use crate::storage::Mapping;
-use crate::tree::{Node, NodeRef, PageReader, PageSink, TreeMut};
+use crate::tree::{self, Node, NodeRef, PageReader, PageSink, TreeMut};
 
 /// What a successful commit publishes: the new meta and, if the file outgrew the map, the new
 /// mapping.
@@ -308,43 +308,46 @@ impl Tx {
         let txid = self.meta.txid;
         let ps = self.meta.page_size as usize;
         let mut meta = self.meta;
-        let mut allocated: Vec<(Pgid, u64)> = Vec::new();
-        let mut fl = self
+        let fl = self
             .state
             .borrow_mut()
             .freelist
             .take()
             .expect("write transaction holds the freelist");
+        let mut pa = PageAllocator::new(fl, meta.pgid, txid);
+        if let Some(n) = self.estimate_commit_pages(&pa.fl) {
+            pa.reserve(n);
+        }
         let mut written = 0u64;
         let mut flush = |batch: &mut Vec<(Pgid, Vec<u8>)>| -> Result<()> {
             written += batch.len() as u64;
             self.shared.write_pages(batch)
         };
         let mut pages = PageSink::new(SPILL_BATCH_BYTES, &mut flush);
-        let mut hwm = meta.pgid;
 
         let spilled = (|| -> Result<()> {
-            let mut alloc = |n: u64| -> Result<Pgid> {
-                Ok(allocate_run(&mut fl, &mut hwm, &mut allocated, txid, n))
-            };
-            meta.root = self.spill_buckets(&mut alloc, &mut pages)?;
+            meta.root = self.spill_buckets(&mut |n| Ok(pa.allocate(n)), &mut pages)?;
             // The root bucket's sequence lives in the meta page.
             meta.root_sequence = self.state.borrow().buckets[0].sequence;
             // Pages this transaction stopped using become pending under its txid.
             let freed = std::mem::take(&mut self.state.borrow_mut().freed);
             for (p, n) in freed {
-                fl.free(txid, p, n);
+                pa.fl.free(txid, p, n);
             }
             if meta.freelist != PGID_NO_FREELIST {
                 let (h, _) = self.reader().run(meta.freelist)?;
-                fl.free(txid, meta.freelist, u64::from(h.overflow) + 1);
+                pa.fl.free(txid, meta.freelist, u64::from(h.overflow) + 1);
             }
             if self.shared.options.no_freelist_sync {
+                pa.end_reservation();
                 meta.freelist = PGID_NO_FREELIST;
             } else {
-                let n = (format::freelist_size(fl.count() as usize) / ps + 1) as u64;
-                let p = allocate_run(&mut fl, &mut hwm, &mut allocated, txid, n);
-                let ids = fl.all_ids();
+                // Sized for the worst case: every still-reserved page returned to the free set.
+                let listed = pa.fl.count() + pa.reserved_left();
+                let n = (format::freelist_size(listed as usize) / ps + 1) as u64;
+                let p = pa.allocate(n);
+                pa.end_reservation();
+                let ids = pa.fl.all_ids();
                 let mut buf = vec![0u8; n as usize * ps];
                 format::write_freelist(&mut buf, p, (n - 1) as u32, &ids);
                 pages.push(p, buf)?;
@@ -353,10 +356,11 @@ impl Tx {
             Ok(())
         })();
         if let Err(e) = spilled {
-            self.state.borrow_mut().freelist = Some(fl);
-            return Err((e, allocated));
+            pa.end_reservation();
+            self.state.borrow_mut().freelist = Some(pa.fl);
+            return Err((e, pa.allocated));
         }
-        meta.pgid = hwm;
+        meta.pgid = pa.hwm;
         let spill_us = spill_start.elapsed().as_micros() as u64;
         let write_start = Instant::now();
         let rest = std::mem::take(&mut pages.pages);
@@ -365,18 +369,61 @@ impl Tx {
         let new_map = match self.shared.write_commit(&meta, self.meta.pgid, rest) {
             Ok(m) => m,
             Err(e) => {
-                self.state.borrow_mut().freelist = Some(fl);
-                return Err((e, allocated));
+                self.state.borrow_mut().freelist = Some(pa.fl);
+                return Err((e, pa.allocated));
             }
         };
         let mut s = self.stats.get();
-        s.page_alloc = allocated.iter().map(|a| a.1).sum();
+        s.page_alloc = pa.allocated.iter().map(|a| a.1).sum();
         s.node_count = self.state.borrow().nodes.len() as u64;
         s.write = writes;
         s.spill_time_us = spill_us;
         s.write_time_us = write_start.elapsed().as_micros() as u64;
         self.stats.set(s);
-        Ok(((meta, new_map), fl))
+        Ok(((meta, new_map), pa.fl))
+    }
+
+    /// An upper estimate of the pages this commit will allocate (dirty nodes, the paths
+    /// rewritten in parent buckets, the freelist), or `None` when the freelist has no span
+    /// that could hold it anyway.
+    fn estimate_commit_pages(&self, fl: &Freelist) -> Option<u64> {
+        let st = self.state.borrow();
+        let longest = fl.longest_span();
+        // Every dirty node needs at least one page.
+        if st.nodes.is_empty() || st.nodes.len() as u64 > longest {
+            return None;
+        }
+        let ps = self.meta.page_size as usize;
+        let nodes: u64 = st
+            .nodes
+            .iter()
+            .map(|n| n.size().div_ceil(ps).max(1) as u64)
+            .sum();
+        // A dirty sub-bucket rewrites its entry in the parent, copying the clean part of the
+        // path to it there.
+        let reader = self.reader();
+        let mut paths = 0;
+        for b in st.buckets.iter().filter(|b| b.dirty && !b.deleted) {
+            if let Some(parent) = b.parent {
+                let name = reader.bytes(b.name);
+                paths += tree::clean_path_pages(&reader, &st.nodes, st.buckets[parent].root, name)
+                    .ok()?;
+            }
+        }
+        let freed: u64 = st.freed.iter().map(|f| f.1).sum();
+        let old_freelist = if self.meta.freelist == PGID_NO_FREELIST {
+            0
+        } else {
+            reader
+                .run(self.meta.freelist)
+                .map_or(0, |(h, _)| u64::from(h.overflow) + 1)
+        };
+        let data = nodes + paths;
+        // Allocation only shrinks the free set, so this bounds what the freelist will list.
+        let listed = fl.count() + freed + paths + old_freelist;
+        let freelist = (format::freelist_size(listed as usize) / ps + 1) as u64;
+        let total = data + freelist;
+        (total <= longest).then_some(total)
     }
 
     /// Serialises every dirty bucket, children before parents, and returns the new root page
@@ -482,23 +529,68 @@ impl Tx {
     }
 }
 
-/// Allocates a run of `n` pages for commit `txid`: from a free span if one fits, otherwise by
-/// extending the high-water mark. Records the run in `allocated` so a failed commit can undo it.
-fn allocate_run(
-    fl: &mut Freelist,
-    hwm: &mut Pgid,
-    allocated: &mut Vec<(Pgid, u64)>,
+/// Hands out the pages of one commit. When the freelist had a span large enough for the whole
+/// commit, pages come from that one reserved run in allocation order, so a small commit's
+/// pages sit next to each other and go out in one write; otherwise (or once the run is used
+/// up) each run comes from the freelist or from extending the high-water mark. Every run
+/// handed out is recorded so a failed commit can undo it.
+struct PageAllocator {
+    fl: Freelist,
+    hwm: Pgid,
     txid: u64,
-    n: u64,
-) -> Pgid {
-    let p = fl.allocate(txid, n).unwrap_or_else(|| {
-        let p = *hwm;
-        *hwm += n;
-        fl.note_allocated(p, txid);
+    allocated: Vec<(Pgid, u64)>,
+    /// The unused part `next..end` of the reserved run.
+    reserved: Option<(Pgid, Pgid)>,
+}
+
+impl PageAllocator {
+    fn new(fl: Freelist, hwm: Pgid, txid: u64) -> PageAllocator {
+        PageAllocator {
+            fl,
+            hwm,
+            txid,
+            allocated: Vec::new(),
+            reserved: None,
+        }
+    }
+
+    /// Reserves `n` contiguous free pages if the freelist has them.
+    fn reserve(&mut self, n: u64) {
+        debug_assert!(self.reserved.is_none());
+        self.reserved = self.fl.reserve(n).map(|p| (p, p + n));
+    }
+
+    /// Pages still unused in the reservation.
+    fn reserved_left(&self) -> u64 {
+        self.reserved.map_or(0, |(next, end)| end - next)
+    }
+
+    /// Returns the unused part of the reservation to the free set.
+    fn end_reservation(&mut self) {
+        if let Some((next, end)) = self.reserved.take() {
+            self.fl.give_back(next, end - next);
+        }
+    }
+
+    /// Allocates a run of `n` pages.
+    fn allocate(&mut self, n: u64) -> Pgid {
+        let p = match &mut self.reserved {
+            Some((next, end)) if *end - *next >= n => {
+                let p = *next;
+                *next += n;
+                self.fl.note_allocated(p, self.txid);
+                p
+            }
+            _ => self.fl.allocate(self.txid, n).unwrap_or_else(|| {
+                let p = self.hwm;
+                self.hwm += n;
+                self.fl.note_allocated(p, self.txid);
+                p
+            }),
+        };
+        self.allocated.push((p, n));
         p
-    });
-    allocated.push((p, n));
-    p
+    }
 }
 
 impl Drop for Tx {

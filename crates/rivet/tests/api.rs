@@ -769,3 +769,48 @@ fn ascending_puts_leave_full_pages() {
     })
     .unwrap();
 }
+
+/// A small commit takes its pages from one free span when one fits, so they go out in one
+/// write: here the root bucket's page, the bucket's page and the freelist come out adjacent
+/// even though single free pages with lower ids exist.
+#[test]
+fn small_commit_pages_are_contiguous_when_a_span_fits() {
+    let (_d, p) = tmp();
+    let db = Db::open(&p, small_pages()).unwrap();
+    db.update(|tx| {
+        let big = tx.create_bucket(b"big")?;
+        for i in 0..3000u32 {
+            big.put(&i.to_be_bytes(), &[7u8; 100])?;
+        }
+        let small = tx.create_bucket(b"small")?;
+        for i in 0..40u32 {
+            small.put(&i.to_be_bytes(), &[1u8; 20])?;
+        }
+        Ok::<_, Error>(())
+    })
+    .unwrap();
+    // Scattered single free pages: the old paths of a few small commits.
+    for i in 0..3u32 {
+        db.update(|tx| tx.bucket(b"small")?.unwrap().put(&i.to_be_bytes(), b"x"))
+            .unwrap();
+    }
+    db.update(|tx| tx.delete_bucket(b"big")).unwrap();
+    // Releases the big bucket's pages (no reader holds them) into one large span.
+    db.update(|tx| tx.bucket(b"small")?.unwrap().put(b"k", b"1"))
+        .unwrap();
+    db.update(|tx| tx.bucket(b"small")?.unwrap().put(b"k", b"2"))
+        .unwrap();
+    let tx = db.begin_read().unwrap();
+    let meta = tx.meta();
+    let small_root = tx.bucket(b"small").unwrap().unwrap().root_page();
+    let mut written = [meta.root, small_root, meta.freelist];
+    written.sort_unstable();
+    assert!(small_root > 0, "the small bucket is paged, not inline");
+    assert_eq!(
+        written[2] - written[0],
+        2,
+        "pages of the last commit {written:?} are not one run"
+    );
+    drop(tx);
+    assert!(db.check().unwrap().is_empty());
+}
