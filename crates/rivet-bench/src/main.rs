@@ -38,7 +38,7 @@ commands:
   report     re-render: --results FILE [--out DIR] [--publish FILE]
   profile    --engine E --phase P --dir DIR [--n N] [workload flags]: load N keys (untimed),
              then run only phase P inside `profiled_phase` (for callgrind --toggle-collect);
-             P: bulk_load sorted_load individual_writes batch_writes len random_reads
+             P: bulk_load sorted_load individual_writes batch_writes len random_reads read_txns
                 range_reads random_reads_mt removals compaction
   fsync-floor  [--dir DIR] [--fsync-samples K]: median 4 KiB pwrite+fdatasync in microseconds
   selftest   print the deterministic data the Go peer must reproduce

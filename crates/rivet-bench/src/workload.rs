@@ -578,13 +578,14 @@ pub fn fsync_floor_us(dir: &std::path::Path, count: usize) -> Result<f64> {
 }
 
 /// Phases [`profile`] can isolate.
-pub const PROFILE_PHASES: [&str; 10] = [
+pub const PROFILE_PHASES: [&str; 11] = [
     "bulk_load",
     "sorted_load",
     "individual_writes",
     "batch_writes",
     "len",
     "random_reads",
+    "read_txns",
     "range_reads",
     "random_reads_mt",
     "removals",
@@ -645,6 +646,13 @@ pub fn profile(name: &str, phase: &str, dir: &std::path::Path, p: &Params) -> Re
         }
         "len" => e2.read(&mut |r| r.count().map(|_| ())),
         "random_reads" => e2.read(&mut |r| get_items(r, 0, n)),
+        "read_txns" => {
+            // Like the record study's Read: one read transaction per get.
+            for i in 0..n / 2 {
+                e2.read(&mut |r| get_items(r, i, i + 1))?;
+            }
+            Ok(())
+        }
         "range_reads" => e2.read(&mut |r| {
             let mut k = [0u8; KEY_LEN];
             for i in 0..n / 2 {

@@ -6,6 +6,7 @@
 
 use std::ops::RangeBounds;
 
+use crate::children::OpenChildren;
 use crate::cursor::{Cursor, Entry, Iter};
 use crate::error::{Error, Result};
 use crate::format::{
@@ -102,13 +103,18 @@ impl<'tx> Bucket<'tx> {
 
     /// Looks up a key's entry: (flags, value).
     fn lookup(&self, key: &[u8]) -> Result<Option<(u32, &'tx [u8])>> {
+        Ok(self.lookup_entry(key)?.map(|(f, _, v)| (f, v)))
+    }
+
+    /// Looks up a key's entry: (flags, the stored key, value).
+    fn lookup_entry(&self, key: &[u8]) -> Result<Option<(u32, RawBytes, &'tx [u8])>> {
         self.alive()?;
         let st = self.tx.state.borrow();
         let reader = self.tx.reader();
         let found = tree::get(&reader, &st.nodes, st.buckets[self.id].root, key)?;
-        // Re-borrow the slice with the transaction's lifetime: it points into the map or the
-        // arena, not into `st`.
-        Ok(found.map(|(f, v)| (f, reader.bytes(RawBytes::new(v)))))
+        // Re-borrow the slices with the transaction's lifetime: they point into the map or
+        // the arena, not into `st`.
+        Ok(found.map(|(f, k, v)| (f, RawBytes::new(k), reader.bytes(RawBytes::new(v)))))
     }
 
     /// The value of `key`, or `None` if the key is missing or names a sub-bucket. The slice
@@ -187,20 +193,25 @@ impl<'tx> Bucket<'tx> {
     /// Opens the sub-bucket `name`; `None` if it does not exist or `name` is a plain key.
     pub fn bucket(&self, name: &[u8]) -> Result<Option<Bucket<'tx>>> {
         self.alive()?;
-        if let Some(&id) = self.tx.state.borrow().buckets[self.id].children.get(name) {
+        let open = self.tx.state.borrow().buckets[self.id]
+            .children
+            .get(&self.tx.reader(), name);
+        if let Some(id) = open {
             return Ok(Some(Bucket::new(self.tx, id)));
         }
-        let Some((flags, value)) = self.lookup(name)? else {
+        let Some((flags, stored_name, value)) = self.lookup_entry(name)? else {
             return Ok(None);
         };
         if flags & LEAF_FLAG_BUCKET == 0 {
             return Ok(None);
         }
-        let id = self.register_child(name, value)?;
+        let id = self.register_child(stored_name, value)?;
         Ok(Some(Bucket::new(self.tx, id)))
     }
 
-    fn register_child(&self, name: &[u8], value: &'tx [u8]) -> Result<BucketId> {
+    /// Registers the sub-bucket stored as `name` (bytes the transaction holds) with the
+    /// header and root in `value`.
+    fn register_child(&self, name: RawBytes, value: &'tx [u8]) -> Result<BucketId> {
         let page = self.root_page();
         let h = BucketHeader::decode(value, page)?;
         let root = if h.root == 0 {
@@ -214,14 +225,14 @@ impl<'tx> Bucket<'tx> {
         } else {
             NodeRef::Page(h.root)
         };
-        let name_raw = self.tx.stash(name);
+        let reader = self.tx.reader();
         let mut st = self.tx.state.borrow_mut();
         let fill_percent = st.buckets[self.id].fill_percent;
         st.buckets.push(BucketState {
             root,
             sequence: h.sequence,
             parent: Some(self.id),
-            name: name_raw,
+            name,
             children: Default::default(),
             dirty: false,
             deleted: false,
@@ -232,7 +243,7 @@ impl<'tx> Bucket<'tx> {
             },
         });
         let id = st.buckets.len() - 1;
-        st.buckets[self.id].children.insert(name.to_vec(), id);
+        st.buckets[self.id].children.insert(&reader, name, id);
         Ok(id)
     }
 
@@ -251,7 +262,7 @@ impl<'tx> Bucket<'tx> {
             })
         })?;
         let value = self.tx.reader().bytes(v);
-        let id = self.register_child(name, value)?;
+        let id = self.register_child(k, value)?;
         // A new bucket must be written at commit even if it stays empty.
         self.tx.state.borrow_mut().buckets[id].dirty = true;
         Ok(Bucket::new(self.tx, id))
@@ -283,7 +294,7 @@ impl<'tx> Bucket<'tx> {
             .with_tree(self.id, |tm, root| tm.delete(root, name, |_| Ok(())))?;
         self.tx.state.borrow_mut().buckets[self.id]
             .children
-            .remove(name);
+            .remove(&self.tx.reader(), name);
         Ok(())
     }
 
@@ -321,9 +332,10 @@ impl<'tx> Bucket<'tx> {
         })?;
         self.tx
             .with_tree(self.id, |tm, root| tm.delete(root, name, |_| Ok(())))?;
+        let reader = self.tx.reader();
         let mut st = self.tx.state.borrow_mut();
-        st.buckets[self.id].children.remove(name);
-        st.buckets[dst.id].children.insert(name.to_vec(), child.id);
+        st.buckets[self.id].children.remove(&reader, name);
+        st.buckets[dst.id].children.insert(&reader, k, child.id);
         let c = &mut st.buckets[child.id];
         c.parent = Some(dst.id);
         c.name = k;
@@ -426,11 +438,7 @@ impl Tx {
         Ok(())
     }
 
-    fn free_tree(
-        &self,
-        root: NodeRef,
-        registered: &std::collections::HashMap<Vec<u8>, BucketId>,
-    ) -> Result<()> {
+    fn free_tree(&self, root: NodeRef, registered: &OpenChildren) -> Result<()> {
         let mut pages = Vec::new();
         let mut subs = Vec::new();
         {
@@ -439,7 +447,7 @@ impl Tx {
         }
         self.state.borrow_mut().freed.extend(pages);
         for (name, value) in subs {
-            if let Some(&cid) = registered.get(&name) {
+            if let Some(cid) = registered.get(&self.reader(), &name) {
                 self.free_bucket(cid)?;
             } else {
                 let h = BucketHeader::decode(&value, 0)?;

@@ -4,7 +4,6 @@
 //! and the freelist. It hands out transactions and carries out the write half of the commit
 //! protocol (grow, write pages in id order, sync, write meta, sync).
 
-use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::Duration;
@@ -12,6 +11,7 @@ use std::time::Duration;
 use crate::error::{Error, Result};
 use crate::format::{self, Meta, MetaError, Pgid, Txid, PGID_NO_FREELIST};
 use crate::freelist::Freelist;
+use crate::readers::OpenReaders;
 use crate::storage::{self, FileStorage, LockMode, Mapping, OpenError, Storage};
 use crate::tx::Tx;
 
@@ -89,7 +89,7 @@ pub(crate) struct Shared {
     writer_busy: Mutex<bool>,
     writer_cv: Condvar,
     /// The freelist while no write transaction holds it; `None` in read-only mode until needed.
-    freelist: Mutex<Option<Freelist>>,
+    freelist: Mutex<Option<Box<Freelist>>>,
     /// Set after a failed sync: writes are refused from then on.
     poisoned: Mutex<Option<String>>,
     pub(crate) batch: crate::batch::Batcher,
@@ -98,7 +98,7 @@ pub(crate) struct Shared {
 pub(crate) struct State {
     pub meta: Meta,
     pub map: Arc<Mapping>,
-    pub readers: BTreeMap<Txid, usize>,
+    pub readers: OpenReaders,
     pub file_size: u64,
     pub stats: DbStats,
 }
@@ -187,7 +187,7 @@ impl Db {
             state: Mutex::new(State {
                 meta,
                 map,
-                readers: BTreeMap::new(),
+                readers: OpenReaders::new(),
                 file_size,
                 stats: DbStats::default(),
             }),
@@ -201,7 +201,7 @@ impl Db {
         let db = Db { shared };
         if !db.shared.options.read_only {
             let fl = db.load_freelist()?;
-            *lock(&db.shared.freelist) = Some(fl);
+            *lock(&db.shared.freelist) = Some(Box::new(fl));
             if meta.freelist == PGID_NO_FREELIST && !db.shared.options.no_freelist_sync {
                 // Persist a freelist so tools unaware of NoFreelistSync can read the file (as
                 // bbolt does on a read-write open).
@@ -252,7 +252,7 @@ impl Db {
         let (meta, map) = {
             let mut st = lock(&self.shared.state);
             let meta = st.meta;
-            *st.readers.entry(meta.txid).or_insert(0) += 1;
+            st.readers.register(meta.txid);
             st.stats.tx_n += 1;
             st.stats.open_tx_n += 1;
             (meta, st.map.clone())
@@ -361,18 +361,17 @@ impl Db {
 impl Shared {
     pub(crate) fn finish_read(&self, txid: Txid) {
         let mut st = lock(&self.state);
-        if let Some(n) = st.readers.get_mut(&txid) {
-            *n -= 1;
-            if *n == 0 {
-                st.readers.remove(&txid);
-            }
-        }
+        st.readers.unregister(txid);
         st.stats.open_tx_n = st.stats.open_tx_n.saturating_sub(1);
     }
 
     /// Ends the write transaction: publishes `meta` (if it committed) and returns the
     /// freelist, then lets the next writer in.
-    pub(crate) fn finish_write(&self, commit: Option<(Meta, Option<Arc<Mapping>>)>, fl: Freelist) {
+    pub(crate) fn finish_write(
+        &self,
+        commit: Option<(Meta, Option<Arc<Mapping>>)>,
+        fl: Box<Freelist>,
+    ) {
         if let Some((meta, map)) = commit {
             let mut st = lock(&self.state);
             st.meta = meta;

@@ -7,6 +7,8 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
+use crate::readers::OpenReaders;
+
 use crate::error::{Error, Result};
 use crate::format::{Pgid, Txid};
 
@@ -179,7 +181,7 @@ impl Freelist {
     /// Releases pending pages no open reader can see. `readers` holds the snapshot txids of
     /// the open read transactions. A run allocated by transaction A and freed by transaction F
     /// is visible exactly to readers whose snapshot r satisfies A <= r < F.
-    pub fn release(&mut self, readers: &BTreeMap<Txid, usize>) {
+    pub fn release(&mut self, readers: &OpenReaders) {
         let txids: Vec<Txid> = self.pending.keys().copied().collect();
         for f in txids {
             let Some(runs) = self.pending.remove(&f) else {
@@ -187,7 +189,7 @@ impl Freelist {
             };
             let mut kept = Vec::new();
             for run in runs {
-                if readers.range(run.alloc_txid..f).next().is_some() {
+                if readers.any_in(run.alloc_txid, f) {
                     kept.push(run);
                 } else {
                     self.pending_count -= run.len;
@@ -274,13 +276,13 @@ mod tests {
         fl.note_allocated(10, 3);
         fl.free(6, 10, 1);
         fl.free(6, 11, 1);
-        let mut readers = BTreeMap::new();
-        readers.insert(2, 1); // reader at snapshot 2 cannot see page 10 (allocated by 3)
+        let mut readers = OpenReaders::new();
+        readers.register(2); // reader at snapshot 2 cannot see page 10 (allocated by 3)
         fl.release(&readers);
         assert!(fl.is_free(10));
         assert!(!fl.is_free(11)); // of unknown origin, reader 2 may see it
-        readers.clear();
-        readers.insert(6, 1); // snapshot 6 no longer references pages freed by 6
+        readers.unregister(2);
+        readers.register(6); // snapshot 6 no longer references pages freed by 6
         fl.release(&readers);
         assert!(fl.is_free(11));
         assert_eq!(fl.pending_count(), 0);
@@ -332,7 +334,7 @@ mod tests {
                     _ => {
                         if let Some((s, l)) = in_use.pop() {
                             fl.free(tx, s, l);
-                            fl.release(&BTreeMap::new());
+                            fl.release(&OpenReaders::new());
                             for p in s..s + l { model.insert(p); }
                         }
                     }

@@ -393,7 +393,7 @@ impl<'a> Walker<'a> {
         let buckets = self.buckets;
         let open = parent
             .and_then(|p| buckets.get(p))
-            .and_then(|p| p.children.get(key).copied())
+            .and_then(|p| p.children.get(&self.r, key))
             .filter(|&c| buckets.get(c).is_some_and(|b| !b.deleted));
         if let Some(c) = open {
             let b = &buckets[c];

@@ -298,13 +298,16 @@ fn inline_error(e: Error) -> Error {
     }
 }
 
-/// Looks up `key`; returns its (flags, value).
+/// A leaf entry found by [`get`]: (flags, key, value).
+pub(crate) type FoundEntry<'a> = (u32, &'a [u8], &'a [u8]);
+
+/// Looks up `key`; returns its (flags, stored key, value).
 pub(crate) fn get<'a>(
     r: &PageReader<'a>,
     nodes: &'a [Node],
     root: NodeRef,
     key: &[u8],
-) -> Result<Option<(u32, &'a [u8])>> {
+) -> Result<Option<FoundEntry<'a>>> {
     let mut nref = root;
     for _ in 0..MAX_DEPTH {
         let v = view(r, nodes, nref)?;
@@ -313,7 +316,7 @@ pub(crate) fn get<'a>(
             if i < v.count() {
                 let (flags, k, val) = v.leaf(r, i)?;
                 if k == key {
-                    return Ok(Some((flags, val)));
+                    return Ok(Some((flags, k, val)));
                 }
             }
             return Ok(None);

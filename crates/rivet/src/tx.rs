@@ -7,12 +7,12 @@
 //! commit protocol; dropping an open transaction rolls it back.
 
 use std::cell::{Cell, RefCell};
-use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Instant;
 
 use bumpalo::Bump;
 
+use crate::children::OpenChildren;
 use crate::db::Shared;
 use crate::error::{Error, Result};
 use crate::format::{self, BucketHeader, Meta, Pgid, LEAF_FLAG_BUCKET, PGID_NO_FREELIST};
@@ -52,7 +52,7 @@ pub(crate) struct BucketState {
     pub sequence: u64,
     pub parent: Option<BucketId>,
     pub name: RawBytes,
-    pub children: HashMap<Vec<u8>, BucketId>,
+    pub children: OpenChildren,
     pub dirty: bool,
     pub deleted: bool,
     pub fill_percent: f64,
@@ -65,7 +65,8 @@ pub(crate) struct TxState {
     pub freed: Vec<(Pgid, u64)>,
     /// Bumped on every change so cursors know to re-seek.
     pub version: u64,
-    pub freelist: Option<Freelist>,
+    /// Boxed so that read transactions, which have none, stay small to create and move.
+    pub freelist: Option<Box<Freelist>>,
 }
 
 /// A transaction: a consistent snapshot for reading, and for a write transaction the only
@@ -95,14 +96,14 @@ impl Tx {
         meta: Meta,
         map: Arc<Mapping>,
         writable: bool,
-        freelist: Option<Freelist>,
+        freelist: Option<Box<Freelist>>,
     ) -> Tx {
         let root = BucketState {
             root: NodeRef::Page(meta.root),
             sequence: meta.root_sequence,
             parent: None,
             name: RawBytes::EMPTY,
-            children: HashMap::new(),
+            children: OpenChildren::default(),
             dirty: false,
             deleted: false,
             fill_percent: crate::DEFAULT_FILL_PERCENT,
@@ -113,7 +114,12 @@ impl Tx {
             map,
             writable,
             state: RefCell::new(TxState {
-                buckets: vec![root],
+                buckets: {
+                    // Room for the root and the few buckets a transaction usually opens.
+                    let mut b = Vec::with_capacity(4);
+                    b.push(root);
+                    b
+                },
                 nodes: Vec::new(),
                 freed: Vec::new(),
                 version: 0,
@@ -303,7 +309,7 @@ impl Tx {
     #[allow(clippy::type_complexity)]
     fn commit_inner(
         &self,
-    ) -> std::result::Result<(Published, Freelist), (Error, Vec<(Pgid, u64)>)> {
+    ) -> std::result::Result<(Published, Box<Freelist>), (Error, Vec<(Pgid, u64)>)> {
         let spill_start = Instant::now();
         let txid = self.meta.txid;
         let ps = self.meta.page_size as usize;
@@ -446,8 +452,7 @@ impl Tx {
                 stack.push((id, true));
                 let mut kids: Vec<BucketId> = st.buckets[id]
                     .children
-                    .values()
-                    .copied()
+                    .ids()
                     .filter(|&c| !st.buckets[c].deleted)
                     .collect();
                 kids.sort_unstable();
@@ -535,7 +540,7 @@ impl Tx {
 /// up) each run comes from the freelist or from extending the high-water mark. Every run
 /// handed out is recorded so a failed commit can undo it.
 struct PageAllocator {
-    fl: Freelist,
+    fl: Box<Freelist>,
     hwm: Pgid,
     txid: u64,
     allocated: Vec<(Pgid, u64)>,
@@ -544,7 +549,7 @@ struct PageAllocator {
 }
 
 impl PageAllocator {
-    fn new(fl: Freelist, hwm: Pgid, txid: u64) -> PageAllocator {
+    fn new(fl: Box<Freelist>, hwm: Pgid, txid: u64) -> PageAllocator {
         PageAllocator {
             fl,
             hwm,

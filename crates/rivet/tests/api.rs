@@ -814,3 +814,53 @@ fn small_commit_pages_are_contiguous_when_a_span_fits() {
     drop(tx);
     assert!(db.check().unwrap().is_empty());
 }
+
+/// Many sibling buckets open in one transaction (past the point where the open-children
+/// list switches to a hash index), then deleted, moved and reopened.
+#[test]
+fn many_open_sibling_buckets() {
+    let (_d, p) = tmp();
+    let db = Db::open(&p, fast()).unwrap();
+    let name = |i: u32| format!("bucket-{i:03}").into_bytes();
+    db.update(|tx| {
+        let parent = tx.create_bucket(b"parent")?;
+        for i in 0..40 {
+            parent
+                .create_bucket(&name(i))?
+                .put(b"k", &i.to_be_bytes())?;
+        }
+        // Reopening returns the same (uncommitted) bucket.
+        for i in 0..40 {
+            let b = parent.bucket(&name(i))?.unwrap();
+            assert_eq!(b.get(b"k")?, Some(&i.to_be_bytes()[..]));
+        }
+        for i in (0..40).step_by(3) {
+            parent.delete_bucket(&name(i))?;
+            assert!(parent.bucket(&name(i))?.is_none());
+        }
+        let other = tx.create_bucket(b"other")?;
+        parent.move_bucket(&name(1), &other)?;
+        assert!(parent.bucket(&name(1))?.is_none());
+        assert_eq!(
+            other.bucket(&name(1))?.unwrap().get(b"k")?,
+            Some(&1u32.to_be_bytes()[..])
+        );
+        Ok::<_, Error>(())
+    })
+    .unwrap();
+    db.view(|tx| {
+        let parent = tx.bucket(b"parent")?.unwrap();
+        for i in 0..40u32 {
+            let b = parent.bucket(&name(i))?;
+            if i % 3 == 0 || i == 1 {
+                assert!(b.is_none(), "bucket {i} should be gone");
+            } else {
+                assert_eq!(b.unwrap().get(b"k")?, Some(&i.to_be_bytes()[..]));
+            }
+        }
+        assert!(tx.bucket(b"other")?.unwrap().bucket(&name(1))?.is_some());
+        Ok::<_, Error>(())
+    })
+    .unwrap();
+    assert!(db.check().unwrap().is_empty());
+}
