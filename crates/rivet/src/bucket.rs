@@ -390,15 +390,10 @@ impl<'tx> Bucket<'tx> {
 
     /// Iterates over the entries whose keys fall in `range` (double-ended).
     pub fn range<K: AsRef<[u8]>, R: RangeBounds<K>>(&self, range: R) -> Iter<'tx> {
-        let own = |b: std::ops::Bound<&K>| match b {
-            std::ops::Bound::Included(k) => std::ops::Bound::Included(k.as_ref().to_vec()),
-            std::ops::Bound::Excluded(k) => std::ops::Bound::Excluded(k.as_ref().to_vec()),
-            std::ops::Bound::Unbounded => std::ops::Bound::Unbounded,
-        };
         Iter::new(
             *self,
-            own(range.start_bound()),
-            own(range.end_bound()),
+            range.start_bound().map(AsRef::as_ref),
+            range.end_bound().map(AsRef::as_ref),
             None,
         )
     }
@@ -407,9 +402,9 @@ impl<'tx> Bucket<'tx> {
     pub fn prefix(&self, prefix: &[u8]) -> Iter<'tx> {
         Iter::new(
             *self,
-            std::ops::Bound::Included(prefix.to_vec()),
+            std::ops::Bound::Included(prefix),
             std::ops::Bound::Unbounded,
-            Some(prefix.to_vec()),
+            Some(prefix),
         )
     }
 

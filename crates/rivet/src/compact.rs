@@ -7,6 +7,7 @@
 //! a bucket cut by such a commit is reopened by its path in the next transaction.
 
 use crate::bucket::Bucket;
+use crate::cursor::Iter;
 use crate::db::Db;
 use crate::error::{Error, Result};
 use crate::tx::{BucketId, Tx};
@@ -132,7 +133,8 @@ impl Compactor<'_> {
     }
 
     /// Copies the contents of `src` into the destination bucket at `path` (which exists),
-    /// recursing into sub-buckets. `nesting` guards the call stack against hostile files.
+    /// descending into sub-buckets with an explicit stack (one level per open bucket), so a
+    /// hostile nesting depth costs heap, not call stack, up to the limit below.
     fn copy_bucket(
         &mut self,
         src: Bucket<'_>,
@@ -140,45 +142,66 @@ impl Compactor<'_> {
         dst_id: BucketId,
     ) -> Result<()> {
         const MAX_NESTING: usize = 1000;
-        if path.len() > MAX_NESTING {
-            return Err(Error::corrupted(
-                src.root_page(),
-                format!("buckets nested deeper than {MAX_NESTING} levels"),
-            ));
+        /// One bucket being copied: its source iterator and its destination.
+        struct Level<'s> {
+            src: Bucket<'s>,
+            entries: Iter<'s>,
+            dst: DstBucket,
         }
-        let mut dst = DstBucket {
-            id: dst_id,
-            generation: self.generation,
-        };
-        for entry in src.iter() {
+        let base = path.len();
+        let mut stack = vec![Level {
+            src,
+            entries: src.iter(),
+            dst: DstBucket {
+                id: dst_id,
+                generation: self.generation,
+            },
+        }];
+        while let Some(level) = stack.last_mut() {
+            let Some(entry) = level.entries.next() else {
+                stack.pop();
+                if path.len() > base {
+                    path.pop();
+                }
+                continue;
+            };
             let entry = entry?;
             let key = entry.key();
             let value = entry.value();
             self.reserve((key.len() + value.map_or(0, <[u8]>::len)) as u64)?;
-            let id = self.open(path, &mut dst)?;
+            let id = self.open(path, &mut level.dst)?;
             let parent = Bucket::new(self.tx.as_ref().ok_or(Error::TxClosed)?, id);
-            match value {
-                Some(v) => {
-                    parent.append(key, v)?; // source order is ascending: full pages
-                    self.stats.keys += 1;
+            let Some(v) = value else {
+                let src = level.src;
+                let child_src = src.bucket(key)?.ok_or_else(|| {
+                    Error::corrupted(
+                        src.root_page(),
+                        "bucket entry could not be opened as a bucket",
+                    )
+                })?;
+                let child = parent.create_bucket(key)?;
+                child.set_sequence(child_src.sequence())?;
+                child.set_fill_percent(COMPACT_FILL_PERCENT);
+                self.stats.buckets += 1;
+                if path.len() - base >= MAX_NESTING {
+                    return Err(Error::corrupted(
+                        child_src.root_page(),
+                        format!("buckets nested deeper than {MAX_NESTING} levels"),
+                    ));
                 }
-                None => {
-                    let child_src = src.bucket(key)?.ok_or_else(|| {
-                        Error::corrupted(
-                            src.root_page(),
-                            "bucket entry could not be opened as a bucket",
-                        )
-                    })?;
-                    let child = parent.create_bucket(key)?;
-                    child.set_sequence(child_src.sequence())?;
-                    child.set_fill_percent(COMPACT_FILL_PERCENT);
-                    self.stats.buckets += 1;
-                    let child_id = child.id;
-                    path.push(key.to_vec());
-                    self.copy_bucket(child_src, path, child_id)?;
-                    path.pop();
-                }
-            }
+                path.push(key.to_vec());
+                stack.push(Level {
+                    src: child_src,
+                    entries: child_src.iter(),
+                    dst: DstBucket {
+                        id: child.id,
+                        generation: self.generation,
+                    },
+                });
+                continue;
+            };
+            parent.append(key, v)?; // source order is ascending: full pages
+            self.stats.keys += 1;
         }
         Ok(())
     }

@@ -8,6 +8,8 @@
 
 use std::ops::Bound;
 
+use smallvec::SmallVec;
+
 use crate::bucket::Bucket;
 use crate::error::Result;
 use crate::format::NodePage;
@@ -333,6 +335,22 @@ impl<'tx> Cursor<'tx> {
                 return self.current_entry();
             }
         }
+        // Fast path: the next entry is in the same leaf.
+        if let Some(top) = self.stack.last_mut() {
+            if top.leaf && top.index + 1 < top.count {
+                top.index += 1;
+                if let Some(p) = top.page {
+                    let (flags, key, value) = p.leaf_elem(top.index)?;
+                    self.current = Some(RawBytes::new(key));
+                    return Ok(Some(Entry {
+                        key,
+                        value,
+                        bucket: flags & LEAF_FLAG_BUCKET != 0,
+                    }));
+                }
+                return self.current_entry();
+            }
+        }
         if !self.step_forward()? {
             return Ok(None);
         }
@@ -371,13 +389,25 @@ impl<'tx> Cursor<'tx> {
     }
 }
 
+/// A bound or prefix key held by an [`Iter`]; keys up to 32 bytes need no allocation.
+type KeyBuf = SmallVec<[u8; 32]>;
+
+fn own_bound(b: Bound<&[u8]>) -> Bound<KeyBuf> {
+    match b {
+        Bound::Included(k) => Bound::Included(KeyBuf::from_slice(k)),
+        Bound::Excluded(k) => Bound::Excluded(KeyBuf::from_slice(k)),
+        Bound::Unbounded => Bound::Unbounded,
+    }
+}
+
 /// A double-ended iterator over a bucket's entries, optionally bounded.
 pub struct Iter<'tx> {
     front: Cursor<'tx>,
-    back: Cursor<'tx>,
-    start: Bound<Vec<u8>>,
-    end: Bound<Vec<u8>>,
-    prefix: Option<Vec<u8>>,
+    /// Created on the first call from the back; most iterations only go forward.
+    back: Option<Box<Cursor<'tx>>>,
+    start: Bound<KeyBuf>,
+    end: Bound<KeyBuf>,
+    prefix: Option<KeyBuf>,
     front_started: bool,
     back_started: bool,
     /// Last key returned from the front / back; the two ends stop when they meet.
@@ -389,16 +419,16 @@ pub struct Iter<'tx> {
 impl<'tx> Iter<'tx> {
     pub(crate) fn new(
         bucket: Bucket<'tx>,
-        start: Bound<Vec<u8>>,
-        end: Bound<Vec<u8>>,
-        prefix: Option<Vec<u8>>,
+        start: Bound<&[u8]>,
+        end: Bound<&[u8]>,
+        prefix: Option<&[u8]>,
     ) -> Iter<'tx> {
         Iter {
             front: bucket.cursor(),
-            back: bucket.cursor(),
-            start,
-            end,
-            prefix,
+            back: None,
+            start: own_bound(start),
+            end: own_bound(end),
+            prefix: prefix.map(KeyBuf::from_slice),
             front_started: false,
             back_started: false,
             front_key: None,
@@ -440,37 +470,37 @@ impl<'tx> Iter<'tx> {
         self.front_started = true;
         match &self.start {
             Bound::Unbounded => self.front.first(),
-            Bound::Included(s) => {
-                let s = s.clone();
-                self.front.seek(&s)
-            }
-            Bound::Excluded(s) => {
-                let s = s.clone();
-                match self.front.seek(&s)? {
-                    Some(e) if e.key == s.as_slice() => self.front.next(),
-                    other => Ok(other),
-                }
-            }
+            Bound::Included(s) => self.front.seek(s),
+            Bound::Excluded(s) => match self.front.seek(s)? {
+                Some(e) if e.key == s.as_slice() => self.front.next(),
+                other => Ok(other),
+            },
         }
     }
 
     fn back_step(&mut self) -> Result<Option<Entry<'tx>>> {
+        let bucket = self.front.bucket;
+        let back = self.back.get_or_insert_with(|| Box::new(bucket.cursor()));
         if self.back_started {
-            return self.back.prev();
+            return back.prev();
         }
         self.back_started = true;
-        let upper: Option<(Vec<u8>, bool)> = match (&self.end, &self.prefix) {
-            (Bound::Included(e), _) => Some((e.clone(), true)),
-            (Bound::Excluded(e), _) => Some((e.clone(), false)),
-            (Bound::Unbounded, Some(p)) => prefix_successor(p).map(|s| (s, false)),
+        let successor;
+        let upper: Option<(&[u8], bool)> = match (&self.end, &self.prefix) {
+            (Bound::Included(e), _) => Some((e, true)),
+            (Bound::Excluded(e), _) => Some((e, false)),
+            (Bound::Unbounded, Some(p)) => {
+                successor = prefix_successor(p);
+                successor.as_deref().map(|s| (s, false))
+            }
             (Bound::Unbounded, None) => None,
         };
         match upper {
-            None => self.back.last(),
-            Some((e, inclusive)) => match self.back.seek(&e)? {
-                Some(x) if inclusive && x.key == e.as_slice() => Ok(Some(x)),
-                Some(_) => self.back.prev(),
-                None => self.back.last(),
+            None => back.last(),
+            Some((e, inclusive)) => match back.seek(e)? {
+                Some(x) if inclusive && x.key == e => Ok(Some(x)),
+                Some(_) => back.prev(),
+                None => back.last(),
             },
         }
     }

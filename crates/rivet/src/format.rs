@@ -117,6 +117,17 @@ pub struct PageHeader {
 }
 
 impl PageHeader {
+    /// Decodes a header from its 16 bytes.
+    #[inline(always)]
+    pub fn from_bytes(b: &[u8; PAGE_HEADER_SIZE]) -> PageHeader {
+        PageHeader {
+            id: u64::from_le_bytes([b[0], b[1], b[2], b[3], b[4], b[5], b[6], b[7]]),
+            flags: u16::from_le_bytes([b[8], b[9]]),
+            count: u16::from_le_bytes([b[10], b[11]]),
+            overflow: u32::from_le_bytes([b[12], b[13], b[14], b[15]]),
+        }
+    }
+
     /// Decodes the header at the start of `page`.
     #[inline]
     pub fn decode(page: &[u8], pgid: Pgid) -> Result<PageHeader> {
@@ -309,9 +320,17 @@ impl BucketHeader {
 #[derive(Clone, Copy)]
 pub struct NodePage<'a> {
     data: &'a [u8],
+    /// The element array (`count` 16-byte elements after the header).
+    elems: &'a [[u8; ELEMENT_SIZE]],
     pgid: Pgid,
     count: usize,
     leaf: bool,
+}
+
+/// Reads the little-endian u32 at byte `o` of an element.
+#[inline(always)]
+fn elem_u32(el: &[u8; ELEMENT_SIZE], o: usize) -> u32 {
+    u32::from_le_bytes([el[o], el[o + 1], el[o + 2], el[o + 3]])
 }
 
 impl<'a> NodePage<'a> {
@@ -338,17 +357,18 @@ impl<'a> NodePage<'a> {
             }
         };
         let count = h.count as usize;
-        if PAGE_HEADER_SIZE + count * ELEMENT_SIZE > data.len() {
+        let Some(elems) = data.get(PAGE_HEADER_SIZE..PAGE_HEADER_SIZE + count * ELEMENT_SIZE) else {
             return Err(Error::corrupted(
                 pgid,
                 format!("{count} elements do not fit in a {}-byte page", data.len()),
             ));
-        }
+        };
         if !leaf && count == 0 {
             return Err(Error::corrupted(pgid, "branch page with no elements"));
         }
         Ok(NodePage {
             data,
+            elems: elems.as_chunks::<ELEMENT_SIZE>().0,
             pgid,
             count,
             leaf,
@@ -412,35 +432,61 @@ impl<'a> NodePage<'a> {
     /// callers turn `None` into an error through [`NodePage::key`]).
     #[inline(always)]
     fn key_opt(&self, i: usize) -> Option<&'a [u8]> {
-        let e = PAGE_HEADER_SIZE + i * ELEMENT_SIZE;
-        let (pos_off, size_off) = if self.leaf {
-            (e + 4, e + 8)
-        } else {
-            (e, e + 4)
-        };
-        let pos = u32_at(self.data, pos_off)? as usize;
-        let ksize = u32_at(self.data, size_off)? as usize;
-        let start = e.checked_add(pos)?;
-        self.data.get(start..start.checked_add(ksize)?)
+        // Leaf elements are (flags, pos, ksize, vsize), branch elements (pos, ksize, pgid).
+        let pos_off = if self.leaf { 4 } else { 0 };
+        self.key_at(i, pos_off)
+    }
+
+    /// Key of element `i` whose (pos, ksize) pair starts at byte `pos_off` of the element.
+    #[inline(always)]
+    fn key_at(&self, i: usize, pos_off: usize) -> Option<&'a [u8]> {
+        let el = self.elems.get(i)?;
+        let pos = elem_u32(el, pos_off) as usize;
+        let ksize = elem_u32(el, pos_off + 4) as usize;
+        let start = PAGE_HEADER_SIZE + i * ELEMENT_SIZE + pos;
+        self.data.get(start..start + ksize)
     }
 
     /// Leaf element `i`: (flags, key, value).
+    #[inline]
     pub fn leaf_elem(&self, i: usize) -> Result<(u32, &'a [u8], &'a [u8])> {
         debug_assert!(self.leaf && i < self.count);
+        self.leaf_elem_opt(i).ok_or_else(|| self.leaf_elem_error(i))
+    }
+
+    /// [`NodePage::leaf_elem`] with one bounds check for the element and one for its data.
+    #[inline(always)]
+    fn leaf_elem_opt(&self, i: usize) -> Option<(u32, &'a [u8], &'a [u8])> {
+        let el = self.elems.get(i)?;
+        let (flags, pos, ksize, vsize) = (
+            elem_u32(el, 0),
+            elem_u32(el, 4),
+            elem_u32(el, 8),
+            elem_u32(el, 12),
+        );
+        let start = PAGE_HEADER_SIZE + i * ELEMENT_SIZE + pos as usize;
+        let mid = start + ksize as usize;
+        let kv = self.data.get(start..mid + vsize as usize)?;
+        let (k, v) = kv.split_at(ksize as usize);
+        Some((flags, k, v))
+    }
+
+    /// The error for a leaf element whose key/value lies outside the page.
+    #[cold]
+    fn leaf_elem_error(&self, i: usize) -> Error {
         let e = PAGE_HEADER_SIZE + i * ELEMENT_SIZE;
-        // The element array was bounds-checked in `parse`, so these reads cannot fail.
-        let flags = u32_at(self.data, e).unwrap_or(0);
         let pos = u32_at(self.data, e + 4).unwrap_or(0);
         let ksize = u32_at(self.data, e + 8).unwrap_or(0);
         let vsize = u32_at(self.data, e + 12).unwrap_or(0);
-        let kv = self.slice(
+        match self.slice(
             e,
             pos,
             u64::from(ksize) + u64::from(vsize),
             "leaf key/value",
-        )?;
-        let (k, v) = kv.split_at(ksize as usize);
-        Ok((flags, k, v))
+        ) {
+            Err(err) => err,
+            Ok(_) => Error::corrupted(self.pgid, format!("leaf element {i} is unreadable")),
+        }
     }
 
     /// Branch element `i`: (key, child page id).
@@ -453,11 +499,24 @@ impl<'a> NodePage<'a> {
 
     /// Index of the first element whose key is `>= key` (== count when none).
     pub fn lower_bound(&self, key: &[u8]) -> Result<usize> {
+        if self.leaf {
+            self.lower_bound_at(key, 4)
+        } else {
+            self.lower_bound_at(key, 0)
+        }
+    }
+
+    /// [`NodePage::lower_bound`] for elements whose (pos, ksize) pair is at byte `pos_off`
+    /// (a constant per call site, so the search loop has no layout branch).
+    #[inline(always)]
+    fn lower_bound_at(&self, key: &[u8], pos_off: usize) -> Result<usize> {
         let probe = prefix8(key);
-        let (mut lo, mut hi) = (0usize, self.count);
+        let (mut lo, mut hi) = (0usize, self.elems.len());
         while lo < hi {
             let mid = (lo + hi) / 2;
-            let k = self.key_opt(mid).ok_or_else(|| self.key_error(mid))?;
+            let k = self
+                .key_at(mid, pos_off)
+                .ok_or_else(|| self.key_error(mid))?;
             // Compare the first 8 bytes as an integer first; only equal prefixes need memcmp.
             let less = match prefix8(k).cmp(&probe) {
                 std::cmp::Ordering::Equal => k < key,

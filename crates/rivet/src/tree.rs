@@ -194,9 +194,43 @@ impl<'a> PageReader<'a> {
     }
 
     /// Page `pgid` as a branch or leaf.
+    #[inline]
     pub(crate) fn node_page(&self, pgid: Pgid) -> Result<NodePage<'a>> {
-        let (h, run) = self.run(pgid)?;
-        NodePage::with_header(run, pgid, &h)
+        match self.node_page_fast(pgid) {
+            Some(p) => Ok(p),
+            None => Err(self.node_page_error(pgid)),
+        }
+    }
+
+    /// [`PageReader::node_page`] on the hot path: the same checks, with `None` for any
+    /// failure (the error is then rebuilt by [`PageReader::node_page_error`]).
+    #[inline(always)]
+    fn node_page_fast(&self, pgid: Pgid) -> Option<NodePage<'a>> {
+        if pgid < 2 || pgid >= self.hwm {
+            return None;
+        }
+        let off = pgid as usize * self.page_size;
+        let header: &[u8; format::PAGE_HEADER_SIZE] =
+            self.data.get(off..off + format::PAGE_HEADER_SIZE)?.try_into().ok()?;
+        let h = PageHeader::from_bytes(header);
+        let end = pgid.checked_add(1 + u64::from(h.overflow))?;
+        if h.id != pgid || end > self.hwm {
+            return None;
+        }
+        let run = self.data.get(off..end as usize * self.page_size)?;
+        NodePage::with_header(run, pgid, &h).ok()
+    }
+
+    /// Why page `pgid` is not a readable branch or leaf.
+    #[cold]
+    fn node_page_error(&self, pgid: Pgid) -> Error {
+        match self
+            .run(pgid)
+            .and_then(|(h, run)| NodePage::with_header(run, pgid, &h))
+        {
+            Err(e) => e,
+            Ok(_) => Error::corrupted(pgid, "page could not be read"),
+        }
     }
 }
 
