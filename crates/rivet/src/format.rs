@@ -357,7 +357,8 @@ impl<'a> NodePage<'a> {
             }
         };
         let count = h.count as usize;
-        let Some(elems) = data.get(PAGE_HEADER_SIZE..PAGE_HEADER_SIZE + count * ELEMENT_SIZE) else {
+        let Some(elems) = data.get(PAGE_HEADER_SIZE..PAGE_HEADER_SIZE + count * ELEMENT_SIZE)
+        else {
             return Err(Error::corrupted(
                 pgid,
                 format!("{count} elements do not fit in a {}-byte page", data.len()),

@@ -210,8 +210,11 @@ impl<'a> PageReader<'a> {
             return None;
         }
         let off = pgid as usize * self.page_size;
-        let header: &[u8; format::PAGE_HEADER_SIZE] =
-            self.data.get(off..off + format::PAGE_HEADER_SIZE)?.try_into().ok()?;
+        let header: &[u8; format::PAGE_HEADER_SIZE] = self
+            .data
+            .get(off..off + format::PAGE_HEADER_SIZE)?
+            .try_into()
+            .ok()?;
         let h = PageHeader::from_bytes(header);
         let end = pgid.checked_add(1 + u64::from(h.overflow))?;
         if h.id != pgid || end > self.hwm {
