@@ -164,8 +164,10 @@ impl Freelist {
         self.pending_count += len;
     }
 
-    /// Undoes a transaction that did not commit: its frees are forgotten and the runs it
-    /// allocated from free spans (those below `old_hwm`) become free again.
+    /// Undoes a transaction that did not commit: its frees are forgotten, the runs it
+    /// allocated from free spans (those below `old_hwm`) become free again, and no page at or
+    /// above `old_hwm` stays free (a commit may have returned unused pages it had taken past
+    /// the high-water mark, which no longer exist once it failed).
     pub fn rollback(&mut self, txid: Txid, allocated: &[(Pgid, u64)], old_hwm: Pgid) {
         if let Some(runs) = self.pending.remove(&txid) {
             self.pending_count -= runs.iter().map(|r| r.len).sum::<u64>();
@@ -174,6 +176,19 @@ impl Freelist {
             self.allocated_by.remove(&start);
             if start < old_hwm {
                 self.add_free(start, len.min(old_hwm - start));
+            }
+        }
+        let beyond: Vec<(Pgid, u64)> = self
+            .spans
+            .range(..)
+            .rev()
+            .take_while(|&(&s, &l)| s + l > old_hwm)
+            .map(|(&s, &l)| (s, l))
+            .collect();
+        for (s, l) in beyond {
+            self.remove_span(s, l);
+            if s < old_hwm {
+                self.insert_span(s, old_hwm - s);
             }
         }
     }
@@ -296,6 +311,16 @@ mod tests {
         fl.rollback(7, &[(a, 2), (10, 1)], 10);
         assert_eq!(fl.all_ids(), vec![4, 5, 6]);
         assert_eq!(fl.pending_count(), 0);
+    }
+
+    #[test]
+    fn rollback_drops_free_pages_past_the_old_high_water_mark() {
+        let mut fl = Freelist::from_ids(&[4, 5], 10, 2).unwrap();
+        // A failed commit had taken 10..14 past the mark and returned 8..12 as unused.
+        fl.give_back(8, 4);
+        fl.rollback(7, &[(10, 2)], 10);
+        assert_eq!(fl.all_ids(), vec![4, 5, 8, 9]);
+        assert_eq!(fl.free_count(), 4);
     }
 
     #[test]

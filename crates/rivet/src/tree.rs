@@ -826,11 +826,27 @@ impl<'a, 'r> TreeMut<'a, 'r> {
 
     /// Serialises the dirty nodes under `nref`, children first, into pages from `alloc`.
     /// Returns the page id of `nref` and appends (page id, page bytes) to `out`.
+    ///
+    /// `alloc(n, hot)` is told which pages will be rewritten by (almost) every commit that
+    /// touches this tree: the root node, or every node when `all_hot` (the root bucket's small
+    /// tree of bucket headers).
     pub(crate) fn spill(
         &mut self,
         nref: NodeRef,
-        alloc: &mut dyn FnMut(u64) -> Result<Pgid>,
+        alloc: &mut dyn FnMut(u64, bool) -> Result<Pgid>,
         out: &mut PageSink<'_>,
+        all_hot: bool,
+    ) -> Result<Pgid> {
+        self.spill_node(nref, alloc, out, all_hot, true)
+    }
+
+    fn spill_node(
+        &mut self,
+        nref: NodeRef,
+        alloc: &mut dyn FnMut(u64, bool) -> Result<Pgid>,
+        out: &mut PageSink<'_>,
+        all_hot: bool,
+        is_root: bool,
     ) -> Result<Pgid> {
         let id = match nref {
             NodeRef::Page(p) => return Ok(p),
@@ -847,7 +863,7 @@ impl<'a, 'r> TreeMut<'a, 'r> {
                 })
                 .collect();
             for (i, c) in children {
-                let pgid = self.spill(NodeRef::Dirty(c), alloc, out)?;
+                let pgid = self.spill_node(NodeRef::Dirty(c), alloc, out, all_hot, false)?;
                 let first = self.nodes[c].first_key();
                 if let Node::Branch(e) = &mut self.nodes[id] {
                     e[i].child = NodeRef::Page(pgid);
@@ -858,7 +874,7 @@ impl<'a, 'r> TreeMut<'a, 'r> {
         let ps = self.reader.page_size;
         let size = self.nodes[id].size();
         let pages = size.div_ceil(ps).max(1);
-        let pgid = alloc(pages as u64)?;
+        let pgid = alloc(pages as u64, all_hot || is_root)?;
         let mut buf = vec![0u8; pages * ps];
         let r = self.reader;
         match &self.nodes[id] {

@@ -321,8 +321,10 @@ impl Tx {
             .take()
             .expect("write transaction holds the freelist");
         let mut pa = PageAllocator::new(fl, meta.pgid, txid);
-        if let Some(n) = self.estimate_commit_pages(&pa.fl) {
-            pa.reserve(n);
+        if let Some(est) = self.estimate_commit_pages(&pa.fl) {
+            if !pa.reserve_all(est.total) {
+                pa.reserve_hot(est.hot);
+            }
         }
         let mut written = 0u64;
         let mut flush = |batch: &mut Vec<(Pgid, Vec<u8>)>| -> Result<()> {
@@ -332,7 +334,7 @@ impl Tx {
         let mut pages = PageSink::new(SPILL_BATCH_BYTES, &mut flush);
 
         let spilled = (|| -> Result<()> {
-            meta.root = self.spill_buckets(&mut |n| Ok(pa.allocate(n)), &mut pages)?;
+            meta.root = self.spill_buckets(&mut |n, hot| Ok(pa.allocate(n, hot)), &mut pages)?;
             // The root bucket's sequence lives in the meta page.
             meta.root_sequence = self.state.borrow().buckets[0].sequence;
             // Pages this transaction stopped using become pending under its txid.
@@ -345,14 +347,15 @@ impl Tx {
                 pa.fl.free(txid, meta.freelist, u64::from(h.overflow) + 1);
             }
             if self.shared.options.no_freelist_sync {
-                pa.end_reservation();
+                pa.end_reservations();
                 meta.freelist = PGID_NO_FREELIST;
             } else {
                 // Sized for the worst case: every still-reserved page returned to the free set.
                 let listed = pa.fl.count() + pa.reserved_left();
                 let n = (format::freelist_size(listed as usize) / ps + 1) as u64;
-                let p = pa.allocate(n);
-                pa.end_reservation();
+                // The freelist is rewritten by every commit: a hot page.
+                let p = pa.allocate(n, true);
+                pa.end_reservations();
                 let ids = pa.fl.all_ids();
                 let mut buf = vec![0u8; n as usize * ps];
                 format::write_freelist(&mut buf, p, (n - 1) as u32, &ids);
@@ -362,7 +365,7 @@ impl Tx {
             Ok(())
         })();
         if let Err(e) = spilled {
-            pa.end_reservation();
+            pa.abandon_reservations();
             self.state.borrow_mut().freelist = Some(pa.fl);
             return Err((e, pa.allocated));
         }
@@ -389,31 +392,35 @@ impl Tx {
         Ok(((meta, new_map), pa.fl))
     }
 
-    /// An upper estimate of the pages this commit will allocate (dirty nodes, the paths
-    /// rewritten in parent buckets, the freelist), or `None` when the freelist has no span
-    /// that could hold it anyway.
-    fn estimate_commit_pages(&self, fl: &Freelist) -> Option<u64> {
+    /// Upper estimates of the pages this commit will allocate: in all (dirty nodes, the
+    /// paths rewritten in parent buckets, the freelist) and of those the hot ones (bucket
+    /// roots, the root bucket's path, the freelist). `None` when there is nothing to spill.
+    fn estimate_commit_pages(&self, fl: &Freelist) -> Option<CommitEstimate> {
         let st = self.state.borrow();
-        let longest = fl.longest_span();
-        // Every dirty node needs at least one page.
-        if st.nodes.is_empty() || st.nodes.len() as u64 > longest {
+        if st.nodes.is_empty() {
             return None;
         }
         let ps = self.meta.page_size as usize;
-        let nodes: u64 = st
-            .nodes
-            .iter()
-            .map(|n| n.size().div_ceil(ps).max(1) as u64)
-            .sum();
+        let pages_of = |n: &Node| n.size().div_ceil(ps).max(1) as u64;
+        // Summing every node is O(entries): skip it when no span could hold the result.
+        let nodes: u64 = if st.nodes.len() as u64 <= fl.longest_span() {
+            st.nodes.iter().map(pages_of).sum()
+        } else {
+            u64::MAX / 4
+        };
         // A dirty sub-bucket rewrites its entry in the parent, copying the clean part of the
-        // path to it there.
+        // path to it there; its own root is rewritten too.
         let reader = self.reader();
-        let mut paths = 0;
+        let (mut paths, mut roots) = (0, 0);
         for b in st.buckets.iter().filter(|b| b.dirty && !b.deleted) {
             if let Some(parent) = b.parent {
                 let name = reader.bytes(b.name);
                 paths += tree::clean_path_pages(&reader, &st.nodes, st.buckets[parent].root, name)
                     .ok()?;
+                roots += match b.root {
+                    NodeRef::Dirty(id) => pages_of(&st.nodes[id]),
+                    _ => 1,
+                };
             }
         }
         let freed: u64 = st.freed.iter().map(|f| f.1).sum();
@@ -424,19 +431,20 @@ impl Tx {
                 .run(self.meta.freelist)
                 .map_or(0, |(h, _)| u64::from(h.overflow) + 1)
         };
-        let data = nodes + paths;
         // Allocation only shrinks the free set, so this bounds what the freelist will list.
         let listed = fl.count() + freed + paths + old_freelist;
         let freelist = (format::freelist_size(listed as usize) / ps + 1) as u64;
-        let total = data + freelist;
-        (total <= longest).then_some(total)
+        Some(CommitEstimate {
+            total: nodes + paths + freelist,
+            hot: roots + paths + freelist,
+        })
     }
 
     /// Serialises every dirty bucket, children before parents, and returns the new root page
     /// of the root bucket.
     fn spill_buckets(
         &self,
-        alloc: &mut dyn FnMut(u64) -> Result<Pgid>,
+        alloc: &mut dyn FnMut(u64, bool) -> Result<Pgid>,
         pages: &mut PageSink<'_>,
     ) -> Result<Pgid> {
         // Post-order over the live bucket hierarchy.
@@ -483,7 +491,7 @@ impl Tx {
                     freed,
                     fill_percent: buckets[0].fill_percent,
                 };
-                return tm.spill(buckets[0].root, alloc, pages);
+                return tm.spill(buckets[0].root, alloc, pages, true);
             };
             if !dirty {
                 continue;
@@ -514,7 +522,7 @@ impl Tx {
                         value.extend_from_slice(&img);
                     }
                     None => {
-                        let root = tm.spill(b.root, alloc, pages)?;
+                        let root = tm.spill(b.root, alloc, pages, false)?;
                         BucketHeader {
                             root,
                             sequence: b.sequence,
@@ -534,18 +542,39 @@ impl Tx {
     }
 }
 
-/// Hands out the pages of one commit. When the freelist had a span large enough for the whole
-/// commit, pages come from that one reserved run in allocation order, so a small commit's
-/// pages sit next to each other and go out in one write; otherwise (or once the run is used
-/// up) each run comes from the freelist or from extending the high-water mark. Every run
-/// handed out is recorded so a failed commit can undo it.
+/// Page estimates of a commit, see [`Tx::estimate_commit_pages`].
+struct CommitEstimate {
+    total: u64,
+    hot: u64,
+}
+
+/// Largest hot run reserved past the high-water mark when no free span fits it.
+const MAX_HOT_RUN: u64 = 16;
+
+/// Hands out the pages of one commit so that they go out in few writes (each separate write
+/// costs a small commit about as much as a page of data on a typical disk):
+///
+/// - When the freelist has a span large enough for the whole commit, every page comes from
+///   that one reserved run, in allocation order.
+/// - Otherwise the hot pages (rewritten by nearly every commit: bucket roots, the root
+///   bucket's path, the freelist) come from a small run of their own, from a free span or
+///   else past the high-water mark. Hot runs are freed whole by the next commit, so in steady
+///   state they recycle each other instead of growing the file.
+/// - Everything else (and any overflow) comes from the freelist, lowest page first, or from
+///   extending the high-water mark.
+///
+/// Every run handed out is recorded so a failed commit can undo it.
 struct PageAllocator {
     fl: Box<Freelist>,
     hwm: Pgid,
+    /// High-water mark before this commit; pages at or above it vanish on rollback.
+    base_hwm: Pgid,
     txid: u64,
     allocated: Vec<(Pgid, u64)>,
-    /// The unused part `next..end` of the reserved run.
-    reserved: Option<(Pgid, Pgid)>,
+    /// The unused part `next..end` of the whole-commit reservation.
+    all: Option<(Pgid, Pgid)>,
+    /// The unused part `next..end` of the hot-page reservation.
+    hot: Option<(Pgid, Pgid)>,
 }
 
 impl PageAllocator {
@@ -553,40 +582,87 @@ impl PageAllocator {
         PageAllocator {
             fl,
             hwm,
+            base_hwm: hwm,
             txid,
             allocated: Vec::new(),
-            reserved: None,
+            all: None,
+            hot: None,
         }
     }
 
-    /// Reserves `n` contiguous free pages if the freelist has them.
-    fn reserve(&mut self, n: u64) {
-        debug_assert!(self.reserved.is_none());
-        self.reserved = self.fl.reserve(n).map(|p| (p, p + n));
+    /// Reserves `n` contiguous free pages for the whole commit if the freelist has them.
+    fn reserve_all(&mut self, n: u64) -> bool {
+        if n > self.fl.longest_span() {
+            return false;
+        }
+        self.all = self.fl.reserve(n).map(|p| (p, p + n));
+        self.all.is_some()
     }
 
-    /// Pages still unused in the reservation.
+    /// Reserves `n` contiguous pages for the hot pages: a free span, or past the high-water
+    /// mark when none fits (and the run is small).
+    fn reserve_hot(&mut self, n: u64) {
+        if n == 0 || n > MAX_HOT_RUN {
+            return;
+        }
+        let p = self.fl.reserve(n).unwrap_or_else(|| {
+            let p = self.hwm;
+            self.hwm += n;
+            p
+        });
+        self.hot = Some((p, p + n));
+    }
+
+    /// Pages still unused in the reservations.
     fn reserved_left(&self) -> u64 {
-        self.reserved.map_or(0, |(next, end)| end - next)
+        [self.all, self.hot]
+            .iter()
+            .flatten()
+            .map(|(next, end)| end - next)
+            .sum()
     }
 
-    /// Returns the unused part of the reservation to the free set.
-    fn end_reservation(&mut self) {
-        if let Some((next, end)) = self.reserved.take() {
-            self.fl.give_back(next, end - next);
+    /// Returns the unused parts of the reservations (the commit goes ahead): a tail at the
+    /// high-water mark lowers it, anything else becomes free again.
+    fn end_reservations(&mut self) {
+        for (next, end) in [self.all.take(), self.hot.take()].into_iter().flatten() {
+            if end == self.hwm {
+                self.hwm = next;
+            } else {
+                self.fl.give_back(next, end - next);
+            }
         }
     }
 
-    /// Allocates a run of `n` pages.
-    fn allocate(&mut self, n: u64) -> Pgid {
-        let p = match &mut self.reserved {
+    /// Returns the unused parts of the reservations when the commit fails: only pages below
+    /// the old high-water mark were ever free.
+    fn abandon_reservations(&mut self) {
+        for (next, end) in [self.all.take(), self.hot.take()].into_iter().flatten() {
+            let end = end.min(self.base_hwm);
+            if next < end {
+                self.fl.give_back(next, end - next);
+            }
+        }
+    }
+
+    /// Allocates a run of `n` pages; `hot` marks pages the next commit will most likely
+    /// rewrite.
+    fn allocate(&mut self, n: u64, hot: bool) -> Pgid {
+        let take = |r: &mut Option<(Pgid, Pgid)>| match r {
             Some((next, end)) if *end - *next >= n => {
                 let p = *next;
                 *next += n;
+                Some(p)
+            }
+            _ => None,
+        };
+        let reserved = take(&mut self.all).or_else(|| if hot { take(&mut self.hot) } else { None });
+        let p = match reserved {
+            Some(p) => {
                 self.fl.note_allocated(p, self.txid);
                 p
             }
-            _ => self.fl.allocate(self.txid, n).unwrap_or_else(|| {
+            None => self.fl.allocate(self.txid, n).unwrap_or_else(|| {
                 let p = self.hwm;
                 self.hwm += n;
                 self.fl.note_allocated(p, self.txid);

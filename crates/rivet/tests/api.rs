@@ -864,3 +864,52 @@ fn many_open_sibling_buckets() {
     .unwrap();
     assert!(db.check().unwrap().is_empty());
 }
+
+/// Small commits with no free span large enough for all their pages put the hot pages (the
+/// bucket's root, the root bucket's page, the freelist) in one run of their own, even when
+/// scattered single free pages with lower ids exist. Those runs recycle each other, so a long
+/// series of small commits does not grow the file.
+#[test]
+fn hot_pages_share_a_run_and_small_commits_do_not_grow_the_file() {
+    let (_d, p) = tmp();
+    let db = Db::open(&p, small_pages()).unwrap();
+    let key = |i: u32| i.to_be_bytes();
+    db.update(|tx| {
+        let b = tx.create_bucket(b"b")?;
+        for i in 0..6000u32 {
+            b.put(&key(i), &[1u8; 40])?;
+        }
+        Ok::<_, Error>(())
+    })
+    .unwrap();
+    // Empty every other stretch of leaves: scattered free pages all over the file.
+    db.update(|tx| {
+        let b = tx.bucket(b"b")?.unwrap();
+        for i in (0..6000u32).filter(|i| (i / 24) % 2 == 0) {
+            b.delete(&key(i))?;
+        }
+        Ok::<_, Error>(())
+    })
+    .unwrap();
+    let hwm_before = db.begin_read().unwrap().meta().pgid;
+    for i in 0..600u32 {
+        db.update(|tx| {
+            let k = key(24 + (i * 48 + i / 125) % 5976);
+            tx.bucket(b"b")?.unwrap().put(&k, &[2u8; 40])
+        })
+        .unwrap();
+    }
+    let tx = db.begin_read().unwrap();
+    let meta = tx.meta();
+    let b = tx.bucket(b"b").unwrap().unwrap();
+    let mut hot = [meta.root, b.root_page(), meta.freelist];
+    hot.sort_unstable();
+    assert_eq!(hot[2] - hot[0], 2, "hot pages {hot:?} are not one run");
+    assert!(
+        meta.pgid <= hwm_before + 8,
+        "600 small commits grew the high-water mark from {hwm_before} to {}",
+        meta.pgid
+    );
+    drop(tx);
+    assert!(db.check().unwrap().is_empty());
+}
