@@ -500,24 +500,58 @@ impl<'a> NodePage<'a> {
 
     /// Index of the first element whose key is `>= key` (== count when none).
     pub fn lower_bound(&self, key: &[u8]) -> Result<usize> {
-        if self.leaf {
+        let found = if self.leaf {
             self.lower_bound_at(key, 4)
         } else {
             self.lower_bound_at(key, 0)
-        }
+        };
+        found.map_err(|mid| self.key_error(mid))
+    }
+
+    /// [`NodePage::lower_bound`] without building the error (the hot path of lookups).
+    #[inline]
+    pub fn lower_bound_opt(&self, key: &[u8]) -> Option<usize> {
+        let found = if self.leaf {
+            self.lower_bound_at(key, 4)
+        } else {
+            self.lower_bound_at(key, 0)
+        };
+        found.ok()
+    }
+
+    /// For a branch: [`NodePage::child_index`] followed by the child's page id, or `None`
+    /// when an element lies outside the page.
+    #[inline]
+    pub fn child_for_opt(&self, key: &[u8]) -> Option<Pgid> {
+        debug_assert!(!self.leaf);
+        let i = self.lower_bound_at(key, 0).ok()?;
+        let i = if i < self.elems.len() && self.key_at(i, 0)? == key {
+            i
+        } else {
+            i.saturating_sub(1)
+        };
+        let el = self.elems.get(i)?;
+        Some(u64::from_le_bytes([
+            el[8], el[9], el[10], el[11], el[12], el[13], el[14], el[15],
+        ]))
+    }
+
+    /// [`NodePage::leaf_elem`] without building the error.
+    #[inline]
+    pub fn leaf_elem_if_valid(&self, i: usize) -> Option<(u32, &'a [u8], &'a [u8])> {
+        self.leaf_elem_opt(i)
     }
 
     /// [`NodePage::lower_bound`] for elements whose (pos, ksize) pair is at byte `pos_off`
-    /// (a constant per call site, so the search loop has no layout branch).
+    /// (a constant per call site, so the search loop has no layout branch). `Err` holds the
+    /// index of an element whose key lies outside the page.
     #[inline(always)]
-    fn lower_bound_at(&self, key: &[u8], pos_off: usize) -> Result<usize> {
+    fn lower_bound_at(&self, key: &[u8], pos_off: usize) -> std::result::Result<usize, usize> {
         let probe = prefix8(key);
         let (mut lo, mut hi) = (0usize, self.elems.len());
         while lo < hi {
             let mid = (lo + hi) / 2;
-            let k = self
-                .key_at(mid, pos_off)
-                .ok_or_else(|| self.key_error(mid))?;
+            let k = self.key_at(mid, pos_off).ok_or(mid)?;
             // Compare the first 8 bytes as an integer first; only equal prefixes need memcmp.
             let less = match prefix8(k).cmp(&probe) {
                 std::cmp::Ordering::Equal => k < key,

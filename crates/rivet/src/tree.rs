@@ -205,7 +205,7 @@ impl<'a> PageReader<'a> {
     /// [`PageReader::node_page`] on the hot path: the same checks, with `None` for any
     /// failure (the error is then rebuilt by [`PageReader::node_page_error`]).
     #[inline(always)]
-    fn node_page_fast(&self, pgid: Pgid) -> Option<NodePage<'a>> {
+    pub(crate) fn node_page_fast(&self, pgid: Pgid) -> Option<NodePage<'a>> {
         if pgid < 2 || pgid >= self.hwm {
             return None;
         }
@@ -339,7 +339,47 @@ fn inline_error(e: Error) -> Error {
 pub(crate) type FoundEntry<'a> = (u32, &'a [u8], &'a [u8]);
 
 /// Looks up `key`; returns its (flags, stored key, value).
+#[inline]
 pub(crate) fn get<'a>(
+    r: &PageReader<'a>,
+    nodes: &'a [Node],
+    root: NodeRef,
+    key: &[u8],
+) -> Result<Option<FoundEntry<'a>>> {
+    if let NodeRef::Page(p) = root {
+        // A clean root means a clean tree (dirty nodes hang only under dirty parents).
+        if let Some(found) = get_clean(r, p, key) {
+            return Ok(found);
+        }
+    }
+    get_general(r, nodes, root, key)
+}
+
+/// [`get`] through clean pages only, without building errors: `None` when anything is
+/// invalid, and [`get_general`] then reports exactly what.
+#[inline]
+fn get_clean<'a>(r: &PageReader<'a>, root: Pgid, key: &[u8]) -> Option<Option<FoundEntry<'a>>> {
+    let mut pgid = root;
+    for _ in 0..MAX_DEPTH {
+        let page = r.node_page_fast(pgid)?;
+        if !page.is_leaf() {
+            pgid = page.child_for_opt(key)?;
+            continue;
+        }
+        let i = page.lower_bound_opt(key)?;
+        if i < page.count() {
+            let (flags, k, val) = page.leaf_elem_if_valid(i)?;
+            if k == key {
+                return Some(Some((flags, k, val)));
+            }
+        }
+        return Some(None);
+    }
+    None
+}
+
+/// [`get`] over any mix of clean pages, inline pages and dirty nodes.
+fn get_general<'a>(
     r: &PageReader<'a>,
     nodes: &'a [Node],
     root: NodeRef,

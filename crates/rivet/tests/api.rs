@@ -913,3 +913,72 @@ fn hot_pages_share_a_run_and_small_commits_do_not_grow_the_file() {
     drop(tx);
     assert!(db.check().unwrap().is_empty());
 }
+
+/// Lookups on damaged pages fail with an error naming the page and the problem (the fast
+/// lookup path hands over to the checked one), never a panic or a wrong answer.
+#[test]
+fn get_on_corrupt_pages_names_the_page() {
+    let (_d, p) = tmp();
+    let ps = 4096usize;
+    let root = {
+        let db = Db::open(&p, fast()).unwrap();
+        db.update(|tx| {
+            let b = tx.create_bucket(b"b")?;
+            for i in 0..2000u32 {
+                b.put(&i.to_be_bytes(), &[3u8; 100])?;
+            }
+            Ok::<_, Error>(())
+        })
+        .unwrap();
+        let tx = db.begin_read().unwrap();
+        tx.bucket(b"b").unwrap().unwrap().root_page()
+    };
+    let clean = std::fs::read(&p).unwrap();
+    let at = |pg: u64| pg as usize * ps;
+    assert_eq!(clean[at(root) + 8], 1, "the bucket's root is a branch");
+    // Child of the root's first element: the leaf holding key 0.
+    let e0 = at(root) + 16;
+    let leaf = u64::from_le_bytes(clean[e0 + 8..e0 + 16].try_into().unwrap());
+    assert_eq!(clean[at(leaf) + 8], 2, "page {leaf} is a leaf");
+    let get0 = |bytes: &[u8]| {
+        std::fs::write(&p, bytes).unwrap();
+        let db = Db::open(
+            &p,
+            Options {
+                read_only: true,
+                ..fast()
+            },
+        )
+        .unwrap();
+        let tx = db.begin_read().unwrap();
+        let b = tx.bucket(b"b").unwrap().unwrap();
+        b.get(&0u32.to_be_bytes()).map(|v| v.map(<[u8]>::to_vec))
+    };
+    assert_eq!(get0(&clean).unwrap(), Some(vec![3u8; 100]));
+    let expect_corrupt = |res: rivet::Result<Option<Vec<u8>>>, page: u64, what: &str| match res {
+        Err(Error::Corrupted { page: p, reason }) => {
+            assert_eq!(p, page, "{reason}");
+            assert!(reason.contains(what), "{reason:?} should mention {what:?}");
+        }
+        other => panic!("expected corruption at page {page}, got {other:?}"),
+    };
+
+    // Every key of the leaf points past its page.
+    let mut bad = clean.clone();
+    let count = u16::from_le_bytes([clean[at(leaf) + 10], clean[at(leaf) + 11]]) as usize;
+    for i in 0..count {
+        let e = at(leaf) + 16 + i * 16;
+        bad[e + 8..e + 12].copy_from_slice(&60_000u32.to_le_bytes());
+    }
+    expect_corrupt(get0(&bad), leaf, "outside");
+
+    // The root's first child pointer leaves the file.
+    let mut bad = clean.clone();
+    bad[e0 + 8..e0 + 16].copy_from_slice(&(1u64 << 40).to_le_bytes());
+    expect_corrupt(get0(&bad), 1 << 40, "out of bounds");
+
+    // The leaf's header claims another page id.
+    let mut bad = clean.clone();
+    bad[at(leaf)..at(leaf) + 8].copy_from_slice(&(leaf + 1).to_le_bytes());
+    expect_corrupt(get0(&bad), leaf, "header says id");
+}
