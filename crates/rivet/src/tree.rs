@@ -484,7 +484,8 @@ pub(crate) struct TreeMut<'a, 'r> {
 }
 
 /// One step of a root-to-leaf path: node and the index taken (or found, at the leaf).
-type Path = Vec<(NodeId, usize)>;
+/// Root-to-leaf (node, index) steps; held inline for any realistic depth.
+type Path = smallvec::SmallVec<[(NodeId, usize); 8]>;
 
 impl<'a, 'r> TreeMut<'a, 'r> {
     /// Makes `nref` a dirty node (copying a page, whose run is freed) and returns its id.
@@ -599,7 +600,7 @@ impl<'a, 'r> TreeMut<'a, 'r> {
     }
 
     /// Whether every branch step of `path` took the last child.
-    fn rightmost(&self, path: &Path) -> bool {
+    fn rightmost(&self, path: &[(NodeId, usize)]) -> bool {
         path[..path.len() - 1]
             .iter()
             .all(|&(id, i)| match &self.nodes[id] {
@@ -744,7 +745,7 @@ impl<'a, 'r> TreeMut<'a, 'r> {
 
     /// After an insert along `path`, splits overfull nodes bottom-up, growing a new root if
     /// the old root split.
-    fn split_up(&mut self, root: &mut NodeRef, path: &Path) -> Result<()> {
+    fn split_up(&mut self, root: &mut NodeRef, path: &[(NodeId, usize)]) -> Result<()> {
         for level in (0..path.len()).rev() {
             let id = path[level].0;
             if !self.needs_split(id) {
@@ -767,7 +768,7 @@ impl<'a, 'r> TreeMut<'a, 'r> {
                 *root = NodeRef::Dirty(new_root);
                 if self.needs_split(new_root) {
                     // A root with very many children: split it too.
-                    return self.split_up(root, &vec![(new_root, 0)]);
+                    return self.split_up(root, &[(new_root, 0)]);
                 }
                 return Ok(());
             }
@@ -778,7 +779,7 @@ impl<'a, 'r> TreeMut<'a, 'r> {
     }
 
     /// [`TreeMut::split_up`] at fill 100 %, for appends: full pages stay full.
-    fn split_up_full(&mut self, root: &mut NodeRef, path: &Path) -> Result<()> {
+    fn split_up_full(&mut self, root: &mut NodeRef, path: &[(NodeId, usize)]) -> Result<()> {
         let fill = std::mem::replace(&mut self.fill_percent, 1.0);
         let r = self.split_up(root, path);
         self.fill_percent = fill;
@@ -800,7 +801,7 @@ impl<'a, 'r> TreeMut<'a, 'r> {
 
     /// After a delete along `path`, merges underfull nodes with a sibling bottom-up and
     /// collapses a root branch with a single child.
-    fn rebalance(&mut self, root: &mut NodeRef, path: &Path) -> Result<()> {
+    fn rebalance(&mut self, root: &mut NodeRef, path: &[(NodeId, usize)]) -> Result<()> {
         let threshold = self.reader.page_size / 4;
         for level in (0..path.len()).rev() {
             let id = path[level].0;
