@@ -490,6 +490,20 @@ impl<'a> NodePage<'a> {
         }
     }
 
+    /// Bytes of the page run this view covers (header first).
+    pub fn run_len(&self) -> usize {
+        self.data.len()
+    }
+
+    /// [`NodePage::branch_elem`] without building the error.
+    #[inline]
+    pub fn branch_elem_opt(&self, i: usize) -> Option<(&'a [u8], Pgid)> {
+        let el = self.elems.get(i)?;
+        let child =
+            u64::from_le_bytes([el[8], el[9], el[10], el[11], el[12], el[13], el[14], el[15]]);
+        Some((self.key_at(i, 0)?, child))
+    }
+
     /// Branch element `i`: (key, child page id).
     pub fn branch_elem(&self, i: usize) -> Result<(&'a [u8], Pgid)> {
         debug_assert!(!self.leaf && i < self.count);
@@ -587,17 +601,28 @@ pub fn node_size<'a>(entries: impl Iterator<Item = (usize, usize)> + 'a) -> usiz
 ///
 /// `entries` yields (flags, key, value) in ascending key order.
 pub fn write_leaf(buf: &mut [u8], id: Pgid, overflow: u32, entries: &[(u32, &[u8], &[u8])]) {
+    write_leaf_from(buf, id, overflow, entries.iter().copied());
+}
+
+/// [`write_leaf`] from an iterator, so callers need not collect their entries first.
+pub fn write_leaf_from<'e>(
+    buf: &mut [u8],
+    id: Pgid,
+    overflow: u32,
+    entries: impl ExactSizeIterator<Item = (u32, &'e [u8], &'e [u8])>,
+) {
+    let n = entries.len();
     PageHeader {
         id,
         flags: FLAG_LEAF,
-        count: entries.len() as u16,
+        count: n as u16,
         overflow,
     }
     .encode(buf);
-    let mut data = PAGE_HEADER_SIZE + entries.len() * ELEMENT_SIZE;
-    for (i, (flags, k, v)) in entries.iter().enumerate() {
+    let mut data = PAGE_HEADER_SIZE + n * ELEMENT_SIZE;
+    for (i, (flags, k, v)) in entries.enumerate() {
         let e = PAGE_HEADER_SIZE + i * ELEMENT_SIZE;
-        put_u32(buf, e, *flags);
+        put_u32(buf, e, flags);
         put_u32(buf, e + 4, (data - e) as u32);
         put_u32(buf, e + 8, k.len() as u32);
         put_u32(buf, e + 12, v.len() as u32);
@@ -610,19 +635,30 @@ pub fn write_leaf(buf: &mut [u8], id: Pgid, overflow: u32, entries: &[(u32, &[u8
 
 /// Writes a branch page image into `buf`; `entries` yields (key, child) in ascending key order.
 pub fn write_branch(buf: &mut [u8], id: Pgid, overflow: u32, entries: &[(&[u8], Pgid)]) {
+    write_branch_from(buf, id, overflow, entries.iter().copied());
+}
+
+/// [`write_branch`] from an iterator, so callers need not collect their entries first.
+pub fn write_branch_from<'e>(
+    buf: &mut [u8],
+    id: Pgid,
+    overflow: u32,
+    entries: impl ExactSizeIterator<Item = (&'e [u8], Pgid)>,
+) {
+    let n = entries.len();
     PageHeader {
         id,
         flags: FLAG_BRANCH,
-        count: entries.len() as u16,
+        count: n as u16,
         overflow,
     }
     .encode(buf);
-    let mut data = PAGE_HEADER_SIZE + entries.len() * ELEMENT_SIZE;
-    for (i, (k, child)) in entries.iter().enumerate() {
+    let mut data = PAGE_HEADER_SIZE + n * ELEMENT_SIZE;
+    for (i, (k, child)) in entries.enumerate() {
         let e = PAGE_HEADER_SIZE + i * ELEMENT_SIZE;
         put_u32(buf, e, (data - e) as u32);
         put_u32(buf, e + 4, k.len() as u32);
-        put_u64(buf, e + 8, *child);
+        put_u64(buf, e + 8, child);
         buf[data..data + k.len()].copy_from_slice(k);
         data += k.len();
     }

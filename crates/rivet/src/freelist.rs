@@ -5,7 +5,9 @@
 //! is O(log n): a single page comes from the lowest free id, a run of `n > 1` pages from the
 //! smallest span that holds it (lowest id among equals). Both choices are deterministic.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet};
+
+use rustc_hash::FxHashMap;
 
 use crate::readers::OpenReaders;
 
@@ -33,7 +35,9 @@ pub struct Freelist {
     pending: BTreeMap<Txid, Vec<PendingRun>>,
     pending_count: u64,
     /// Txid that allocated each run still in use, for runs allocated by this process.
-    allocated_by: HashMap<Pgid, Txid>,
+    /// (Keyed by page id: a fast integer hash, not SipHash; page ids are not attacker-chosen
+    /// hash-flooding material, and this map is touched for every page a commit writes.)
+    allocated_by: FxHashMap<Pgid, Txid>,
 }
 
 impl Freelist {
@@ -197,24 +201,23 @@ impl Freelist {
     /// the open read transactions. A run allocated by transaction A and freed by transaction F
     /// is visible exactly to readers whose snapshot r satisfies A <= r < F.
     pub fn release(&mut self, readers: &OpenReaders) {
-        let txids: Vec<Txid> = self.pending.keys().copied().collect();
-        for f in txids {
-            let Some(runs) = self.pending.remove(&f) else {
-                continue;
-            };
-            let mut kept = Vec::new();
-            for run in runs {
-                if readers.any_in(run.alloc_txid, f) {
-                    kept.push(run);
-                } else {
-                    self.pending_count -= run.len;
-                    self.allocated_by.remove(&run.start);
-                    self.add_free(run.start, run.len);
+        let mut pending = std::mem::take(&mut self.pending);
+        let mut released = Vec::new();
+        pending.retain(|&f, runs| {
+            runs.retain(|run| {
+                let visible = readers.any_in(run.alloc_txid, f);
+                if !visible {
+                    released.push(*run);
                 }
-            }
-            if !kept.is_empty() {
-                self.pending.insert(f, kept);
-            }
+                visible
+            });
+            !runs.is_empty()
+        });
+        self.pending = pending;
+        for run in released {
+            self.pending_count -= run.len;
+            self.allocated_by.remove(&run.start);
+            self.add_free(run.start, run.len);
         }
     }
 

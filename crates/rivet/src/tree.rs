@@ -493,9 +493,9 @@ impl<'a, 'r> TreeMut<'a, 'r> {
         let page = match nref {
             NodeRef::Dirty(id) => return Ok(id),
             NodeRef::Page(pgid) => {
-                let (h, run) = self.reader.run(pgid)?;
-                let p = NodePage::parse(run, pgid)?;
-                self.freed.push((pgid, u64::from(h.overflow) + 1));
+                let p = self.reader.node_page(pgid)?;
+                self.freed
+                    .push((pgid, (p.run_len() / self.reader.page_size) as u64));
                 p
             }
             NodeRef::Inline(raw) => inline_page(&self.reader, raw)?,
@@ -514,7 +514,10 @@ impl<'a, 'r> TreeMut<'a, 'r> {
         } else {
             let mut v = Vec::with_capacity(page.count() + 1);
             for i in 0..page.count() {
-                let (k, child) = page.branch_elem(i)?;
+                let (k, child) = match page.branch_elem_opt(i) {
+                    Some(e) => e,
+                    None => page.branch_elem(i)?, // reports what is wrong
+                };
                 v.push(BranchEntry {
                     key: Key::new(RawBytes::new(k), k),
                     child: NodeRef::Page(child),
@@ -920,23 +923,19 @@ impl<'a, 'r> TreeMut<'a, 'r> {
         let r = self.reader;
         match &self.nodes[id] {
             Node::Leaf(e) => {
-                let items: Vec<(u32, &[u8], &[u8])> = e
+                let items = e
                     .iter()
-                    .map(|x| (x.flags, r.bytes(x.key.raw), r.bytes(x.value)))
-                    .collect();
-                format::write_leaf(&mut buf, pgid, (pages - 1) as u32, &items);
+                    .map(|x| (x.flags, r.bytes(x.key.raw), r.bytes(x.value)));
+                format::write_leaf_from(&mut buf, pgid, (pages - 1) as u32, items);
             }
             Node::Branch(e) => {
-                let items: Vec<(&[u8], Pgid)> = e
-                    .iter()
-                    .map(|x| {
-                        let NodeRef::Page(p) = x.child else {
-                            unreachable!("children are spilled first")
-                        };
-                        (r.bytes(x.key.raw), p)
-                    })
-                    .collect();
-                format::write_branch(&mut buf, pgid, (pages - 1) as u32, &items);
+                let items = e.iter().map(|x| {
+                    let NodeRef::Page(p) = x.child else {
+                        unreachable!("children are spilled first")
+                    };
+                    (r.bytes(x.key.raw), p)
+                });
+                format::write_branch_from(&mut buf, pgid, (pages - 1) as u32, items);
             }
         }
         out.push(pgid, buf)?;
