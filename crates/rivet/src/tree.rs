@@ -579,7 +579,10 @@ impl<'a, 'r> TreeMut<'a, 'r> {
         let Node::Leaf(e) = &mut self.nodes[leaf] else {
             unreachable!("descend ends at a leaf")
         };
-        let exists = i < e.len() && r.bytes(e[i].key.raw) == kb;
+        // Compare the inline prefixes first: a new key then never touches the stored key's
+        // bytes (a cache miss into the arena or the map).
+        let exists =
+            i < e.len() && e[i].key.prefix == format::prefix8(kb) && r.bytes(e[i].key.raw) == kb;
         check(exists.then(|| e[i].flags))?;
         let entry = LeafEntry {
             flags,
