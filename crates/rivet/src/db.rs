@@ -79,6 +79,13 @@ pub struct DbStats {
     pub commit_n: u64,
 }
 
+/// Who holds the write transaction, and how many callers wait for it.
+#[derive(Default)]
+struct WriterSlot {
+    busy: bool,
+    waiting: usize,
+}
+
 /// Fields shared by every handle and transaction of one open database.
 pub(crate) struct Shared {
     pub path: PathBuf,
@@ -86,7 +93,7 @@ pub(crate) struct Shared {
     pub options: Options,
     pub page_size: usize,
     pub state: Mutex<State>,
-    writer_busy: Mutex<bool>,
+    writer_busy: Mutex<WriterSlot>,
     writer_cv: Condvar,
     /// The freelist while no write transaction holds it; `None` in read-only mode until needed.
     freelist: Mutex<Option<Box<Freelist>>>,
@@ -191,7 +198,7 @@ impl Db {
                 file_size,
                 stats: DbStats::default(),
             }),
-            writer_busy: Mutex::new(false),
+            writer_busy: Mutex::new(WriterSlot::default()),
             writer_cv: Condvar::new(),
             freelist: Mutex::new(None),
             poisoned: Mutex::new(None),
@@ -278,18 +285,20 @@ impl Db {
             return Err(Error::Poisoned(why));
         }
         {
-            let mut busy = lock(&self.shared.writer_busy);
-            while *busy {
+            let mut slot = lock(&self.shared.writer_busy);
+            while slot.busy {
                 if !wait {
                     return Err(Error::WriterBusy);
                 }
-                busy = self
+                slot.waiting += 1;
+                slot = self
                     .shared
                     .writer_cv
-                    .wait(busy)
+                    .wait(slot)
                     .unwrap_or_else(|e| e.into_inner());
+                slot.waiting -= 1;
             }
-            *busy = true;
+            slot.busy = true;
         }
         let mut fl = lock(&self.shared.freelist)
             .take()
@@ -382,8 +391,15 @@ impl Shared {
             }
         }
         *lock(&self.freelist) = Some(fl);
-        *lock(&self.writer_busy) = false;
-        self.writer_cv.notify_one();
+        let waiting = {
+            let mut slot = lock(&self.writer_busy);
+            slot.busy = false;
+            slot.waiting
+        };
+        // Waking is a system call; skip it when nobody waits (the common case).
+        if waiting > 0 {
+            self.writer_cv.notify_one();
+        }
     }
 
     fn poison(&self, why: String) -> Error {
