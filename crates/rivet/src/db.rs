@@ -368,6 +368,11 @@ impl Db {
 }
 
 impl Shared {
+    /// Size of the file in bytes (it may extend past the high-water mark).
+    pub(crate) fn file_size(&self) -> u64 {
+        lock(&self.state).file_size
+    }
+
     pub(crate) fn finish_read(&self, txid: Txid) {
         let mut st = lock(&self.state);
         st.readers.unregister(txid);

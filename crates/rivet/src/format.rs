@@ -444,8 +444,9 @@ impl<'a> NodePage<'a> {
         let el = self.elems.get(i)?;
         let pos = elem_u32(el, pos_off) as usize;
         let ksize = elem_u32(el, pos_off + 4) as usize;
-        let start = PAGE_HEADER_SIZE + i * ELEMENT_SIZE + pos;
-        self.data.get(start..start + ksize)
+        // Checked: on 32-bit targets a hostile `pos`/`ksize` could otherwise wrap.
+        let start = (PAGE_HEADER_SIZE + i * ELEMENT_SIZE).checked_add(pos)?;
+        self.data.get(start..start.checked_add(ksize)?)
     }
 
     /// Leaf element `i`: (flags, key, value).
@@ -465,9 +466,9 @@ impl<'a> NodePage<'a> {
             elem_u32(el, 8),
             elem_u32(el, 12),
         );
-        let start = PAGE_HEADER_SIZE + i * ELEMENT_SIZE + pos as usize;
-        let mid = start + ksize as usize;
-        let kv = self.data.get(start..mid + vsize as usize)?;
+        let start = (PAGE_HEADER_SIZE + i * ELEMENT_SIZE).checked_add(pos as usize)?;
+        let mid = start.checked_add(ksize as usize)?;
+        let kv = self.data.get(start..mid.checked_add(vsize as usize)?)?;
         let (k, v) = kv.split_at(ksize as usize);
         Some((flags, k, v))
     }

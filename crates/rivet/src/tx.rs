@@ -320,7 +320,8 @@ impl Tx {
             .freelist
             .take()
             .expect("write transaction holds the freelist");
-        let mut pa = PageAllocator::new(fl, meta.pgid, txid);
+        let file_pages = self.shared.file_size() / ps as u64;
+        let mut pa = PageAllocator::new(fl, meta.pgid, txid, file_pages);
         if let Some(est) = self.estimate_commit_pages(&pa.fl) {
             if !pa.reserve_all(est.total) {
                 pa.reserve_hot(est.hot);
@@ -569,6 +570,9 @@ struct PageAllocator {
     hwm: Pgid,
     /// High-water mark before this commit; pages at or above it vanish on rollback.
     base_hwm: Pgid,
+    /// Pages the file already holds: a hot run is only placed past the high-water mark
+    /// within them, so reserving one never grows the file (nor trips `max_size`).
+    file_pages: Pgid,
     txid: u64,
     allocated: Vec<(Pgid, u64)>,
     /// The unused part `next..end` of the whole-commit reservation.
@@ -578,11 +582,12 @@ struct PageAllocator {
 }
 
 impl PageAllocator {
-    fn new(fl: Box<Freelist>, hwm: Pgid, txid: u64) -> PageAllocator {
+    fn new(fl: Box<Freelist>, hwm: Pgid, txid: u64, file_pages: Pgid) -> PageAllocator {
         PageAllocator {
             fl,
             hwm,
             base_hwm: hwm,
+            file_pages,
             txid,
             allocated: Vec::new(),
             all: None,
@@ -600,16 +605,20 @@ impl PageAllocator {
     }
 
     /// Reserves `n` contiguous pages for the hot pages: a free span, or past the high-water
-    /// mark when none fits (and the run is small).
+    /// mark when none fits, the run is small and the file already has room for it.
     fn reserve_hot(&mut self, n: u64) {
         if n == 0 || n > MAX_HOT_RUN {
             return;
         }
-        let p = self.fl.reserve(n).unwrap_or_else(|| {
-            let p = self.hwm;
-            self.hwm += n;
-            p
-        });
+        let p = match self.fl.reserve(n) {
+            Some(p) => p,
+            None if self.hwm + n <= self.file_pages => {
+                let p = self.hwm;
+                self.hwm += n;
+                p
+            }
+            None => return,
+        };
         self.hot = Some((p, p + n));
     }
 
@@ -622,14 +631,21 @@ impl PageAllocator {
             .sum()
     }
 
-    /// Returns the unused parts of the reservations (the commit goes ahead): a tail at the
-    /// high-water mark lowers it, anything else becomes free again.
+    /// Returns the unused parts of the reservations: pages that were free before the commit
+    /// become free again; unused pages past the old high-water mark lower it again when they
+    /// are at the top, and are otherwise freed too (a failed commit's rollback drops those).
     fn end_reservations(&mut self) {
         for (next, end) in [self.all.take(), self.hot.take()].into_iter().flatten() {
-            if end == self.hwm {
-                self.hwm = next;
-            } else {
-                self.fl.give_back(next, end - next);
+            let split = next.clamp(self.base_hwm.min(end), end);
+            if next < split {
+                self.fl.give_back(next, split - next);
+            }
+            if split < end {
+                if end == self.hwm {
+                    self.hwm = split;
+                } else {
+                    self.fl.give_back(split, end - split);
+                }
             }
         }
     }
@@ -677,5 +693,59 @@ impl PageAllocator {
 impl Drop for Tx {
     fn drop(&mut self) {
         self.rollback_inner();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn free_pages(ids: &[Pgid], hwm: Pgid) -> Box<Freelist> {
+        Box::new(Freelist::from_ids(ids, hwm, 2).unwrap())
+    }
+
+    #[test]
+    fn unused_reserved_pages_below_the_old_mark_stay_free_even_at_the_top() {
+        // The best-fit span 92..100 ends at the high-water mark; the commit uses 92..97.
+        let mut pa =
+            PageAllocator::new(free_pages(&(92..100).collect::<Vec<_>>(), 100), 100, 7, 200);
+        assert!(pa.reserve_all(8));
+        assert_eq!(pa.allocate(5, false), 92);
+        pa.end_reservations();
+        assert_eq!(
+            pa.hwm, 100,
+            "the mark never drops below where the commit started"
+        );
+        assert_eq!(pa.fl.all_ids(), vec![97, 98, 99]);
+        // The commit then fails: everything it took is free again, nothing is lost.
+        let PageAllocator {
+            mut fl, allocated, ..
+        } = pa;
+        fl.rollback(7, &allocated, 100);
+        assert_eq!(fl.all_ids(), (92..100).collect::<Vec<_>>());
+    }
+
+    #[test]
+    fn hot_run_past_the_mark_only_within_the_file_and_its_unused_tail_is_returned() {
+        let mut pa = PageAllocator::new(free_pages(&[], 100), 100, 7, 110);
+        pa.reserve_hot(4);
+        assert_eq!(
+            pa.allocate(1, false),
+            104,
+            "cold pages do not use the hot run"
+        );
+        assert_eq!(pa.allocate(3, true), 100);
+        pa.end_reservations();
+        // Page 103 went unused but page 104 lies above it: it becomes a free page.
+        assert_eq!(pa.hwm, 105);
+        assert_eq!(pa.fl.all_ids(), vec![103]);
+
+        // No room left in the file: no hot run, pages come one by one.
+        let mut pa = PageAllocator::new(free_pages(&[], 100), 100, 7, 102);
+        pa.reserve_hot(4);
+        assert_eq!(pa.reserved_left(), 0);
+        assert_eq!(pa.allocate(1, true), 100);
+        pa.end_reservations();
+        assert_eq!(pa.hwm, 101);
     }
 }
