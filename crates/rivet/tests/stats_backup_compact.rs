@@ -5,7 +5,6 @@
 //! (no Go toolchain or bbolt sources) they are skipped with a message on stderr, unless the
 //! `CI` environment variable is set, in which case they fail.
 
-use std::io::Write as _;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -105,36 +104,8 @@ fn rivet_stats(tx: &Tx) -> Vec<(Vec<u8>, String)> {
 /// bbolt sources are missing and `CI` is unset.
 fn peer() -> Option<&'static Path> {
     static PEER: OnceLock<Option<PathBuf>> = OnceLock::new();
-    PEER.get_or_init(|| {
-        let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
-        // Our own output path, so concurrent test binaries never write the same file.
-        let out = root.join("target/interop/stats-backup-compact/bboltpeer");
-        let res = Command::new("sh")
-            .arg(root.join("tests/interop/build-peer.sh"))
-            .arg(&out)
-            .output()
-            .expect("run tests/interop/build-peer.sh");
-        match res.status.code() {
-            Some(0) => Some(out),
-            Some(3) if std::env::var_os("CI").is_none() => {
-                // Straight to the process's stderr: the test harness captures `eprintln!`.
-                let _ = writeln!(
-                    std::io::stderr(),
-                    "\n!!! SKIPPING Go interop checks in stats_backup_compact: build-peer.sh \
-                     exited 3 (no Go toolchain or bbolt sources):\n    {}\n!!! Install golang-go \
-                     golang-github-coreos-bbolt-dev to run them.\n",
-                    String::from_utf8_lossy(&res.stderr).trim_end()
-                );
-                None
-            }
-            code => panic!(
-                "build-peer.sh failed ({code:?}, CI={:?}): {}",
-                std::env::var_os("CI"),
-                String::from_utf8_lossy(&res.stderr)
-            ),
-        }
-    })
-    .as_deref()
+    PEER.get_or_init(|| rivet_testkit::go_peer("stats-backup-compact"))
+        .as_deref()
 }
 
 /// Runs the peer; panics unless it exits 0. Returns stdout.

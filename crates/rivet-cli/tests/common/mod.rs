@@ -8,7 +8,6 @@ use std::ffi::OsStr;
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
-use std::sync::OnceLock;
 
 use rivet::{Db, Options};
 
@@ -201,59 +200,10 @@ pub fn sample() -> (tempfile::TempDir, PathBuf) {
 // ------------------------------------------------------------------------------------------
 // The Go peer (see tests/interop/README.md)
 
-enum PeerState {
-    Ready(PathBuf),
-    Unavailable(String),
-    Broken(String),
-}
-
-static PEER: OnceLock<PeerState> = OnceLock::new();
-
-fn repo_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../..")
-        .canonicalize()
-        .expect("repository root")
-}
-
-fn build_peer() -> PeerState {
-    let root = repo_root();
-    let script = root.join("tests/interop/build-peer.sh");
-    // A path of our own, so concurrent builds by other test binaries do not collide.
-    let out = root.join("target/interop/rivet-cli/bboltpeer");
-    let output = match Command::new("sh").arg(&script).arg(&out).output() {
-        Ok(o) => o,
-        Err(e) => return PeerState::Broken(format!("running {}: {e}", script.display())),
-    };
-    let stderr = String::from_utf8_lossy(&output.stderr).trim().to_string();
-    match output.status.code() {
-        Some(0) if out.is_file() => PeerState::Ready(out),
-        Some(0) => PeerState::Broken(format!("{} was not built", out.display())),
-        Some(3) => PeerState::Unavailable(stderr),
-        _ => PeerState::Broken(format!(
-            "build-peer.sh failed ({}): {stderr}",
-            output.status
-        )),
-    }
-}
-
-/// The Go peer, or `None` after a loud message when Go is missing and `CI` is unset.
+/// The Go peer, built once per test process (see [`rivet_testkit::go_peer`]): `None` after
+/// a loud message when Go is missing and `CI` is unset.
 pub fn peer() -> Option<Peer> {
-    match PEER.get_or_init(build_peer) {
-        PeerState::Ready(bin) => Some(Peer { bin: bin.clone() }),
-        PeerState::Unavailable(reason) => {
-            if std::env::var_os("CI").is_some() {
-                panic!("Go bbolt peer unavailable and CI is set: {reason}");
-            }
-            let stars = "*".repeat(70);
-            let _ = writeln!(
-                std::io::stderr(),
-                "\n{stars}\nSKIPPED: Go bbolt peer unavailable ({reason})\n{stars}\n"
-            );
-            None
-        }
-        PeerState::Broken(reason) => panic!("building the Go bbolt peer failed: {reason}"),
-    }
+    rivet_testkit::go_peer("rivet-cli").map(|bin| Peer { bin })
 }
 
 /// Gets the peer or returns from the test.

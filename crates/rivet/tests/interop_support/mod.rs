@@ -6,81 +6,16 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
-use std::sync::OnceLock;
 
 use rivet::{export, Bucket, Db, Options, Tx};
 
 // ------------------------------------------------------------------------------------------
 // The Go peer
 
-enum PeerState {
-    Ready(PathBuf),
-    /// Go or the bbolt sources are missing (build-peer.sh exited 3).
-    Unavailable(String),
-    /// The build failed for another reason; always an error.
-    Broken(String),
-}
-
-static PEER: OnceLock<PeerState> = OnceLock::new();
-
-/// Root of the repository (two levels above the crate).
-pub fn repo_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../..")
-        .canonicalize()
-        .expect("repository root")
-}
-
-fn build_peer() -> PeerState {
-    let root = repo_root();
-    let script = root.join("tests/interop/build-peer.sh");
-    let out = root.join("target/interop/bboltpeer");
-    let output = match Command::new("sh").arg(&script).arg(&out).output() {
-        Ok(o) => o,
-        Err(e) => return PeerState::Broken(format!("running {}: {e}", script.display())),
-    };
-    let stderr = String::from_utf8_lossy(&output.stderr).trim().to_string();
-    match output.status.code() {
-        Some(0) => {
-            let printed = String::from_utf8_lossy(&output.stdout).trim().to_string();
-            let bin = PathBuf::from(printed);
-            if bin.is_file() {
-                PeerState::Ready(bin)
-            } else {
-                PeerState::Broken(format!(
-                    "build-peer.sh printed {bin:?}, which is not a file"
-                ))
-            }
-        }
-        Some(3) => PeerState::Unavailable(stderr),
-        _ => PeerState::Broken(format!(
-            "build-peer.sh failed ({}): {stderr}",
-            output.status
-        )),
-    }
-}
-
-/// The Go peer, built once per test process. `None` (after a loud message on stderr) when Go
-/// is not installed and `CI` is not set; panics when `CI` is set or the build fails otherwise.
+/// The Go peer, built once per test process (see [`rivet_testkit::go_peer`]): `None` after
+/// a loud message when Go is missing and `CI` is unset.
 pub fn peer() -> Option<Peer> {
-    match PEER.get_or_init(build_peer) {
-        PeerState::Ready(bin) => Some(Peer { bin: bin.clone() }),
-        PeerState::Unavailable(reason) => {
-            if std::env::var_os("CI").is_some() {
-                panic!("Go bbolt peer unavailable and CI is set: {reason}");
-            }
-            // Written straight to stderr (not `eprintln!`) so the test harness' output
-            // capture does not hide it.
-            use std::io::Write as _;
-            let stars = "*".repeat(70);
-            let _ = writeln!(
-                std::io::stderr(),
-                "\n{stars}\nSKIPPED: Go bbolt peer unavailable ({reason})\n{stars}\n"
-            );
-            None
-        }
-        PeerState::Broken(reason) => panic!("building the Go bbolt peer failed: {reason}"),
-    }
+    rivet_testkit::go_peer("rivet").map(|bin| Peer { bin })
 }
 
 /// Gets the peer or returns from the test (see [`peer`]).
