@@ -333,6 +333,12 @@ fn elem_u32(el: &[u8; ELEMENT_SIZE], o: usize) -> u32 {
     u32::from_le_bytes([el[o], el[o + 1], el[o + 2], el[o + 3]])
 }
 
+/// Reads the child page id of a branch element.
+#[inline(always)]
+fn elem_child(el: &[u8; ELEMENT_SIZE]) -> Pgid {
+    u64::from_le_bytes([el[8], el[9], el[10], el[11], el[12], el[13], el[14], el[15]])
+}
+
 impl<'a> NodePage<'a> {
     /// Parses the page run `data` (header first) that was fetched as page `pgid`.
     pub fn parse(data: &'a [u8], pgid: Pgid) -> Result<NodePage<'a>> {
@@ -456,9 +462,10 @@ impl<'a> NodePage<'a> {
         self.leaf_elem_opt(i).ok_or_else(|| self.leaf_elem_error(i))
     }
 
-    /// [`NodePage::leaf_elem`] with one bounds check for the element and one for its data.
+    /// [`NodePage::leaf_elem`] with one bounds check for the element and one for its data,
+    /// without building the error (the hot path of lookups).
     #[inline(always)]
-    fn leaf_elem_opt(&self, i: usize) -> Option<(u32, &'a [u8], &'a [u8])> {
+    pub fn leaf_elem_opt(&self, i: usize) -> Option<(u32, &'a [u8], &'a [u8])> {
         let el = self.elems.get(i)?;
         let (flags, pos, ksize, vsize) = (
             elem_u32(el, 0),
@@ -499,39 +506,36 @@ impl<'a> NodePage<'a> {
     /// [`NodePage::branch_elem`] without building the error.
     #[inline]
     pub fn branch_elem_opt(&self, i: usize) -> Option<(&'a [u8], Pgid)> {
-        let el = self.elems.get(i)?;
-        let child =
-            u64::from_le_bytes([el[8], el[9], el[10], el[11], el[12], el[13], el[14], el[15]]);
+        let child = elem_child(self.elems.get(i)?);
         Some((self.key_at(i, 0)?, child))
     }
 
     /// Branch element `i`: (key, child page id).
+    #[inline]
     pub fn branch_elem(&self, i: usize) -> Result<(&'a [u8], Pgid)> {
         debug_assert!(!self.leaf && i < self.count);
-        let e = PAGE_HEADER_SIZE + i * ELEMENT_SIZE;
-        let child = u64_at(self.data, e + 8).unwrap_or(0);
-        Ok((self.key(i)?, child))
+        self.branch_elem_opt(i).ok_or_else(|| self.key_error(i))
     }
 
     /// Index of the first element whose key is `>= key` (== count when none).
     pub fn lower_bound(&self, key: &[u8]) -> Result<usize> {
-        let found = if self.leaf {
-            self.lower_bound_at(key, 4)
-        } else {
-            self.lower_bound_at(key, 0)
-        };
-        found.map_err(|mid| self.key_error(mid))
+        self.search(key).map_err(|mid| self.key_error(mid))
     }
 
     /// [`NodePage::lower_bound`] without building the error (the hot path of lookups).
     #[inline]
     pub fn lower_bound_opt(&self, key: &[u8]) -> Option<usize> {
-        let found = if self.leaf {
+        self.search(key).ok()
+    }
+
+    /// [`NodePage::lower_bound_at`] for this page's layout.
+    #[inline(always)]
+    fn search(&self, key: &[u8]) -> std::result::Result<usize, usize> {
+        if self.leaf {
             self.lower_bound_at(key, 4)
         } else {
             self.lower_bound_at(key, 0)
-        };
-        found.ok()
+        }
     }
 
     /// For a branch: [`NodePage::child_index`] followed by the child's page id, or `None`
@@ -545,16 +549,7 @@ impl<'a> NodePage<'a> {
         } else {
             i.saturating_sub(1)
         };
-        let el = self.elems.get(i)?;
-        Some(u64::from_le_bytes([
-            el[8], el[9], el[10], el[11], el[12], el[13], el[14], el[15],
-        ]))
-    }
-
-    /// [`NodePage::leaf_elem`] without building the error.
-    #[inline]
-    pub fn leaf_elem_if_valid(&self, i: usize) -> Option<(u32, &'a [u8], &'a [u8])> {
-        self.leaf_elem_opt(i)
+        self.elems.get(i).map(elem_child)
     }
 
     /// [`NodePage::lower_bound`] for elements whose (pos, ksize) pair is at byte `pos_off`

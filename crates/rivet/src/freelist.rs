@@ -110,18 +110,12 @@ impl Freelist {
         self.insert_span(start, len);
     }
 
-    /// Allocates a contiguous run of `n` free pages, recording `txid` as its allocator.
-    /// Returns `None` when no span is large enough (the caller extends the file).
-    pub fn allocate(&mut self, txid: Txid, n: u64) -> Option<Pgid> {
-        let start = self.reserve(n)?;
-        self.allocated_by.insert(start, txid);
-        Some(start)
-    }
-
-    /// Takes a contiguous run of `n` free pages (the same choice as [`Freelist::allocate`]) to
-    /// be handed out piecewise by the caller, who records each piece with
+    /// Takes a contiguous run of `n` free pages: a single page from the lowest free id, a run
+    /// from the smallest span that holds it (lowest id among equals). Returns `None` when no
+    /// span is large enough (the caller extends the file). The caller hands the run out whole
+    /// or piecewise and records each piece's allocating transaction with
     /// [`Freelist::note_allocated`] and returns what it did not use with
-    /// [`Freelist::give_back`]. Returns `None` when no span is large enough.
+    /// [`Freelist::give_back`].
     pub fn reserve(&mut self, n: u64) -> Option<Pgid> {
         debug_assert!(n > 0);
         let (start, len) = if n == 1 {
@@ -150,7 +144,7 @@ impl Freelist {
         self.by_size.last().map_or(0, |&(l, _)| l)
     }
 
-    /// Records that a run allocated past the high-water mark belongs to `txid`.
+    /// Records that the run starting at `start` was allocated by transaction `txid`.
     pub fn note_allocated(&mut self, start: Pgid, txid: Txid) {
         self.allocated_by.insert(start, txid);
     }
@@ -267,10 +261,10 @@ mod tests {
     fn allocates_lowest_single_page_and_best_fit_runs() {
         let mut fl = Freelist::from_ids(&[3, 4, 5, 9, 10, 20, 21, 22, 23], 30, 2).unwrap();
         assert_eq!(fl.free_count(), 9);
-        assert_eq!(fl.allocate(5, 2), Some(9)); // exact fit
-        assert_eq!(fl.allocate(5, 1), Some(3));
-        assert_eq!(fl.allocate(5, 3), Some(20)); // 20..24 is the only span >= 3
-        assert_eq!(fl.allocate(5, 5), None);
+        assert_eq!(fl.reserve(2), Some(9)); // exact fit
+        assert_eq!(fl.reserve(1), Some(3));
+        assert_eq!(fl.reserve(3), Some(20)); // 20..24 is the only span >= 3
+        assert_eq!(fl.reserve(5), None);
         assert_eq!(fl.all_ids(), vec![4, 5, 23]);
     }
 
@@ -309,7 +303,7 @@ mod tests {
     #[test]
     fn rollback_restores_allocations_and_drops_frees() {
         let mut fl = Freelist::from_ids(&[4, 5, 6], 10, 2).unwrap();
-        let a = fl.allocate(7, 2).unwrap();
+        let a = fl.reserve(2).unwrap();
         fl.free(7, 8, 1);
         fl.rollback(7, &[(a, 2), (10, 1)], 10);
         assert_eq!(fl.all_ids(), vec![4, 5, 6]);
@@ -347,7 +341,7 @@ mod tests {
                 tx += 1;
                 match op {
                     0 | 1 => {
-                        if let Some(s) = fl.allocate(tx, n) {
+                        if let Some(s) = fl.reserve(n) {
                             for p in s..s + n {
                                 prop_assert!(model.remove(&p), "page {} was not free", p);
                             }

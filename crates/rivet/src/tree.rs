@@ -368,7 +368,7 @@ fn get_clean<'a>(r: &PageReader<'a>, root: Pgid, key: &[u8]) -> Option<Option<Fo
         }
         let i = page.lower_bound_opt(key)?;
         if i < page.count() {
-            let (flags, k, val) = page.leaf_elem_if_valid(i)?;
+            let (flags, k, val) = page.leaf_elem_opt(i)?;
             if k == key {
                 return Some(Some((flags, k, val)));
             }
@@ -514,10 +514,7 @@ impl<'a, 'r> TreeMut<'a, 'r> {
         } else {
             let mut v = Vec::with_capacity(page.count() + 1);
             for i in 0..page.count() {
-                let (k, child) = match page.branch_elem_opt(i) {
-                    Some(e) => e,
-                    None => page.branch_elem(i)?, // reports what is wrong
-                };
+                let (k, child) = page.branch_elem(i)?;
                 v.push(BranchEntry {
                     key: Key::new(RawBytes::new(k), k),
                     child: NodeRef::Page(child),

@@ -612,11 +612,7 @@ impl PageAllocator {
         }
         let p = match self.fl.reserve(n) {
             Some(p) => p,
-            None if self.hwm + n <= self.file_pages => {
-                let p = self.hwm;
-                self.hwm += n;
-                p
-            }
+            None if self.hwm + n <= self.file_pages => self.extend(n),
             None => return,
         };
         self.hot = Some((p, p + n));
@@ -672,20 +668,19 @@ impl PageAllocator {
             }
             _ => None,
         };
-        let reserved = take(&mut self.all).or_else(|| if hot { take(&mut self.hot) } else { None });
-        let p = match reserved {
-            Some(p) => {
-                self.fl.note_allocated(p, self.txid);
-                p
-            }
-            None => self.fl.allocate(self.txid, n).unwrap_or_else(|| {
-                let p = self.hwm;
-                self.hwm += n;
-                self.fl.note_allocated(p, self.txid);
-                p
-            }),
-        };
+        let p = take(&mut self.all)
+            .or_else(|| if hot { take(&mut self.hot) } else { None })
+            .or_else(|| self.fl.reserve(n))
+            .unwrap_or_else(|| self.extend(n));
+        self.fl.note_allocated(p, self.txid);
         self.allocated.push((p, n));
+        p
+    }
+
+    /// Takes `n` pages past the high-water mark.
+    fn extend(&mut self, n: u64) -> Pgid {
+        let p = self.hwm;
+        self.hwm += n;
         p
     }
 }
