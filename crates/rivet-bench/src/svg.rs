@@ -93,13 +93,7 @@ pub fn ratio_chart(title: &str, subtitle: &str, series: &[String], groups: &[Gro
     let mut y = TOP;
     for (label, vals) in groups {
         let gh = series.len() as f64 * BAR_H;
-        let _ = writeln!(
-            out,
-            r#"<text x="{}" y="{}" text-anchor="end">{}</text>"#,
-            LABEL_W - 8.0,
-            y + gh / 2.0 + 4.0,
-            esc(label)
-        );
+        group_label(&mut out, y, gh, label);
         for (i, v) in vals.iter().enumerate() {
             let by = y + i as f64 * BAR_H;
             let Some(v) = *v else { continue };
@@ -114,16 +108,7 @@ pub fn ratio_chart(title: &str, subtitle: &str, series: &[String], groups: &[Gro
             } else {
                 (x2, x1 - x2)
             };
-            let _ = writeln!(
-                out,
-                r##"<rect x="{x:.1}" y="{by:.1}" width="{:.1}" height="{:.1}" fill="{}"><title>{}: {text}</title></rect><text x="{:.1}" y="{:.1}" font-size="9" fill="#333">{text}</text>"##,
-                w.max(1.0),
-                BAR_H - 2.0,
-                colour(&series[i]),
-                esc(&series[i]),
-                x + w.max(1.0) + 3.0,
-                by + BAR_H - 3.0
-            );
+            bar(&mut out, x, by, w, &series[i], &text);
         }
         y += gh + GROUP_PAD;
     }
@@ -164,13 +149,7 @@ pub fn value_chart(
     let mut y = TOP;
     for (label, vals) in groups {
         let gh = series.len() as f64 * BAR_H;
-        let _ = writeln!(
-            out,
-            r#"<text x="{}" y="{}" text-anchor="end">{}</text>"#,
-            LABEL_W - 8.0,
-            y + gh / 2.0 + 4.0,
-            esc(label)
-        );
+        group_label(&mut out, y, gh, label);
         for (i, v) in vals.iter().enumerate() {
             let Some(v) = *v else { continue };
             let by = y + i as f64 * BAR_H;
@@ -184,19 +163,36 @@ pub fn value_chart(
             } else {
                 "> limit".into()
             };
-            let _ = writeln!(
-                out,
-                r##"<rect x="{LABEL_W}" y="{by:.1}" width="{:.1}" height="{:.1}" fill="{}"><title>{}: {text}</title></rect><text x="{:.1}" y="{:.1}" font-size="9" fill="#333">{text}</text>"##,
-                w.max(1.0),
-                BAR_H - 2.0,
-                colour(&series[i]),
-                esc(&series[i]),
-                LABEL_W + w.max(1.0) + 3.0,
-                by + BAR_H - 3.0
-            );
+            bar(&mut out, LABEL_W, by, w, &series[i], &text);
         }
         y += gh + GROUP_PAD;
     }
     out.push_str("</svg>\n");
     out
+}
+
+/// The label of one group of bars, right-aligned left of the plot.
+fn group_label(out: &mut String, y: f64, group_height: f64, label: &str) {
+    let _ = writeln!(
+        out,
+        r#"<text x="{}" y="{}" text-anchor="end">{}</text>"#,
+        LABEL_W - 8.0,
+        y + group_height / 2.0 + 4.0,
+        esc(label)
+    );
+}
+
+/// One bar of `series` at `x`, `y` (`width` wide, at least 1), with `text` beside it and as
+/// its tooltip.
+fn bar(out: &mut String, x: f64, y: f64, width: f64, series: &str, text: &str) {
+    let w = width.max(1.0);
+    let _ = writeln!(
+        out,
+        r##"<rect x="{x:.1}" y="{y:.1}" width="{w:.1}" height="{:.1}" fill="{}"><title>{}: {text}</title></rect><text x="{:.1}" y="{:.1}" font-size="9" fill="#333">{text}</text>"##,
+        BAR_H - 2.0,
+        colour(series),
+        esc(series),
+        x + w + 3.0,
+        y + BAR_H - 3.0
+    );
 }
