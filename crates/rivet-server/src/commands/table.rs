@@ -1,0 +1,310 @@
+//! The command table, in the shape of Redis's: name, arity (positive = exact, negative = at
+//! least), flags, and the first/last/step positions of key arguments (for COMMAND INFO).
+
+use std::collections::HashMap;
+use std::sync::OnceLock;
+
+use super::{bits, keys, server, strings, Handler};
+use super::{ADMIN, CONN, DENY_OOM, FAST, LOADING, NO_AUTH, NO_QUEUE, READONLY, STALE, WRITE};
+
+/// One command.
+#[derive(Debug)]
+pub struct Spec {
+    /// Lowercase name.
+    pub name: &'static str,
+    /// Redis arity.
+    pub arity: i32,
+    /// Flag bits (`WRITE`, `READONLY`...).
+    pub flags: u32,
+    /// First key argument (0 = none).
+    pub first_key: i32,
+    /// Last key argument (-1 = last argument).
+    pub last_key: i32,
+    /// Step between keys.
+    pub step: i32,
+    /// The handler; `None` for commands the connection runs itself.
+    pub handler: Option<Handler>,
+    /// Redis's command group (COMMAND DOCS).
+    pub group: &'static str,
+}
+
+macro_rules! cmd {
+    ($name:literal, $arity:expr, $flags:expr, $keys:expr, $h:expr, $group:literal) => {
+        Spec {
+            name: $name,
+            arity: $arity,
+            flags: $flags,
+            first_key: $keys.0,
+            last_key: $keys.1,
+            step: $keys.2,
+            handler: $h,
+            group: $group,
+        }
+    };
+}
+
+const NOKEYS: (i32, i32, i32) = (0, 0, 0);
+const KEY1: (i32, i32, i32) = (1, 1, 1);
+const KEY12: (i32, i32, i32) = (1, 2, 1);
+const ALLKEYS: (i32, i32, i32) = (1, -1, 1);
+
+const W: u32 = WRITE | DENY_OOM;
+const WF: u32 = WRITE | DENY_OOM | FAST;
+const R: u32 = READONLY;
+const RF: u32 = READONLY | FAST;
+
+/// Every command the server knows.
+pub static COMMANDS: &[Spec] = &[
+    // strings
+    cmd!("get", 2, RF, KEY1, Some(strings::get), "string"),
+    cmd!("set", -3, W, KEY1, Some(strings::set), "string"),
+    cmd!("setnx", 3, WF, KEY1, Some(strings::setnx), "string"),
+    cmd!("setex", 4, W, KEY1, Some(strings::setex), "string"),
+    cmd!("psetex", 4, W, KEY1, Some(strings::psetex), "string"),
+    cmd!("getset", 3, WF, KEY1, Some(strings::getset), "string"),
+    cmd!("getdel", 2, WF, KEY1, Some(strings::getdel), "string"),
+    cmd!("getex", -2, WF, KEY1, Some(strings::getex), "string"),
+    cmd!("mget", -2, RF, ALLKEYS, Some(strings::mget), "string"),
+    cmd!("mset", -3, W, (1, -1, 2), Some(strings::mset), "string"),
+    cmd!("msetnx", -3, W, (1, -1, 2), Some(strings::msetnx), "string"),
+    cmd!("append", 3, WF, KEY1, Some(strings::append), "string"),
+    cmd!("strlen", 2, RF, KEY1, Some(strings::strlen), "string"),
+    cmd!("getrange", 4, R, KEY1, Some(strings::getrange), "string"),
+    cmd!("substr", 4, R, KEY1, Some(strings::getrange), "string"),
+    cmd!("setrange", 4, W, KEY1, Some(strings::setrange), "string"),
+    cmd!("lcs", -3, R, KEY12, Some(strings::lcs), "string"),
+    cmd!("incr", 2, WF, KEY1, Some(strings::incr), "string"),
+    cmd!("decr", 2, WF, KEY1, Some(strings::decr), "string"),
+    cmd!("incrby", 3, WF, KEY1, Some(strings::incrby), "string"),
+    cmd!("decrby", 3, WF, KEY1, Some(strings::decrby), "string"),
+    cmd!(
+        "incrbyfloat",
+        3,
+        WF,
+        KEY1,
+        Some(strings::incrbyfloat),
+        "string"
+    ),
+    // bits
+    cmd!("setbit", 4, W, KEY1, Some(bits::setbit), "bitmap"),
+    cmd!("getbit", 3, RF, KEY1, Some(bits::getbit), "bitmap"),
+    cmd!("bitcount", -2, R, KEY1, Some(bits::bitcount), "bitmap"),
+    cmd!("bitpos", -3, R, KEY1, Some(bits::bitpos), "bitmap"),
+    cmd!("bitop", -4, W, (2, -1, 1), Some(bits::bitop), "bitmap"),
+    // keys
+    cmd!("del", -2, WRITE, ALLKEYS, Some(keys::del), "generic"),
+    cmd!(
+        "unlink",
+        -2,
+        WRITE | FAST,
+        ALLKEYS,
+        Some(keys::del),
+        "generic"
+    ),
+    cmd!("exists", -2, RF, ALLKEYS, Some(keys::exists), "generic"),
+    cmd!("touch", -2, RF, ALLKEYS, Some(keys::touch), "generic"),
+    cmd!("type", 2, RF, KEY1, Some(keys::type_), "generic"),
+    cmd!("rename", 3, WRITE, KEY12, Some(keys::rename), "generic"),
+    cmd!(
+        "renamenx",
+        3,
+        WRITE | FAST,
+        KEY12,
+        Some(keys::renamenx),
+        "generic"
+    ),
+    cmd!("copy", -3, W, KEY12, Some(keys::copy), "generic"),
+    cmd!("move", 3, WRITE | FAST, KEY1, Some(keys::move_), "generic"),
+    cmd!("keys", 2, R, NOKEYS, Some(keys::keys), "generic"),
+    cmd!("scan", -2, R, NOKEYS, Some(keys::scan), "generic"),
+    cmd!("randomkey", 1, R, NOKEYS, Some(keys::randomkey), "generic"),
+    cmd!("dbsize", 1, RF, NOKEYS, Some(keys::dbsize), "server"),
+    cmd!("object", -2, R, (2, 2, 1), Some(keys::object), "generic"),
+    cmd!("expire", -3, WF, KEY1, Some(keys::expire), "generic"),
+    cmd!("pexpire", -3, WF, KEY1, Some(keys::pexpire), "generic"),
+    cmd!("expireat", -3, WF, KEY1, Some(keys::expireat), "generic"),
+    cmd!("pexpireat", -3, WF, KEY1, Some(keys::pexpireat), "generic"),
+    cmd!("ttl", 2, RF, KEY1, Some(keys::ttl), "generic"),
+    cmd!("pttl", 2, RF, KEY1, Some(keys::pttl), "generic"),
+    cmd!("expiretime", 2, RF, KEY1, Some(keys::expiretime), "generic"),
+    cmd!(
+        "pexpiretime",
+        2,
+        RF,
+        KEY1,
+        Some(keys::pexpiretime),
+        "generic"
+    ),
+    cmd!("persist", 2, WF, KEY1, Some(keys::persist), "generic"),
+    cmd!(
+        "select",
+        2,
+        LOADING | STALE | FAST,
+        NOKEYS,
+        Some(keys::select),
+        "connection"
+    ),
+    cmd!(
+        "swapdb",
+        3,
+        WRITE | FAST,
+        NOKEYS,
+        Some(keys::swapdb),
+        "server"
+    ),
+    cmd!("flushdb", -1, WRITE, NOKEYS, Some(keys::flushdb), "server"),
+    cmd!(
+        "flushall",
+        -1,
+        WRITE,
+        NOKEYS,
+        Some(keys::flushall),
+        "server"
+    ),
+    // server
+    cmd!(
+        "ping",
+        -1,
+        FAST | STALE,
+        NOKEYS,
+        Some(server::ping),
+        "connection"
+    ),
+    cmd!("echo", 2, FAST, NOKEYS, Some(server::echo), "connection"),
+    cmd!(
+        "time",
+        1,
+        FAST | LOADING | STALE,
+        NOKEYS,
+        Some(server::time),
+        "server"
+    ),
+    cmd!(
+        "lastsave",
+        1,
+        FAST | LOADING | STALE,
+        NOKEYS,
+        Some(server::lastsave),
+        "server"
+    ),
+    cmd!("save", 1, ADMIN, NOKEYS, Some(server::save), "server"),
+    cmd!("bgsave", -1, ADMIN, NOKEYS, Some(server::save), "server"),
+    cmd!(
+        "info",
+        -1,
+        LOADING | STALE,
+        NOKEYS,
+        Some(server::info),
+        "server"
+    ),
+    cmd!(
+        "config",
+        -2,
+        ADMIN | LOADING | STALE,
+        NOKEYS,
+        Some(server::config),
+        "server"
+    ),
+    cmd!(
+        "command",
+        -1,
+        LOADING | STALE,
+        NOKEYS,
+        Some(server::command),
+        "server"
+    ),
+    cmd!("wait", 3, 0, NOKEYS, Some(server::wait), "generic"),
+    cmd!("debug", -2, ADMIN, NOKEYS, Some(server::debug), "server"),
+    cmd!("memory", -2, R, NOKEYS, Some(server::memory), "server"),
+    // connection-owned
+    cmd!(
+        "auth",
+        -2,
+        CONN | NO_AUTH | FAST | NO_QUEUE | STALE | LOADING,
+        NOKEYS,
+        None,
+        "connection"
+    ),
+    cmd!(
+        "hello",
+        -1,
+        CONN | NO_AUTH | FAST | NO_QUEUE | STALE | LOADING,
+        NOKEYS,
+        None,
+        "connection"
+    ),
+    cmd!(
+        "quit",
+        -1,
+        CONN | NO_AUTH | NO_QUEUE | FAST | STALE | LOADING,
+        NOKEYS,
+        None,
+        "connection"
+    ),
+    cmd!(
+        "reset",
+        1,
+        CONN | NO_AUTH | NO_QUEUE | FAST | STALE | LOADING,
+        NOKEYS,
+        None,
+        "connection"
+    ),
+    cmd!("client", -2, CONN | ADMIN, NOKEYS, None, "connection"),
+    cmd!(
+        "multi",
+        1,
+        CONN | NO_QUEUE | FAST,
+        NOKEYS,
+        None,
+        "transactions"
+    ),
+    cmd!("exec", 1, CONN | NO_QUEUE, NOKEYS, None, "transactions"),
+    cmd!(
+        "discard",
+        1,
+        CONN | NO_QUEUE | FAST,
+        NOKEYS,
+        None,
+        "transactions"
+    ),
+    cmd!(
+        "watch",
+        -2,
+        CONN | NO_QUEUE | FAST,
+        ALLKEYS,
+        None,
+        "transactions"
+    ),
+    cmd!(
+        "unwatch",
+        1,
+        CONN | NO_QUEUE | FAST,
+        NOKEYS,
+        None,
+        "transactions"
+    ),
+    cmd!(
+        "shutdown",
+        -1,
+        CONN | ADMIN | NO_QUEUE,
+        NOKEYS,
+        None,
+        "server"
+    ),
+];
+
+/// Finds a command by name, case-insensitively.
+pub fn lookup(name: &[u8]) -> Option<&'static Spec> {
+    static INDEX: OnceLock<HashMap<&'static str, &'static Spec>> = OnceLock::new();
+    let index = INDEX.get_or_init(|| COMMANDS.iter().map(|c| (c.name, c)).collect());
+    if name.len() > 32 {
+        return None;
+    }
+    let mut buf = [0u8; 32];
+    let lower = &mut buf[..name.len()];
+    lower.copy_from_slice(name);
+    lower.make_ascii_lowercase();
+    std::str::from_utf8(lower)
+        .ok()
+        .and_then(|s| index.get(s).copied())
+}

@@ -1,0 +1,409 @@
+//! Runtime configuration: the parameters CONFIG GET/SET know, their defaults and checks, and
+//! a Redis-style config file reader (`name value` per line, `#` comments).
+//!
+//! Parameters that change behaviour (limits, password, timeouts) are kept in atomics read on
+//! the hot path; the rest are accepted and reported so that clients and the Redis test suite
+//! that set them keep working, with no effect on a server that has no such knob.
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
+use std::sync::RwLock;
+
+/// How a parameter's value is checked.
+#[derive(Debug, Clone, Copy)]
+enum Kind {
+    /// An integer (memory units like `1gb` allowed) within bounds.
+    Int { min: i64, max: i64, memory: bool },
+    /// `yes` or `no`.
+    Bool,
+    /// Any string.
+    Text,
+    /// One of a few words.
+    Enum(&'static [&'static str]),
+}
+
+/// One known parameter.
+struct Param {
+    name: &'static str,
+    default: &'static str,
+    kind: Kind,
+    /// False for parameters that can only be set at start-up.
+    mutable: bool,
+}
+
+const fn int(name: &'static str, default: &'static str, min: i64, max: i64) -> Param {
+    Param {
+        name,
+        default,
+        kind: Kind::Int {
+            min,
+            max,
+            memory: false,
+        },
+        mutable: true,
+    }
+}
+
+const fn mem(name: &'static str, default: &'static str, min: i64, max: i64) -> Param {
+    Param {
+        name,
+        default,
+        kind: Kind::Int {
+            min,
+            max,
+            memory: true,
+        },
+        mutable: true,
+    }
+}
+
+const fn flag(name: &'static str, default: &'static str) -> Param {
+    Param {
+        name,
+        default,
+        kind: Kind::Bool,
+        mutable: true,
+    }
+}
+
+const fn text(name: &'static str, default: &'static str) -> Param {
+    Param {
+        name,
+        default,
+        kind: Kind::Text,
+        mutable: true,
+    }
+}
+
+const fn fixed(name: &'static str, default: &'static str) -> Param {
+    Param {
+        name,
+        default,
+        kind: Kind::Text,
+        mutable: false,
+    }
+}
+
+const MAX: i64 = i64::MAX;
+
+/// Every parameter CONFIG knows.
+static PARAMS: &[Param] = &[
+    mem("proto-max-bulk-len", "536870912", 1024 * 1024, MAX),
+    mem("client-query-buffer-limit", "1073741824", 1024 * 1024, MAX),
+    int("maxclients", "10000", 1, 1_000_000),
+    int("timeout", "0", 0, i32::MAX as i64),
+    text("requirepass", ""),
+    fixed("databases", "16"),
+    fixed("port", "6379"),
+    fixed("bind", "127.0.0.1"),
+    fixed("dbfilename", "rivet.db"),
+    text("dir", "."),
+    Param {
+        name: "loglevel",
+        default: "notice",
+        kind: Kind::Enum(&["debug", "verbose", "notice", "warning", "nothing"]),
+        mutable: true,
+    },
+    Param {
+        name: "appendfsync",
+        default: "always",
+        kind: Kind::Enum(&["always", "everysec", "no"]),
+        mutable: true,
+    },
+    flag("appendonly", "no"),
+    text("save", ""),
+    mem("maxmemory", "0", 0, MAX),
+    Param {
+        name: "maxmemory-policy",
+        default: "noeviction",
+        kind: Kind::Enum(&[
+            "volatile-lru",
+            "volatile-lfu",
+            "volatile-random",
+            "volatile-ttl",
+            "allkeys-lru",
+            "allkeys-lfu",
+            "allkeys-random",
+            "noeviction",
+        ]),
+        mutable: true,
+    },
+    int("maxmemory-samples", "5", 1, MAX),
+    int("lua-time-limit", "5000", 0, MAX),
+    int("busy-reply-threshold", "5000", 0, MAX),
+    text("notify-keyspace-events", ""),
+    int("hz", "10", 1, 500),
+    int("slowlog-log-slower-than", "10000", -1, MAX),
+    int("slowlog-max-len", "128", 0, MAX),
+    int("latency-monitor-threshold", "0", 0, MAX),
+    int("list-max-ziplist-size", "-2", i64::MIN, MAX),
+    int("list-max-listpack-size", "-2", i64::MIN, MAX),
+    int("list-compress-depth", "0", 0, MAX),
+    int("hash-max-ziplist-entries", "128", 0, MAX),
+    int("hash-max-ziplist-value", "64", 0, MAX),
+    int("hash-max-listpack-entries", "128", 0, MAX),
+    int("hash-max-listpack-value", "64", 0, MAX),
+    int("set-max-intset-entries", "512", 0, MAX),
+    int("zset-max-ziplist-entries", "128", 0, MAX),
+    int("zset-max-ziplist-value", "64", 0, MAX),
+    int("zset-max-listpack-entries", "128", 0, MAX),
+    int("zset-max-listpack-value", "64", 0, MAX),
+    int("stream-node-max-bytes", "4096", 0, MAX),
+    int("stream-node-max-entries", "100", 0, MAX),
+    flag("lazyfree-lazy-eviction", "no"),
+    flag("lazyfree-lazy-expire", "no"),
+    flag("lazyfree-lazy-server-del", "no"),
+    flag("lazyfree-lazy-user-del", "no"),
+    flag("lazyfree-lazy-user-flush", "no"),
+    flag("activerehashing", "yes"),
+    flag("activedefrag", "no"),
+    mem("client-output-buffer-limit", "0", 0, MAX),
+    int("tcp-keepalive", "300", 0, MAX),
+    int("active-expire-effort", "1", 1, 10),
+    flag("protected-mode", "no"),
+    flag("enable-debug-command", "yes"),
+    int("min-replicas-to-write", "0", 0, MAX),
+    int("repl-min-slaves-to-write", "0", 0, MAX),
+    text("replica-read-only", "yes"),
+    text("appenddirname", "appendonlydir"),
+    text("appendfilename", "appendonly.aof"),
+    flag("rdbcompression", "yes"),
+    flag("rdbchecksum", "yes"),
+    flag("stop-writes-on-bgsave-error", "yes"),
+    flag("crash-log-enabled", "yes"),
+    text("oom-score-adj", "no"),
+    int("io-threads", "1", 1, 128),
+    flag("io-threads-do-reads", "no"),
+    text("cluster-enabled", "no"),
+    int("tracking-table-max-keys", "1000000", 0, MAX),
+];
+
+/// The live configuration.
+pub struct Config {
+    values: RwLock<BTreeMap<&'static str, String>>,
+    proto_max_bulk_len: AtomicI64,
+    query_buffer_limit: AtomicU64,
+    maxclients: AtomicU64,
+    timeout: AtomicU64,
+    has_password: AtomicBool,
+}
+
+impl std::fmt::Debug for Config {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Config")
+    }
+}
+
+impl Default for Config {
+    fn default() -> Config {
+        let values = PARAMS
+            .iter()
+            .map(|p| (p.name, p.default.to_string()))
+            .collect();
+        Config {
+            values: RwLock::new(values),
+            proto_max_bulk_len: AtomicI64::new(512 * 1024 * 1024),
+            query_buffer_limit: AtomicU64::new(1024 * 1024 * 1024),
+            maxclients: AtomicU64::new(10000),
+            timeout: AtomicU64::new(0),
+            has_password: AtomicBool::new(false),
+        }
+    }
+}
+
+/// Parses `123`, `1k`, `1kb`, `2mb`, `1gb` (Redis's `memtoull`: k = 1000, kb = 1024...).
+pub fn parse_memory(s: &str) -> Option<i64> {
+    let l = s.to_ascii_lowercase();
+    let units: [(&str, i64); 6] = [
+        ("gb", 1 << 30),
+        ("mb", 1 << 20),
+        ("kb", 1 << 10),
+        ("g", 1_000_000_000),
+        ("m", 1_000_000),
+        ("k", 1000),
+    ];
+    for (suffix, mul) in units {
+        if let Some(n) = l.strip_suffix(suffix) {
+            return n.parse::<i64>().ok()?.checked_mul(mul);
+        }
+    }
+    if let Some(n) = l.strip_suffix('b') {
+        return n.parse().ok();
+    }
+    l.parse().ok()
+}
+
+impl Config {
+    /// `proto-max-bulk-len` in bytes.
+    pub fn proto_max_bulk_len(&self) -> i64 {
+        self.proto_max_bulk_len.load(Ordering::Relaxed)
+    }
+
+    /// `client-query-buffer-limit` in bytes.
+    pub fn query_buffer_limit(&self) -> u64 {
+        self.query_buffer_limit.load(Ordering::Relaxed)
+    }
+
+    /// `maxclients`.
+    pub fn maxclients(&self) -> u64 {
+        self.maxclients.load(Ordering::Relaxed)
+    }
+
+    /// `timeout`: idle seconds before a client is closed (0 = never).
+    pub fn timeout(&self) -> u64 {
+        self.timeout.load(Ordering::Relaxed)
+    }
+
+    /// The password, if `requirepass` is set.
+    pub fn requirepass(&self) -> Option<String> {
+        if !self.has_password.load(Ordering::Relaxed) {
+            return None;
+        }
+        self.get("requirepass").filter(|p| !p.is_empty())
+    }
+
+    /// The current value of a parameter.
+    pub fn get(&self, name: &str) -> Option<String> {
+        self.values
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(name)
+            .cloned()
+    }
+
+    /// Every (name, value) whose name matches the glob `pattern` (CONFIG GET).
+    pub fn matching(&self, pattern: &[u8]) -> Vec<(String, String)> {
+        self.values
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .iter()
+            .filter(|(k, _)| crate::glob::matches(pattern, k.as_bytes(), true))
+            .map(|(k, v)| (k.to_string(), v.clone()))
+            .collect()
+    }
+
+    /// Checks `value` for `name`; returns the canonical name and value, or the reason.
+    pub fn check(
+        &self,
+        name: &str,
+        value: &str,
+        startup: bool,
+    ) -> Result<(&'static str, String), String> {
+        let lname = name.to_ascii_lowercase();
+        let Some(p) = PARAMS.iter().find(|p| p.name == lname) else {
+            return Err("unknown".into());
+        };
+        if !p.mutable && !startup {
+            return Err("can't set immutable config".into());
+        }
+        let v = match p.kind {
+            Kind::Int { min, max, memory } => {
+                let n = if memory {
+                    parse_memory(value)
+                } else {
+                    value.parse::<i64>().ok()
+                };
+                let Some(n) = n else {
+                    return Err("argument couldn't be parsed into an integer".into());
+                };
+                if n < min || n > max {
+                    return Err(format!(
+                        "argument must be between {min} and {max} inclusive"
+                    ));
+                }
+                n.to_string()
+            }
+            Kind::Bool => match value.to_ascii_lowercase().as_str() {
+                "yes" => "yes".into(),
+                "no" => "no".into(),
+                _ => return Err("argument must be 'yes' or 'no'".into()),
+            },
+            Kind::Enum(words) => {
+                let l = value.to_ascii_lowercase();
+                if !words.contains(&l.as_str()) {
+                    return Err("argument(s) must be one of the following: ".to_string()
+                        + &words.join(", "));
+                }
+                l
+            }
+            Kind::Text => value.to_string(),
+        };
+        Ok((p.name, v))
+    }
+
+    /// Stores a checked value and updates the fast-path copies.
+    pub fn apply(&self, name: &'static str, value: String) {
+        let n: i64 = value.parse().unwrap_or(0);
+        match name {
+            "proto-max-bulk-len" => self.proto_max_bulk_len.store(n, Ordering::Relaxed),
+            "client-query-buffer-limit" => {
+                self.query_buffer_limit.store(n as u64, Ordering::Relaxed)
+            }
+            "maxclients" => self.maxclients.store(n as u64, Ordering::Relaxed),
+            "timeout" => self.timeout.store(n as u64, Ordering::Relaxed),
+            "requirepass" => self
+                .has_password
+                .store(!value.is_empty(), Ordering::Relaxed),
+            _ => {}
+        }
+        self.values
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(name, value);
+    }
+
+    /// Sets a start-up value (flags and config file), allowing immutable parameters.
+    pub fn set_startup(&self, name: &str, value: &str) -> Result<(), String> {
+        let (n, v) = self.check(name, value, true)?;
+        self.apply(n, v);
+        Ok(())
+    }
+
+    /// Reads a Redis-style config file: one `name value...` per line, `#` comments, quoted
+    /// values allowed. Unknown names are an error naming the line.
+    pub fn load_file(&self, path: &std::path::Path) -> Result<(), String> {
+        let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
+        for (i, line) in text.lines().enumerate() {
+            let line = line.trim();
+            if line.is_empty() || line.starts_with('#') {
+                continue;
+            }
+            let Some(words) = crate::resp::parse::split_args(line.as_bytes()) else {
+                return Err(format!("{}:{}: unbalanced quotes", path.display(), i + 1));
+            };
+            let name = String::from_utf8_lossy(&words[0]).to_string();
+            let value = words[1..]
+                .iter()
+                .map(|w| String::from_utf8_lossy(w).to_string())
+                .collect::<Vec<_>>()
+                .join(" ");
+            self.set_startup(&name, &value)
+                .map_err(|e| format!("{}:{}: '{name}': {e}", path.display(), i + 1))?;
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn memory_units() {
+        assert_eq!(parse_memory("1gb"), Some(1 << 30));
+        assert_eq!(parse_memory("10k"), Some(10_000));
+        assert_eq!(parse_memory("512"), Some(512));
+        assert_eq!(parse_memory("x"), None);
+    }
+
+    #[test]
+    fn set_and_get() {
+        let c = Config::default();
+        let (n, v) = c.check("PROTO-MAX-BULK-LEN", "2mb", false).unwrap();
+        c.apply(n, v);
+        assert_eq!(c.proto_max_bulk_len(), 2 << 20);
+        assert!(c.check("nope", "1", false).is_err());
+        assert!(c.check("port", "1", false).is_err());
+        assert!(c.check("maxclients", "abc", false).is_err());
+    }
+}

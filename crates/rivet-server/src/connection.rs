@@ -1,0 +1,858 @@
+//! One client connection: reads requests, runs them in order, writes replies in order.
+//!
+//! Consecutive write commands (pipelined or not) are gathered into one job for the writer
+//! and share a commit with other clients' writes; their replies arrive after the commit. A
+//! read waits for this connection's outstanding writes first (read-your-writes), then runs
+//! on this task in its own read transaction. The connection also owns the session state:
+//! selected database, protocol version, authentication, name, MULTI queue and WATCHed keys.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::{Bytes, BytesMut};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio::sync::oneshot;
+
+use crate::commands::args::{err, int, is, lower};
+use crate::commands::{self, arity_error, arity_ok, unknown_subcommand, Ctx, Spec};
+use crate::commands::{CONN, NO_AUTH, NO_QUEUE, WRITE};
+use crate::resp::parse::{Limits, RequestParser};
+use crate::resp::{Reply, OK};
+use crate::state::{lock, ClientHandle, ServerState};
+use crate::writer::{refused_reply, Job, Queued, Watched};
+
+/// Writes gathered before they are sent to the writer regardless of what follows.
+const MAX_GROUP: usize = 1024;
+/// Output bytes buffered before they are written to the socket mid-batch.
+const OUT_FLUSH: usize = 256 * 1024;
+
+/// CLIENT REPLY state.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum ReplyMode {
+    On,
+    Off,
+    Skip,
+}
+
+/// What to do after a command.
+#[derive(Debug, PartialEq, Eq)]
+enum Flow {
+    Continue,
+    /// Send what is buffered, then close.
+    Close,
+}
+
+/// A MULTI in progress.
+#[derive(Debug, Default)]
+struct Multi {
+    cmds: Vec<Vec<Bytes>>,
+    /// A queued command was rejected: EXEC will answer EXECABORT.
+    failed: bool,
+}
+
+/// One connection's session.
+struct Conn {
+    state: Arc<ServerState>,
+    handle: Arc<ClientHandle>,
+    db: usize,
+    proto: u8,
+    authenticated: bool,
+    name: String,
+    reply_mode: ReplyMode,
+    multi: Option<Multi>,
+    watched: Vec<Watched>,
+    dirty: Arc<AtomicBool>,
+    /// Write commands not yet sent to the writer, and whether each reply is suppressed.
+    group: Vec<Queued>,
+    group_silent: Vec<bool>,
+}
+
+fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}
+
+/// Serves one accepted connection until it closes, is killed, or the server shuts down.
+pub async fn serve(mut socket: TcpStream, state: Arc<ServerState>, handle: Arc<ClientHandle>) {
+    let _ = socket.set_nodelay(true);
+    let mut conn = Conn {
+        authenticated: state.config.requirepass().is_none(),
+        state: state.clone(),
+        handle: handle.clone(),
+        db: 0,
+        proto: 2,
+        name: String::new(),
+        reply_mode: ReplyMode::On,
+        multi: None,
+        watched: Vec::new(),
+        dirty: Arc::new(AtomicBool::new(false)),
+        group: Vec::new(),
+        group_silent: Vec::new(),
+    };
+    let mut rbuf = BytesMut::with_capacity(16 * 1024);
+    let mut out: Vec<u8> = Vec::with_capacity(16 * 1024);
+    let mut parser = RequestParser::new();
+    let mut shutdown = state.shutdown.subscribe();
+    'conn: loop {
+        let mut close = false;
+        loop {
+            let limits = Limits {
+                max_bulk_len: state.config.proto_max_bulk_len(),
+                authenticated: conn.authenticated,
+            };
+            match parser.next(&mut rbuf, limits) {
+                Ok(Some(args)) if args.is_empty() => continue,
+                Ok(Some(args)) => {
+                    if conn.dispatch(args, &mut out).await == Flow::Close {
+                        close = true;
+                        break;
+                    }
+                }
+                Ok(None) => break,
+                Err(e) => {
+                    conn.flush_writes(&mut out).await;
+                    tracing::debug!(client = handle.id, error = %e.0, "protocol error; closing");
+                    Reply::Error(format!("ERR {}", e.0)).encode(conn.proto, &mut out);
+                    close = true;
+                    break;
+                }
+            }
+            if out.len() >= OUT_FLUSH {
+                conn.flush_writes(&mut out).await;
+                if write_out(&mut socket, &mut out, &state).await.is_err() {
+                    break 'conn;
+                }
+            }
+        }
+        conn.flush_writes(&mut out).await;
+        if write_out(&mut socket, &mut out, &state).await.is_err() || close {
+            break;
+        }
+        if handle.killed.load(Ordering::Acquire) || state.shutting_down() {
+            break;
+        }
+        let idle = state.config.timeout();
+        let idle_sleep = async {
+            if idle == 0 {
+                std::future::pending::<()>().await
+            } else {
+                tokio::time::sleep(Duration::from_secs(idle)).await
+            }
+        };
+        let n = tokio::select! {
+            r = socket.read_buf(&mut rbuf) => match r {
+                Ok(0) | Err(_) => break,
+                Ok(n) => n,
+            },
+            _ = handle.kill_notify.notified() => break,
+            _ = shutdown.changed() => break,
+            _ = idle_sleep => {
+                tracing::debug!(client = handle.id, "closing idle client");
+                break;
+            }
+        };
+        state
+            .stats
+            .net_input_bytes
+            .fetch_add(n as u64, Ordering::Relaxed);
+        if rbuf.len() as u64 > state.config.query_buffer_limit() {
+            tracing::warn!(
+                client = handle.id,
+                bytes = rbuf.len(),
+                "closing client that reached max query buffer length"
+            );
+            break;
+        }
+    }
+    conn.unwatch_all();
+    lock(&state.clients).remove(&handle.id);
+}
+
+async fn write_out(
+    socket: &mut TcpStream,
+    out: &mut Vec<u8>,
+    state: &ServerState,
+) -> std::io::Result<()> {
+    if out.is_empty() {
+        return Ok(());
+    }
+    socket.write_all(out).await?;
+    state
+        .stats
+        .net_output_bytes
+        .fetch_add(out.len() as u64, Ordering::Relaxed);
+    out.clear();
+    Ok(())
+}
+
+impl Conn {
+    /// Encodes `r` unless CLIENT REPLY suppresses it.
+    fn emit(&mut self, out: &mut Vec<u8>, r: Reply) {
+        let silent = self.silent_next();
+        if r.is_error() {
+            self.state
+                .stats
+                .error_replies
+                .fetch_add(1, Ordering::Relaxed);
+        }
+        if !silent {
+            r.encode(self.proto, out);
+        }
+    }
+
+    /// Whether the reply now due is suppressed, consuming a SKIP.
+    fn silent_next(&mut self) -> bool {
+        match self.reply_mode {
+            ReplyMode::On => false,
+            ReplyMode::Off => true,
+            ReplyMode::Skip => {
+                self.reply_mode = ReplyMode::On;
+                true
+            }
+        }
+    }
+
+    /// Sends gathered writes to the writer and appends their replies, in order.
+    async fn flush_writes(&mut self, out: &mut Vec<u8>) {
+        if self.group.is_empty() {
+            return;
+        }
+        let cmds = std::mem::take(&mut self.group);
+        let silent = std::mem::take(&mut self.group_silent);
+        let n = cmds.len();
+        let (tx, rx) = oneshot::channel();
+        let job = Job::Commands {
+            client: (self.handle.id, self.proto),
+            cmds,
+            reply: tx,
+        };
+        let replies = if self.state.writer.send(job) {
+            rx.await
+                .unwrap_or_else(|_| vec![err("ERR server is shutting down"); n])
+        } else {
+            vec![err("ERR server is shutting down"); n]
+        };
+        for (r, s) in replies.into_iter().zip(silent) {
+            if r.is_error() {
+                self.state
+                    .stats
+                    .error_replies
+                    .fetch_add(1, Ordering::Relaxed);
+            }
+            if !s {
+                r.encode(self.proto, out);
+            }
+        }
+    }
+
+    fn note_command(&self, name: &str) {
+        let mut info = lock(&self.handle.info);
+        info.last_cmd.clear();
+        info.last_cmd.push_str(name);
+        info.last_active = Instant::now();
+        info.db = self.db;
+        info.multi = self
+            .multi
+            .as_ref()
+            .map(|m| m.cmds.len() as i64)
+            .unwrap_or(-1);
+    }
+
+    /// Runs or queues one request.
+    async fn dispatch(&mut self, args: Vec<Bytes>, out: &mut Vec<u8>) -> Flow {
+        let Some(spec) = commands::lookup(&args[0]) else {
+            self.fail_multi();
+            let r = commands::unknown_command(&args);
+            self.emit(out, r);
+            return Flow::Continue;
+        };
+        self.note_command(spec.name);
+        if !arity_ok(spec.arity, args.len()) {
+            self.fail_multi();
+            self.state.record_rejected(spec.name);
+            self.emit(out, arity_error(spec.name));
+            return Flow::Continue;
+        }
+        if !self.authenticated && spec.flags & NO_AUTH == 0 {
+            self.fail_multi();
+            self.state.record_rejected(spec.name);
+            self.emit(out, err("NOAUTH Authentication required."));
+            return Flow::Continue;
+        }
+        if let Some(m) = &mut self.multi {
+            if spec.flags & NO_QUEUE == 0 {
+                m.cmds.push(args);
+                self.emit(out, Reply::Status("QUEUED"));
+                return Flow::Continue;
+            }
+        }
+        if spec.flags & CONN != 0 {
+            self.flush_writes(out).await;
+            return self.connection_command(spec, &args, out).await;
+        }
+        if spec.flags & WRITE != 0 {
+            if let Some(why) = self.state.writer.refused() {
+                self.emit(out, refused_reply(&why));
+                return Flow::Continue;
+            }
+            let silent = self.silent_next();
+            self.group.push(Queued { db: self.db, args });
+            self.group_silent.push(silent);
+            if self.group.len() >= MAX_GROUP {
+                self.flush_writes(out).await;
+            }
+            return Flow::Continue;
+        }
+        self.flush_writes(out).await;
+        if spec.name == "debug" && args.len() == 3 && is(&args[1], "sleep") {
+            let secs = String::from_utf8_lossy(&args[2])
+                .parse::<f64>()
+                .unwrap_or(0.0);
+            tokio::time::sleep(Duration::from_secs_f64(secs.clamp(0.0, 3600.0))).await;
+            self.emit(out, OK);
+            return Flow::Continue;
+        }
+        let r = self.run_read(spec, &args);
+        self.emit(out, r);
+        Flow::Continue
+    }
+
+    fn fail_multi(&mut self) {
+        if let Some(m) = &mut self.multi {
+            m.failed = true;
+        }
+    }
+
+    /// Runs a read-only (or state-only) command in its own read transaction.
+    fn run_read(&mut self, spec: &'static Spec, args: &[Bytes]) -> Reply {
+        let Some(handler) = spec.handler else {
+            return err("ERR internal: command has no handler");
+        };
+        let t0 = Instant::now();
+        let tx = match self.state.store.db().begin_read() {
+            Ok(tx) => tx,
+            Err(e) => return Reply::err(format!("ERR {e}")),
+        };
+        let mut flushed = Vec::new();
+        let mut ctx = Ctx {
+            store: &self.state.store,
+            tx: &tx,
+            state: &self.state,
+            db: self.db,
+            client_id: self.handle.id,
+            proto: self.proto,
+            now_ms: now_ms(),
+            log: None,
+            flushed: &mut flushed,
+        };
+        let r = match handler(&mut ctx, args) {
+            Ok(r) => r,
+            Err(e) => {
+                tracing::error!(error = %e, command = spec.name, "read failed");
+                Reply::err(format!("ERR {e}"))
+            }
+        };
+        self.db = ctx.db;
+        self.state
+            .record_call(spec.name, t0.elapsed().as_micros() as u64, r.is_error());
+        self.state
+            .stats
+            .commands_processed
+            .fetch_add(1, Ordering::Relaxed);
+        r
+    }
+
+    fn unwatch_all(&mut self) {
+        if self.watched.is_empty() {
+            self.dirty.store(false, Ordering::Release);
+            return;
+        }
+        let keys: Vec<(usize, Vec<u8>)> = self.watched.drain(..).map(|w| (w.db, w.key)).collect();
+        self.state.watches.unwatch(self.handle.id, &keys);
+        self.dirty.store(false, Ordering::Release);
+    }
+
+    /// Commands that act on the session itself.
+    async fn connection_command(
+        &mut self,
+        spec: &'static Spec,
+        a: &[Bytes],
+        out: &mut Vec<u8>,
+    ) -> Flow {
+        self.state
+            .stats
+            .commands_processed
+            .fetch_add(1, Ordering::Relaxed);
+        self.state.record_call(spec.name, 0, false);
+        let r = match spec.name {
+            "auth" => self.auth(a),
+            "hello" => self.hello(a),
+            "quit" => {
+                self.emit(out, OK);
+                return Flow::Close;
+            }
+            "reset" => {
+                self.multi = None;
+                self.unwatch_all();
+                self.db = 0;
+                self.proto = 2;
+                self.name.clear();
+                self.reply_mode = ReplyMode::On;
+                self.authenticated = self.state.config.requirepass().is_none();
+                lock(&self.handle.info).name.clear();
+                Reply::Status("RESET")
+            }
+            "multi" => {
+                if self.multi.is_some() {
+                    err("ERR MULTI calls can not be nested")
+                } else {
+                    self.multi = Some(Multi::default());
+                    OK
+                }
+            }
+            "discard" => match self.multi.take() {
+                None => err("ERR DISCARD without MULTI"),
+                Some(_) => {
+                    self.unwatch_all();
+                    OK
+                }
+            },
+            "exec" => self.exec().await,
+            "watch" => self.watch(a),
+            "unwatch" => {
+                self.unwatch_all();
+                OK
+            }
+            "client" => return self.client(a, out),
+            "shutdown" => return self.shutdown(a, out),
+            _ => err("ERR internal: unhandled connection command"),
+        };
+        self.emit(out, r);
+        Flow::Continue
+    }
+
+    async fn exec(&mut self) -> Reply {
+        let Some(m) = self.multi.take() else {
+            return err("ERR EXEC without MULTI");
+        };
+        if m.failed {
+            self.unwatch_all();
+            return err("EXECABORT Transaction discarded because of previous errors.");
+        }
+        if let Some(why) = self.state.writer.refused() {
+            let writes = m
+                .cmds
+                .iter()
+                .any(|c| commands::lookup(&c[0]).is_some_and(|s| s.flags & WRITE != 0));
+            if writes {
+                self.unwatch_all();
+                return refused_reply(&why);
+            }
+        }
+        let (tx, rx) = oneshot::channel();
+        let job = Job::Exec {
+            client: (self.handle.id, self.proto),
+            db: self.db,
+            cmds: m.cmds,
+            dirty: self.dirty.clone(),
+            watched: self.watched.clone(),
+            reply: tx,
+        };
+        let r = if self.state.writer.send(job) {
+            match rx.await {
+                Ok((r, db)) => {
+                    self.db = db;
+                    r
+                }
+                Err(_) => err("ERR server is shutting down"),
+            }
+        } else {
+            err("ERR server is shutting down")
+        };
+        self.unwatch_all();
+        r
+    }
+
+    fn watch(&mut self, a: &[Bytes]) -> Reply {
+        if self.multi.is_some() {
+            return err("ERR WATCH inside MULTI is not allowed");
+        }
+        let tx = match self.state.store.db().begin_read() {
+            Ok(tx) => tx,
+            Err(e) => return Reply::err(format!("ERR {e}")),
+        };
+        let now = now_ms();
+        for k in &a[1..] {
+            if self
+                .watched
+                .iter()
+                .any(|w| w.db == self.db && w.key == k.as_ref())
+            {
+                continue;
+            }
+            let was_expired = match self
+                .state
+                .store
+                .view(&tx, self.db)
+                .and_then(|v| v.lookup_raw(k))
+            {
+                Ok(h) => h.is_some_and(|h| h.is_expired(now)),
+                Err(e) => return Reply::err(format!("ERR {e}")),
+            };
+            self.state
+                .watches
+                .watch(self.handle.id, &self.dirty, self.db, k);
+            self.watched.push(Watched {
+                db: self.db,
+                key: k.to_vec(),
+                was_expired,
+            });
+        }
+        OK
+    }
+
+    fn password_matches(&self, user: Option<&[u8]>, pass: &[u8]) -> Reply {
+        let Some(expected) = self.state.config.requirepass() else {
+            if user.is_none() {
+                return err("ERR AUTH <password> called without any password configured for the default user. Are you sure your configuration is correct?");
+            }
+            // No password: the default user accepts any password.
+            return if user == Some(b"default") {
+                OK
+            } else {
+                wrongpass()
+            };
+        };
+        if user.is_some_and(|u| u != b"default") || pass != expected.as_bytes() {
+            return wrongpass();
+        }
+        OK
+    }
+
+    fn auth(&mut self, a: &[Bytes]) -> Reply {
+        let r = match a.len() {
+            2 => self.password_matches(None, &a[1]),
+            3 => self.password_matches(Some(&a[1]), &a[2]),
+            _ => return err("ERR syntax error"),
+        };
+        if r == OK {
+            self.authenticated = true;
+        }
+        r
+    }
+
+    fn hello(&mut self, a: &[Bytes]) -> Reply {
+        let mut proto = self.proto;
+        if a.len() >= 2 {
+            let Ok(v) = int(&a[1]) else {
+                return err("ERR Protocol version is not an integer or out of range");
+            };
+            if !(2..=3).contains(&v) {
+                return err("NOPROTO unsupported protocol version");
+            }
+            proto = v as u8;
+        }
+        let mut i = 2;
+        let mut setname = None;
+        while i < a.len() {
+            if is(&a[i], "auth") && i + 2 < a.len() {
+                let r = self.password_matches(Some(&a[i + 1]), &a[i + 2]);
+                if r != OK {
+                    return r;
+                }
+                self.authenticated = true;
+                i += 3;
+            } else if is(&a[i], "setname") && i + 1 < a.len() {
+                setname = Some(a[i + 1].clone());
+                i += 2;
+            } else {
+                return Reply::err(format!(
+                    "ERR Syntax error in HELLO option '{}'",
+                    String::from_utf8_lossy(&a[i])
+                ));
+            }
+        }
+        if !self.authenticated {
+            return err("NOAUTH HELLO must be called with the client already authenticated, otherwise the HELLO <proto> AUTH <user> <pass> option can be used to authenticate the client and select the RESP protocol version at the same time");
+        }
+        if let Some(n) = setname {
+            if let Err(r) = self.set_name(&n) {
+                return r;
+            }
+        }
+        self.proto = proto;
+        lock(&self.handle.info).resp = proto;
+        Reply::Map(vec![
+            (Reply::bulk(b"server"), Reply::bulk(b"redis")),
+            (
+                Reply::bulk(b"version"),
+                Reply::bulk(commands::server::REDIS_COMPAT_VERSION.as_bytes()),
+            ),
+            (Reply::bulk(b"proto"), Reply::Int(proto as i64)),
+            (Reply::bulk(b"id"), Reply::Int(self.handle.id as i64)),
+            (Reply::bulk(b"mode"), Reply::bulk(b"standalone")),
+            (Reply::bulk(b"role"), Reply::bulk(b"master")),
+            (Reply::bulk(b"modules"), Reply::Array(vec![])),
+        ])
+    }
+
+    fn set_name(&mut self, n: &[u8]) -> Result<(), Reply> {
+        if n.iter().any(|&c| !(b'!'..=b'~').contains(&c)) {
+            return Err(err(
+                "ERR Client names cannot contain spaces, newlines or special characters.",
+            ));
+        }
+        self.name = String::from_utf8_lossy(n).to_string();
+        lock(&self.handle.info).name = self.name.clone();
+        Ok(())
+    }
+
+    fn client(&mut self, a: &[Bytes], out: &mut Vec<u8>) -> Flow {
+        let sub = lower(&a[1]);
+        let r = match (sub.as_str(), a.len()) {
+            ("id", 2) => Reply::Int(self.handle.id as i64),
+            ("getname", 2) => {
+                if self.name.is_empty() {
+                    Reply::Nil
+                } else {
+                    Reply::bulk(self.name.as_bytes())
+                }
+            }
+            ("setname", 3) => match self.set_name(&a[2]) {
+                Ok(()) => OK,
+                Err(r) => r,
+            },
+            ("setinfo", 4) => OK,
+            ("info", 2) => Reply::Verbatim(client_line(&self.handle)),
+            ("list", _) => self.client_list(&a[2..]),
+            ("kill", _) => self.client_kill(&a[2..]),
+            ("no-evict", 3) | ("no-touch", 3) => {
+                let on = if is(&a[2], "on") {
+                    true
+                } else if is(&a[2], "off") {
+                    false
+                } else {
+                    self.emit(out, err("ERR syntax error"));
+                    return Flow::Continue;
+                };
+                let mut info = lock(&self.handle.info);
+                if sub == "no-evict" {
+                    info.no_evict = on;
+                } else {
+                    info.no_touch = on;
+                }
+                OK
+            }
+            ("reply", 3) => {
+                if is(&a[2], "on") {
+                    self.reply_mode = ReplyMode::On;
+                    OK
+                } else if is(&a[2], "off") {
+                    self.reply_mode = ReplyMode::Off;
+                    return Flow::Continue;
+                } else if is(&a[2], "skip") {
+                    if self.reply_mode == ReplyMode::On {
+                        self.reply_mode = ReplyMode::Skip;
+                    }
+                    return Flow::Continue;
+                } else {
+                    err("ERR syntax error")
+                }
+            }
+            ("help", 2) => Reply::Array(
+                [
+                    "CLIENT <subcommand> [<arg> [value] [opt] ...]. Subcommands are:",
+                    "ID",
+                    "GETNAME",
+                    "SETNAME <name>",
+                    "INFO",
+                    "LIST [TYPE normal] [ID id ...]",
+                    "KILL <ip:port> | KILL <option> <value> [...]",
+                    "NO-EVICT (ON|OFF)",
+                    "NO-TOUCH (ON|OFF)",
+                    "REPLY (ON|OFF|SKIP)",
+                    "HELP",
+                ]
+                .iter()
+                .map(|s| Reply::StatusOwned(s.to_string()))
+                .collect(),
+            ),
+            (
+                "id" | "getname" | "setname" | "info" | "no-evict" | "no-touch" | "reply" | "help"
+                | "setinfo",
+                _,
+            ) => arity_error(&format!("client|{sub}")),
+            _ => unknown_subcommand("client", &a[1]),
+        };
+        self.emit(out, r);
+        Flow::Continue
+    }
+
+    fn client_list(&self, a: &[Bytes]) -> Reply {
+        let mut ids: Option<Vec<u64>> = None;
+        let mut i = 0;
+        while i < a.len() {
+            if is(&a[i], "type") && i + 1 < a.len() {
+                let t = lower(&a[i + 1]);
+                if !matches!(
+                    t.as_str(),
+                    "normal" | "master" | "replica" | "slave" | "pubsub"
+                ) {
+                    return Reply::err(format!(
+                        "ERR Unknown client type '{}'",
+                        String::from_utf8_lossy(&a[i + 1])
+                    ));
+                }
+                if t != "normal" {
+                    return Reply::Verbatim(String::new());
+                }
+                i += 2;
+            } else if is(&a[i], "id") && i + 1 < a.len() {
+                let mut v = Vec::new();
+                for x in &a[i + 1..] {
+                    match int(x) {
+                        Ok(n) if n > 0 => v.push(n as u64),
+                        _ => return err("ERR Invalid client ID"),
+                    }
+                }
+                ids = Some(v);
+                i = a.len();
+            } else {
+                return err("ERR syntax error");
+            }
+        }
+        let clients: Vec<Arc<ClientHandle>> = {
+            let m = lock(&self.state.clients);
+            let mut v: Vec<_> = m.values().cloned().collect();
+            v.sort_by_key(|c| c.id);
+            v
+        };
+        let mut text = String::new();
+        for c in clients {
+            if ids.as_ref().is_some_and(|ids| !ids.contains(&c.id)) {
+                continue;
+            }
+            text.push_str(&client_line(&c));
+        }
+        Reply::Verbatim(text)
+    }
+
+    fn client_kill(&self, a: &[Bytes]) -> Reply {
+        // Old form: CLIENT KILL addr:port
+        if a.len() == 1 {
+            let addr = String::from_utf8_lossy(&a[0]).to_string();
+            let target = lock(&self.state.clients)
+                .values()
+                .find(|c| c.addr == addr)
+                .cloned();
+            return match target {
+                Some(c) => {
+                    kill(&c);
+                    OK
+                }
+                None => err("ERR No such client"),
+            };
+        }
+        if a.is_empty() || !a.len().is_multiple_of(2) {
+            return err("ERR syntax error");
+        }
+        let mut id = None;
+        let mut addr = None;
+        let mut laddr = None;
+        let mut skipme = true;
+        let mut only_normal = true;
+        for p in a.chunks(2) {
+            let v = String::from_utf8_lossy(&p[1]).to_string();
+            match lower(&p[0]).as_str() {
+                "id" => match int(&p[1]) {
+                    Ok(n) if n > 0 => id = Some(n as u64),
+                    _ => return err("ERR client-id should be greater than 0"),
+                },
+                "addr" => addr = Some(v),
+                "laddr" => laddr = Some(v),
+                "user" => {
+                    if v != "default" {
+                        return Reply::err(format!("ERR No such user '{v}'"));
+                    }
+                }
+                "skipme" => match v.to_ascii_lowercase().as_str() {
+                    "yes" => skipme = true,
+                    "no" => skipme = false,
+                    _ => return err("ERR syntax error"),
+                },
+                "type" => match v.to_ascii_lowercase().as_str() {
+                    "normal" => only_normal = true,
+                    "master" | "replica" | "slave" | "pubsub" => only_normal = false,
+                    _ => return Reply::err(format!("ERR Unknown client type '{v}'")),
+                },
+                "maxage" => {}
+                _ => return err("ERR syntax error"),
+            }
+        }
+        if !only_normal {
+            return Reply::Int(0);
+        }
+        let targets: Vec<Arc<ClientHandle>> = lock(&self.state.clients)
+            .values()
+            .filter(|c| id.is_none_or(|i| c.id == i))
+            .filter(|c| addr.as_ref().is_none_or(|a| &c.addr == a))
+            .filter(|c| laddr.as_ref().is_none_or(|a| &c.laddr == a))
+            .filter(|c| !(skipme && c.id == self.handle.id))
+            .cloned()
+            .collect();
+        for c in &targets {
+            kill(c);
+        }
+        Reply::Int(targets.len() as i64)
+    }
+
+    fn shutdown(&mut self, a: &[Bytes], out: &mut Vec<u8>) -> Flow {
+        for o in &a[1..] {
+            match lower(o).as_str() {
+                "nosave" | "save" | "now" | "force" => {}
+                "abort" => {
+                    self.emit(out, err("ERR No shutdown in progress."));
+                    return Flow::Continue;
+                }
+                _ => {
+                    self.emit(out, err("ERR syntax error"));
+                    return Flow::Continue;
+                }
+            }
+        }
+        tracing::info!(client = self.handle.id, "SHUTDOWN requested");
+        let _ = self.state.shutdown.send(true);
+        Flow::Close
+    }
+}
+
+fn wrongpass() -> Reply {
+    err("WRONGPASS invalid username-password pair or user is disabled.")
+}
+
+fn kill(c: &ClientHandle) {
+    c.killed.store(true, Ordering::Release);
+    c.kill_notify.notify_one();
+}
+
+/// One CLIENT LIST line, with Redis's field names.
+fn client_line(c: &ClientHandle) -> String {
+    let info = lock(&c.info).clone();
+    format!(
+        "id={} addr={} laddr={} fd=0 name={} age={} idle={} flags=N db={} sub=0 psub=0 ssub=0 multi={} qbuf=0 qbuf-free=0 argv-mem=0 multi-mem=0 rbs=0 rbp=0 obl=0 oll=0 omem=0 tot-mem=0 events=r cmd={} user=default redir=-1 resp={}\n",
+        c.id,
+        c.addr,
+        c.laddr,
+        info.name,
+        c.created.elapsed().as_secs(),
+        info.last_active.elapsed().as_secs(),
+        info.db,
+        info.multi,
+        info.last_cmd,
+        info.resp,
+    )
+}

@@ -1,0 +1,31 @@
+//! rivet-server: a durable Redis-compatible server that keeps its data in one Rivet
+//! (bbolt-format) file.
+//!
+//! Layers, top to bottom (dependencies point down only):
+//!
+//! - [`listener`]: accepting connections, `maxclients`, shutdown.
+//! - [`connection`]: one client's session: RESP framing, AUTH/HELLO, MULTI queue, WATCH,
+//!   pipelining with replies in request order.
+//! - [`commands`]: the Redis command table and handlers, one file per family.
+//! - [`writer`]: the one write loop (group commit, fsync before acknowledgement, expiry sweep).
+//! - [`store`]: the typed data model over Rivet transactions (keyspace, strings, expiry
+//!   index, scan order), usable and tested without any network code.
+//!
+//! Support modules: [`resp`] (wire format), [`config`] (CONFIG parameters), [`state`]
+//! (shared server state), [`info`] (INFO sections), [`glob`] (Redis pattern matching),
+//! [`numeric`] (INCRBYFLOAT arithmetic), [`lcs`] (LCS).
+
+#![warn(missing_docs)]
+
+pub mod commands;
+pub mod config;
+pub mod connection;
+pub mod glob;
+pub mod info;
+pub mod lcs;
+pub mod listener;
+pub mod numeric;
+pub mod resp;
+pub mod state;
+pub mod store;
+pub mod writer;

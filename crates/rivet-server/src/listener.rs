@@ -1,0 +1,210 @@
+//! Start-up, the accept loop and shutdown.
+//!
+//! [`start`] opens the file (failing fast if another process holds its lock), starts the
+//! writer thread, binds the port and returns a [`Running`] server. Shutdown (SIGINT/SIGTERM
+//! in the binary, SHUTDOWN, or [`Running::shutdown`]) stops accepting, lets every connection
+//! finish the requests it has read, commits what the writer holds, and closes the file.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use tokio::net::TcpListener;
+use tokio::sync::oneshot;
+
+use crate::config::Config;
+use crate::state::{lock, ClientHandle, ClientInfo, ServerState, Stats, Watches};
+use crate::store::Store;
+use crate::writer::{self, Job, WriterHandle};
+
+/// How to start a server.
+#[derive(Debug, Clone)]
+pub struct Options {
+    /// Address to bind.
+    pub bind: String,
+    /// Port (0 = any free port).
+    pub port: u16,
+    /// The data file (created if missing).
+    pub db: PathBuf,
+    /// Skip fsync at commit.
+    pub no_sync: bool,
+    /// Number of logical databases.
+    pub databases: usize,
+    /// How long to wait for the file lock before giving up.
+    pub lock_timeout: Duration,
+}
+
+/// A started server.
+pub struct Running {
+    state: Arc<ServerState>,
+    addr: SocketAddr,
+    accept: tokio::task::JoinHandle<()>,
+    writer: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Running {
+    /// The bound address.
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// Shared state (for tests and INFO).
+    pub fn state(&self) -> &Arc<ServerState> {
+        &self.state
+    }
+
+    /// Resolves when shutdown has been requested (SHUTDOWN or [`Running::request_shutdown`]).
+    pub async fn wait_for_shutdown_request(&self) {
+        let mut rx = self.state.shutdown.subscribe();
+        while !*rx.borrow_and_update() {
+            if rx.changed().await.is_err() {
+                return;
+            }
+        }
+    }
+
+    /// Asks the server to stop.
+    pub fn request_shutdown(&self) {
+        let _ = self.state.shutdown.send(true);
+    }
+
+    /// Stops accepting, waits (up to `grace`) for connections to finish what they have read,
+    /// commits the writer's queue and closes the file.
+    pub async fn shutdown(mut self, grace: Duration) {
+        let _ = self.state.shutdown.send(true);
+        let _ = (&mut self.accept).await;
+        let deadline = Instant::now() + grace;
+        while self.state.client_count() > 0 && Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        let (tx, rx) = oneshot::channel();
+        if self.state.writer.send(Job::Shutdown(tx)) {
+            let _ = rx.await;
+        }
+        if let Some(w) = self.writer.take() {
+            let _ = tokio::task::spawn_blocking(move || w.join()).await;
+        }
+        tracing::info!("shut down; data file closed");
+    }
+}
+
+/// Opens the store, starts the writer and binds the listener. `config` holds the runtime
+/// parameters (requirepass, limits...).
+pub async fn start(opts: Options, config: Config) -> Result<Running, String> {
+    let engine = rivet::Options {
+        no_sync: opts.no_sync,
+        timeout: Some(opts.lock_timeout),
+        ..rivet::Options::default()
+    };
+    let store = Store::open(&opts.db, opts.databases, engine).map_err(|e| match e {
+        rivet::Error::Timeout(p) => format!(
+            "{}: the file is locked by another process (is another rivet-server using it?)",
+            p.display()
+        ),
+        other => format!("{}: {other}", opts.db.display()),
+    })?;
+    let listener = TcpListener::bind((opts.bind.as_str(), opts.port))
+        .await
+        .map_err(|e| format!("cannot listen on {}:{}: {e}", opts.bind, opts.port))?;
+    let addr = listener.local_addr().map_err(|e| e.to_string())?;
+    let (handle, rx) = WriterHandle::new();
+    let (shutdown, _) = tokio::sync::watch::channel(false);
+    let now_unix = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default()
+        .as_secs();
+    let stats = Stats::default();
+    stats.lastsave.store(now_unix, Ordering::Relaxed);
+    let state = Arc::new(ServerState {
+        config,
+        store: Arc::new(store),
+        writer: handle,
+        stats,
+        command_stats: Mutex::new(HashMap::new()),
+        clients: Mutex::new(HashMap::new()),
+        next_client_id: AtomicU64::new(1),
+        watches: Watches::default(),
+        started: Instant::now(),
+        started_unix: now_unix,
+        port: addr.port(),
+        db_path: opts.db.clone(),
+        no_sync: opts.no_sync,
+        active_expire: AtomicBool::new(true),
+        shutdown,
+        bgsave_running: AtomicBool::new(false),
+    });
+    let ws = state.clone();
+    let writer = std::thread::Builder::new()
+        .name("rivet-writer".into())
+        .spawn(move || writer::run(ws, rx))
+        .map_err(|e| format!("cannot start the writer thread: {e}"))?;
+    let accept = tokio::spawn(accept_loop(listener, state.clone()));
+    Ok(Running {
+        state,
+        addr,
+        accept,
+        writer: Some(writer),
+    })
+}
+
+async fn accept_loop(listener: TcpListener, state: Arc<ServerState>) {
+    let mut shutdown = state.shutdown.subscribe();
+    loop {
+        let accepted = tokio::select! {
+            r = listener.accept() => r,
+            _ = shutdown.changed() => return,
+        };
+        let (socket, peer) = match accepted {
+            Ok(x) => x,
+            Err(e) => {
+                tracing::warn!(error = %e, "accept failed");
+                tokio::time::sleep(Duration::from_millis(10)).await;
+                continue;
+            }
+        };
+        state
+            .stats
+            .connections_received
+            .fetch_add(1, Ordering::Relaxed);
+        if state.client_count() as u64 >= state.config.maxclients() {
+            state
+                .stats
+                .rejected_connections
+                .fetch_add(1, Ordering::Relaxed);
+            tokio::spawn(async move {
+                use tokio::io::AsyncWriteExt;
+                let mut s = socket;
+                let _ = s.write_all(b"-ERR max number of clients reached\r\n").await;
+            });
+            continue;
+        }
+        let id = state.next_client_id.fetch_add(1, Ordering::Relaxed);
+        let laddr = socket
+            .local_addr()
+            .map(|a| a.to_string())
+            .unwrap_or_default();
+        let handle = Arc::new(ClientHandle {
+            id,
+            addr: peer.to_string(),
+            laddr,
+            created: Instant::now(),
+            info: Mutex::new(ClientInfo {
+                name: String::new(),
+                db: 0,
+                resp: 2,
+                last_cmd: "NULL".into(),
+                last_active: Instant::now(),
+                multi: -1,
+                no_evict: false,
+                no_touch: false,
+            }),
+            killed: AtomicBool::new(false),
+            kill_notify: tokio::sync::Notify::new(),
+        });
+        lock(&state.clients).insert(id, handle.clone());
+        tokio::spawn(crate::connection::serve(socket, state.clone(), handle));
+    }
+}

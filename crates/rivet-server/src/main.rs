@@ -1,0 +1,195 @@
+//! The `rivet-server` binary: flags and config file, logging, signals.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::Parser;
+
+use rivet_server::config::Config;
+use rivet_server::listener::{self, Options};
+
+/// A durable Redis-compatible server that keeps all its data in one Rivet (bbolt-format)
+/// file. Every write is on stable storage before it is acknowledged (group commit), unless
+/// --no-sync is given.
+#[derive(Parser, Debug)]
+#[command(name = "rivet-server", version, about, long_about = None)]
+struct Args {
+    /// Optional Redis-style config file (`name value` per line); flags override it.
+    config_file: Option<PathBuf>,
+
+    /// TCP port to listen on (0 picks a free port and logs it).
+    #[arg(long)]
+    port: Option<u16>,
+
+    /// Address to bind. Binding anything but a loopback address without --requirepass
+    /// prints a warning.
+    #[arg(long)]
+    bind: Option<String>,
+
+    /// The data file: one bbolt-format file holding every database; created if missing.
+    #[arg(long, default_value = "rivet-server.db")]
+    db: PathBuf,
+
+    /// Password clients must send with AUTH (or HELLO ... AUTH) before any other command.
+    #[arg(long)]
+    requirepass: Option<String>,
+
+    /// Acknowledge writes once they are in the OS page cache, without fsync: survives a
+    /// process crash, NOT a power loss or kernel crash.
+    #[arg(long)]
+    no_sync: bool,
+
+    /// Number of logical databases (SELECT 0..N-1).
+    #[arg(long)]
+    databases: Option<usize>,
+
+    /// Most clients connected at once; further connections get an error and are closed.
+    #[arg(long)]
+    maxclients: Option<u64>,
+
+    /// Close a client after this many idle seconds (0 = never).
+    #[arg(long)]
+    timeout: Option<u64>,
+
+    /// Log level: debug, verbose, notice, warning (Redis names) or trace/info/warn/error.
+    #[arg(long)]
+    loglevel: Option<String>,
+}
+
+fn tracing_level(redis: &str) -> &str {
+    match redis {
+        "debug" => "debug",
+        "verbose" => "debug",
+        "notice" => "info",
+        "warning" => "warn",
+        "nothing" => "error",
+        other => other,
+    }
+}
+
+fn setup(args: &Args) -> Result<(Options, Config), String> {
+    let config = Config::default();
+    if let Some(f) = &args.config_file {
+        config.load_file(f)?;
+    }
+    let set = |name: &str, v: String| {
+        config
+            .set_startup(name, &v)
+            .map_err(|e| format!("--{name}: {e}"))
+    };
+    if let Some(p) = args.port {
+        set("port", p.to_string())?;
+    }
+    if let Some(b) = &args.bind {
+        set("bind", b.clone())?;
+    }
+    if let Some(p) = &args.requirepass {
+        set("requirepass", p.clone())?;
+    }
+    if let Some(d) = args.databases {
+        set("databases", d.to_string())?;
+    }
+    if let Some(m) = args.maxclients {
+        set("maxclients", m.to_string())?;
+    }
+    if let Some(t) = args.timeout {
+        set("timeout", t.to_string())?;
+    }
+    if let Some(l) = &args.loglevel {
+        config
+            .set_startup("loglevel", l)
+            .or_else(|_| match l.as_str() {
+                "trace" | "info" | "warn" | "error" => Ok(()),
+                _ => Err(format!("--loglevel: unknown level {l:?}")),
+            })?;
+    }
+    let get = |n: &str| config.get(n).unwrap_or_default();
+    let port: u16 = get("port")
+        .parse()
+        .map_err(|_| "port must be 0..65535".to_string())?;
+    let databases: usize = get("databases")
+        .parse()
+        .ok()
+        .filter(|d| (1..=255).contains(d))
+        .ok_or("databases must be 1..255")?;
+    let opts = Options {
+        bind: get("bind"),
+        port,
+        db: args.db.clone(),
+        no_sync: args.no_sync,
+        databases,
+        lock_timeout: Duration::from_millis(500),
+    };
+    Ok((opts, config))
+}
+
+fn main() -> ExitCode {
+    let args = Args::parse();
+    let (opts, config) = match setup(&args) {
+        Ok(x) => x,
+        Err(e) => {
+            eprintln!("rivet-server: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let level = args
+        .loglevel
+        .clone()
+        .or_else(|| config.get("loglevel"))
+        .unwrap_or_else(|| "notice".into());
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(tracing_level(&level)));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("rivet-server: cannot start the runtime: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    runtime.block_on(serve(opts, config))
+}
+
+async fn serve(opts: Options, config: Config) -> ExitCode {
+    let loopback = matches!(opts.bind.as_str(), "127.0.0.1" | "::1" | "localhost");
+    if !loopback && config.requirepass().is_none() {
+        tracing::warn!(
+            bind = %opts.bind,
+            "listening on a non-loopback address without a password: anyone who can reach this port can read and change all data (set --requirepass)"
+        );
+    }
+    if opts.no_sync {
+        tracing::warn!("--no-sync: writes are acknowledged before they reach stable storage; a power loss or kernel crash can lose acknowledged writes");
+    }
+    let db = opts.db.clone();
+    let server = match listener::start(opts, config).await {
+        Ok(s) => s,
+        Err(e) => {
+            tracing::error!("{e}");
+            eprintln!("rivet-server: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    tracing::info!(addr = %server.addr(), file = %db.display(), "ready to accept connections");
+    let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+        Ok(s) => s,
+        Err(e) => {
+            tracing::error!(error = %e, "cannot install the SIGTERM handler");
+            return ExitCode::from(1);
+        }
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => tracing::info!("SIGINT received; shutting down"),
+        _ = term.recv() => tracing::info!("SIGTERM received; shutting down"),
+        _ = server.wait_for_shutdown_request() => tracing::info!("shutting down"),
+    }
+    server.shutdown(Duration::from_secs(10)).await;
+    ExitCode::SUCCESS
+}

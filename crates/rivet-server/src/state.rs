@@ -1,0 +1,240 @@
+//! Server-wide state shared by connections and the writer: configuration, the store, the
+//! writer's queue, connected clients, WATCH registrations and statistics.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Instant;
+
+use crate::config::Config;
+use crate::store::Store;
+use crate::writer::WriterHandle;
+
+/// Locks a mutex, ignoring poisoning (the protected data stays consistent across panics:
+/// every critical section is a single insert, remove or counter update).
+pub fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// Counters reported by INFO. All are totals since start-up unless named otherwise.
+#[derive(Debug, Default)]
+pub struct Stats {
+    /// Connections accepted.
+    pub connections_received: AtomicU64,
+    /// Connections refused by `maxclients`.
+    pub rejected_connections: AtomicU64,
+    /// Commands processed.
+    pub commands_processed: AtomicU64,
+    /// Write transactions committed by the writer.
+    pub commits: AtomicU64,
+    /// Commits that synced to stable storage (0 under `--no-sync`).
+    pub fsyncs: AtomicU64,
+    /// Write commands carried by those commits.
+    pub writes_committed: AtomicU64,
+    /// Sum of commit latencies, in microseconds.
+    pub commit_usec_total: AtomicU64,
+    /// Longest commit, in microseconds.
+    pub commit_usec_max: AtomicU64,
+    /// Keys removed by expiry (lazy or active).
+    pub expired_keys: AtomicU64,
+    /// Key changes since the last SAVE/BGSAVE (Redis's `rdb_changes_since_last_save`).
+    pub dirty: AtomicU64,
+    /// Unix time of the last successful SAVE/BGSAVE (start-up time initially).
+    pub lastsave: AtomicU64,
+    /// Error replies sent.
+    pub error_replies: AtomicU64,
+    /// Keyspace lookups that found a key / did not (GET-like commands).
+    pub keyspace_hits: AtomicU64,
+    /// See `keyspace_hits`.
+    pub keyspace_misses: AtomicU64,
+    /// Bytes read from clients.
+    pub net_input_bytes: AtomicU64,
+    /// Bytes written to clients.
+    pub net_output_bytes: AtomicU64,
+}
+
+/// Per-command call counts for INFO commandstats.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct CommandStat {
+    /// Calls.
+    pub calls: u64,
+    /// Total time, microseconds.
+    pub usec: u64,
+    /// Calls that were rejected before running (arity, auth...).
+    pub rejected: u64,
+    /// Calls that ran and replied with an error.
+    pub failed: u64,
+}
+
+/// What CLIENT LIST/INFO shows of a connection, and how to kill it.
+#[derive(Debug)]
+pub struct ClientHandle {
+    /// Client id (CLIENT ID), unique for the server's life.
+    pub id: u64,
+    /// Peer address.
+    pub addr: String,
+    /// Local address.
+    pub laddr: String,
+    /// When the connection was accepted.
+    pub created: Instant,
+    /// Mutable parts.
+    pub info: Mutex<ClientInfo>,
+    /// Set by CLIENT KILL; the connection closes at its next step.
+    pub killed: AtomicBool,
+    /// Wakes the connection when killed.
+    pub kill_notify: tokio::sync::Notify,
+}
+
+/// The parts of a client that change as it runs.
+#[derive(Debug, Clone)]
+pub struct ClientInfo {
+    /// CLIENT SETNAME.
+    pub name: String,
+    /// Selected database.
+    pub db: usize,
+    /// Protocol version.
+    pub resp: u8,
+    /// Last command's full name.
+    pub last_cmd: String,
+    /// When the last command arrived.
+    pub last_active: Instant,
+    /// Inside MULTI: queued commands; otherwise -1.
+    pub multi: i64,
+    /// CLIENT NO-EVICT.
+    pub no_evict: bool,
+    /// CLIENT NO-TOUCH.
+    pub no_touch: bool,
+}
+
+/// The watchers of one key: (client id, that client's dirty flag).
+type Watchers = Vec<(u64, Arc<AtomicBool>)>;
+
+/// WATCH registrations: which connections watch which keys.
+#[derive(Debug, Default)]
+pub struct Watches {
+    map: Mutex<HashMap<(usize, Vec<u8>), Watchers>>,
+    count: AtomicUsize,
+}
+
+impl Watches {
+    /// Registers that `client` (whose dirty flag is `flag`) watches `key` in `db`.
+    pub fn watch(&self, client: u64, flag: &Arc<AtomicBool>, db: usize, key: &[u8]) {
+        let mut m = lock(&self.map);
+        let list = m.entry((db, key.to_vec())).or_default();
+        if !list.iter().any(|(c, _)| *c == client) {
+            list.push((client, flag.clone()));
+            self.count.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    /// Removes `client`'s registrations for `keys`.
+    pub fn unwatch(&self, client: u64, keys: &[(usize, Vec<u8>)]) {
+        let mut m = lock(&self.map);
+        for k in keys {
+            if let Some(list) = m.get_mut(k) {
+                let before = list.len();
+                list.retain(|(c, _)| *c != client);
+                self.count.fetch_sub(before - list.len(), Ordering::Relaxed);
+                if list.is_empty() {
+                    m.remove(k);
+                }
+            }
+        }
+    }
+
+    /// Marks every watcher of `key` in `db` dirty.
+    pub fn touch(&self, db: usize, key: &[u8]) {
+        if self.count.load(Ordering::Relaxed) == 0 {
+            return;
+        }
+        // The map is keyed by owned keys; build the probe only when someone watches.
+        if let Some(list) = lock(&self.map).get(&(db, key.to_vec())) {
+            for (_, f) in list {
+                f.store(true, Ordering::Release);
+            }
+        }
+    }
+
+    /// The keys watched in `db` (for FLUSHDB/SWAPDB, which touch those that exist).
+    pub fn keys_in(&self, db: usize) -> Vec<Vec<u8>> {
+        if self.count.load(Ordering::Relaxed) == 0 {
+            return Vec::new();
+        }
+        lock(&self.map)
+            .keys()
+            .filter(|(d, _)| *d == db)
+            .map(|(_, k)| k.clone())
+            .collect()
+    }
+}
+
+/// Everything shared.
+pub struct ServerState {
+    /// Live configuration.
+    pub config: Config,
+    /// The data.
+    pub store: Arc<Store>,
+    /// The writer's queue.
+    pub writer: WriterHandle,
+    /// Statistics.
+    pub stats: Stats,
+    /// Per-command statistics, by full name (`get`, `client|list`).
+    pub command_stats: Mutex<HashMap<String, CommandStat>>,
+    /// Connected clients by id.
+    pub clients: Mutex<HashMap<u64, Arc<ClientHandle>>>,
+    /// Next client id.
+    pub next_client_id: AtomicU64,
+    /// WATCH registrations.
+    pub watches: Watches,
+    /// When the server started.
+    pub started: Instant,
+    /// Unix time in seconds when the server started.
+    pub started_unix: u64,
+    /// TCP port served.
+    pub port: u16,
+    /// The data file.
+    pub db_path: std::path::PathBuf,
+    /// True under `--no-sync`.
+    pub no_sync: bool,
+    /// Active expiry on (DEBUG SET-ACTIVE-EXPIRE toggles it).
+    pub active_expire: AtomicBool,
+    /// Set when shutdown begins.
+    pub shutdown: tokio::sync::watch::Sender<bool>,
+    /// A background save (BGSAVE) is running.
+    pub bgsave_running: AtomicBool,
+}
+
+impl std::fmt::Debug for ServerState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "ServerState(port {})", self.port)
+    }
+}
+
+impl ServerState {
+    /// Records one call of `name` taking `usec`.
+    pub fn record_call(&self, name: &str, usec: u64, failed: bool) {
+        let mut m = lock(&self.command_stats);
+        let s = m.entry(name.to_string()).or_default();
+        s.calls += 1;
+        s.usec += usec;
+        if failed {
+            s.failed += 1;
+        }
+    }
+
+    /// Records a call rejected before running (unknown arity, NOAUTH...).
+    pub fn record_rejected(&self, name: &str) {
+        let mut m = lock(&self.command_stats);
+        m.entry(name.to_string()).or_default().rejected += 1;
+    }
+
+    /// Number of connected clients.
+    pub fn client_count(&self) -> usize {
+        lock(&self.clients).len()
+    }
+
+    /// True once shutdown has begun.
+    pub fn shutting_down(&self) -> bool {
+        *self.shutdown.borrow()
+    }
+}

@@ -1,0 +1,302 @@
+//! The typed data model over Rivet transactions, protocol-agnostic.
+//!
+//! Layout of the one file (every name is a top-level bbolt bucket, so `rivet buckets` shows
+//! them):
+//!
+//! - `rivet-server`: metadata: `schema` (format version of this layout), `dbmap` (which
+//!   physical slot each logical Redis database uses; SWAPDB swaps two bytes of it), and the
+//!   bucket's sequence hands out ids for chunked values and collections.
+//! - `redis/<slot>/keys`: the keyspace of one database: `xxh3(key)` (8 bytes, big-endian)
+//!   followed by the key → a [`keyspace::Header`] with the value inline when small. Ordering
+//!   by hash makes the SCAN cursor a plain position that survives restarts. The bucket's
+//!   sequence is the key count (DBSIZE in O(1)).
+//! - `redis/<slot>/expires`: the deadline index: deadline in ms (8 bytes, big-endian)
+//!   followed by the keyspace entry's key → empty. The sweeper walks it from the front.
+//! - `redis/<slot>/chunks`: big strings: value id (8 bytes) and chunk number (4 bytes) →
+//!   up to [`strings::CHUNK`] bytes. A missing chunk reads as zeros.
+
+pub mod keyspace;
+pub mod scan;
+pub mod strings;
+
+use std::cell::RefCell;
+use std::path::Path;
+use std::sync::Mutex;
+
+use rivet::{Bucket, Db, Tx};
+
+pub use keyspace::{Header, Kind};
+
+/// Layout version written to `rivet-server/schema`.
+pub const SCHEMA_VERSION: &[u8] = b"1";
+
+/// The metadata bucket.
+pub const META_BUCKET: &[u8] = b"rivet-server";
+
+/// Result type of the store: every failure is an engine error (I/O, corruption, limits).
+pub type Result<T> = std::result::Result<T, rivet::Error>;
+
+/// Which physical slot each logical database uses, and for which snapshots that is known
+/// without reading the file.
+#[derive(Debug, Clone)]
+struct DbMapCache {
+    map: Vec<u8>,
+    /// Snapshots with a txid in `valid_from..valid_until` may use `map`.
+    valid_from: u64,
+    valid_until: u64,
+}
+
+/// The Redis data in one Rivet file.
+pub struct Store {
+    db: Db,
+    databases: usize,
+    names: Vec<SlotNames>,
+    dbmap: Mutex<DbMapCache>,
+}
+
+/// The bucket names of one physical slot.
+struct SlotNames {
+    keys: Vec<u8>,
+    expires: Vec<u8>,
+    chunks: Vec<u8>,
+}
+
+impl SlotNames {
+    fn new(slot: usize) -> SlotNames {
+        SlotNames {
+            keys: format!("redis/{slot}/keys").into_bytes(),
+            expires: format!("redis/{slot}/expires").into_bytes(),
+            chunks: format!("redis/{slot}/chunks").into_bytes(),
+        }
+    }
+}
+
+impl std::fmt::Debug for Store {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Store({:?}, {} databases)", self.db, self.databases)
+    }
+}
+
+impl Store {
+    /// Opens (creating if missing) the file at `path` with `databases` logical databases
+    /// (1..=255). A file made with fewer databases gains the missing ones; one made with more
+    /// keeps them, and only the first `databases` are reachable.
+    pub fn open(path: &Path, databases: usize, options: rivet::Options) -> Result<Store> {
+        if databases == 0 || databases > 255 {
+            return Err(rivet::Error::InvalidOption(format!(
+                "databases must be 1..255, got {databases}"
+            )));
+        }
+        let db = Db::open(path, options)?;
+        let map = db.update(|tx| init_layout(tx, databases))?;
+        let txid = db.begin_read()?.id();
+        let names = (0..map.len()).map(SlotNames::new).collect();
+        Ok(Store {
+            db,
+            databases,
+            names,
+            dbmap: Mutex::new(DbMapCache {
+                map,
+                valid_from: txid,
+                valid_until: u64::MAX,
+            }),
+        })
+    }
+
+    /// The engine handle.
+    pub fn db(&self) -> &Db {
+        &self.db
+    }
+
+    /// Number of logical databases.
+    pub fn databases(&self) -> usize {
+        self.databases
+    }
+
+    /// Opens logical database `index` inside `tx` for reading. `index` must be below
+    /// [`Store::databases`].
+    pub fn view<'tx>(&'tx self, tx: &'tx Tx, index: usize) -> Result<DbView<'tx>> {
+        let slot = self.slot(tx, index)?;
+        Ok(DbView {
+            tx,
+            index,
+            names: &self.names[slot],
+            log: None,
+        })
+    }
+
+    /// Opens logical database `index` inside the write transaction `tx`; every key written
+    /// is recorded in `log`.
+    pub fn view_mut<'tx>(
+        &'tx self,
+        tx: &'tx Tx,
+        index: usize,
+        log: &'tx WriteLog,
+    ) -> Result<DbView<'tx>> {
+        let mut v = self.view(tx, index)?;
+        v.log = Some(log);
+        Ok(v)
+    }
+
+    fn slot(&self, tx: &Tx, index: usize) -> Result<usize> {
+        if !tx.writable() {
+            let cache = self.dbmap.lock().unwrap_or_else(|e| e.into_inner());
+            if (cache.valid_from..cache.valid_until).contains(&tx.id()) {
+                return Ok(cache.map[index] as usize);
+            }
+        }
+        let map = read_dbmap(tx)?;
+        match map.get(index) {
+            Some(&s) if (s as usize) < self.names.len() => Ok(s as usize),
+            _ => Err(rivet::Error::corrupted(0, "rivet-server/dbmap is damaged")),
+        }
+    }
+
+    /// Swaps logical databases `a` and `b` inside the write transaction `tx`. Readers keep
+    /// their snapshot's mapping; call [`Store::publish_dbmap`] after the commit.
+    pub fn swap_databases(&self, tx: &Tx, a: usize, b: usize) -> Result<()> {
+        let mut map = read_dbmap(tx)?;
+        map.swap(a, b);
+        meta(tx)?.put(b"dbmap", &map)?;
+        let mut cache = self.dbmap.lock().unwrap_or_else(|e| e.into_inner());
+        // Snapshots from this commit on must read the map from the file until it is published.
+        cache.valid_until = cache.valid_until.min(tx.id());
+        Ok(())
+    }
+
+    /// After a commit (txid `txid`) that changed the database map, lets readers use the new
+    /// map from memory again.
+    pub fn publish_dbmap(&self, txid: u64) -> Result<()> {
+        let tx = self.db.begin_read()?;
+        let map = read_dbmap(&tx)?;
+        let mut cache = self.dbmap.lock().unwrap_or_else(|e| e.into_inner());
+        *cache = DbMapCache {
+            map,
+            valid_from: txid.max(tx.id()),
+            valid_until: u64::MAX,
+        };
+        Ok(())
+    }
+
+    /// Empties logical database `index` (FLUSHDB): its buckets are deleted and made anew.
+    pub fn flush(&self, tx: &Tx, index: usize) -> Result<()> {
+        let slot = self.slot(tx, index)?;
+        let n = &self.names[slot];
+        for name in [&n.keys, &n.expires, &n.chunks] {
+            tx.delete_bucket(name)?;
+            tx.create_bucket(name)?;
+        }
+        Ok(())
+    }
+}
+
+fn meta(tx: &Tx) -> Result<Bucket<'_>> {
+    tx.bucket(META_BUCKET)?
+        .ok_or_else(|| rivet::Error::corrupted(0, "bucket rivet-server is missing"))
+}
+
+fn read_dbmap(tx: &Tx) -> Result<Vec<u8>> {
+    meta(tx)?
+        .get(b"dbmap")?
+        .map(|m| m.to_vec())
+        .ok_or_else(|| rivet::Error::corrupted(0, "rivet-server/dbmap is missing"))
+}
+
+/// Creates the metadata bucket and every database's buckets that are missing; returns the
+/// database map.
+fn init_layout(tx: &Tx, databases: usize) -> Result<Vec<u8>> {
+    let meta = tx.create_bucket_if_not_exists(META_BUCKET)?;
+    match meta.get(b"schema")? {
+        None => meta.put(b"schema", SCHEMA_VERSION)?,
+        Some(v) if v == SCHEMA_VERSION => {}
+        Some(v) => {
+            return Err(rivet::Error::InvalidOption(format!(
+                "the file's rivet-server schema is {:?}; this build reads {:?}",
+                String::from_utf8_lossy(v),
+                String::from_utf8_lossy(SCHEMA_VERSION)
+            )))
+        }
+    }
+    let mut map = meta.get(b"dbmap")?.map(|m| m.to_vec()).unwrap_or_default();
+    while map.len() < databases {
+        map.push(map.len() as u8);
+    }
+    meta.put(b"dbmap", &map)?;
+    for slot in 0..map.len() {
+        let n = SlotNames::new(slot);
+        for name in [&n.keys, &n.expires, &n.chunks] {
+            tx.create_bucket_if_not_exists(name)?;
+        }
+    }
+    Ok(map)
+}
+
+/// The keys a write transaction changed, in order, as (logical database, key): WATCH and
+/// (later) blocked clients are told from it.
+#[derive(Debug, Default)]
+pub struct WriteLog {
+    touched: RefCell<Vec<(usize, Vec<u8>)>>,
+}
+
+impl WriteLog {
+    /// Takes the keys recorded so far.
+    pub fn take(&self) -> Vec<(usize, Vec<u8>)> {
+        std::mem::take(&mut *self.touched.borrow_mut())
+    }
+}
+
+/// One logical database inside one transaction.
+pub struct DbView<'tx> {
+    tx: &'tx Tx,
+    index: usize,
+    names: &'tx SlotNames,
+    log: Option<&'tx WriteLog>,
+}
+
+impl<'tx> DbView<'tx> {
+    /// The logical database index.
+    pub fn index(&self) -> usize {
+        self.index
+    }
+
+    /// Records that `key` changed.
+    pub fn touch(&self, key: &[u8]) {
+        if let Some(log) = self.log {
+            log.touched.borrow_mut().push((self.index, key.to_vec()));
+        }
+    }
+
+    /// The transaction.
+    pub fn tx(&self) -> &'tx Tx {
+        self.tx
+    }
+
+    fn bucket(&self, name: &[u8]) -> Result<Bucket<'tx>> {
+        self.tx.bucket(name)?.ok_or_else(|| {
+            rivet::Error::corrupted(
+                0,
+                format!("bucket {} is missing", String::from_utf8_lossy(name)),
+            )
+        })
+    }
+
+    /// The keyspace bucket.
+    pub fn keys(&self) -> Result<Bucket<'tx>> {
+        self.bucket(&self.names.keys)
+    }
+
+    /// The deadline index bucket.
+    pub fn expires(&self) -> Result<Bucket<'tx>> {
+        self.bucket(&self.names.expires)
+    }
+
+    /// The big-value chunk bucket.
+    pub fn chunks(&self) -> Result<Bucket<'tx>> {
+        self.bucket(&self.names.chunks)
+    }
+
+    /// A new id for a chunked value or a collection (never reused within the file).
+    pub fn new_id(&self) -> Result<u64> {
+        meta(self.tx)?.next_sequence()
+    }
+}

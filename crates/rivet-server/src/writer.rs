@@ -1,0 +1,532 @@
+//! The one write loop: a dedicated thread that owns write transactions.
+//!
+//! It takes whatever jobs are queued (each a group of pipelined write commands from one
+//! connection, or one MULTI/EXEC), applies them in arrival order inside one write
+//! transaction, commits (fdatasync before and after the meta page unless `--no-sync`), and
+//! only then sends the replies: group commit. Between jobs it runs the active expiry sweep
+//! in the same transaction. A failed commit fails every command of that commit and refuses
+//! all later writes until restart (reads go on), because the engine cannot safely retry a
+//! failed fsync.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc::{Receiver, RecvTimeoutError, Sender};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use tokio::sync::oneshot;
+
+use crate::commands::{self, Ctx};
+use crate::resp::Reply;
+use crate::state::{lock, ServerState};
+use crate::store::WriteLog;
+
+/// Most jobs folded into one commit.
+const MAX_JOBS_PER_COMMIT: usize = 1024;
+/// Most keys the sweeper expires in one commit.
+const SWEEP_BATCH: usize = 500;
+/// Time between sweeps when nothing is due sooner (Redis's default `hz 10`).
+const SWEEP_INTERVAL: Duration = Duration::from_millis(100);
+
+/// One command for the writer: its database and arguments.
+#[derive(Debug, Clone)]
+pub struct Queued {
+    /// Database index the command runs in.
+    pub db: usize,
+    /// The command and its arguments.
+    pub args: Vec<Bytes>,
+}
+
+/// A WATCHed key as seen when WATCH ran.
+#[derive(Debug, Clone)]
+pub struct Watched {
+    /// Database index.
+    pub db: usize,
+    /// The key.
+    pub key: Vec<u8>,
+    /// True if the key was already logically expired (but present) at WATCH time.
+    pub was_expired: bool,
+}
+
+/// Work for the writer.
+pub enum Job {
+    /// Pipelined write commands of one connection; one reply per command.
+    Commands {
+        /// Client id (CLIENT ID) and protocol version.
+        client: (u64, u8),
+        /// The commands.
+        cmds: Vec<Queued>,
+        /// Where the replies go, once committed.
+        reply: oneshot::Sender<Vec<Reply>>,
+    },
+    /// MULTI ... EXEC.
+    Exec {
+        /// Client id and protocol version.
+        client: (u64, u8),
+        /// Database selected when EXEC ran.
+        db: usize,
+        /// The queued commands.
+        cmds: Vec<Vec<Bytes>>,
+        /// Set when a watched key changed.
+        dirty: Arc<AtomicBool>,
+        /// The watched keys.
+        watched: Vec<Watched>,
+        /// EXEC's reply and the database selected afterwards.
+        reply: oneshot::Sender<(Reply, usize)>,
+    },
+    /// Stop after committing what is queued.
+    Shutdown(oneshot::Sender<()>),
+}
+
+/// The connections' side of the writer.
+#[derive(Debug)]
+pub struct WriterHandle {
+    tx: Mutex<Option<Sender<Job>>>,
+    refused: Mutex<Option<String>>,
+}
+
+impl WriterHandle {
+    /// A handle and the receiving end for [`run`].
+    pub fn new() -> (WriterHandle, Receiver<Job>) {
+        let (tx, rx) = std::sync::mpsc::channel();
+        (
+            WriterHandle {
+                tx: Mutex::new(Some(tx)),
+                refused: Mutex::new(None),
+            },
+            rx,
+        )
+    }
+
+    /// Queues a job; false when the writer has stopped.
+    pub fn send(&self, job: Job) -> bool {
+        match &*lock(&self.tx) {
+            Some(tx) => tx.send(job).is_ok(),
+            None => false,
+        }
+    }
+
+    /// Why writes are refused, if they are (a failed commit).
+    pub fn refused(&self) -> Option<String> {
+        lock(&self.refused).clone()
+    }
+
+    fn refuse(&self, why: String) {
+        *lock(&self.refused) = Some(why);
+    }
+}
+
+/// The error a write gets once writes are refused.
+pub fn refused_reply(why: &str) -> Reply {
+    Reply::err(format!(
+        "MISCONF Errors writing to the data file: {why}. Writes are refused until the server is restarted; reads still work."
+    ))
+}
+
+fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}
+
+/// What applying one job produced, sent after the commit.
+enum Done {
+    Commands(oneshot::Sender<Vec<Reply>>, Vec<Reply>),
+    Exec(oneshot::Sender<(Reply, usize)>, Reply, usize),
+}
+
+impl Done {
+    fn fail(self, e: &Reply) {
+        match self {
+            Done::Commands(tx, replies) => {
+                let _ = tx.send(replies.iter().map(|_| e.clone()).collect());
+            }
+            Done::Exec(tx, _, db) => {
+                let _ = tx.send((e.clone(), db));
+            }
+        }
+    }
+
+    fn send(self) {
+        match self {
+            Done::Commands(tx, replies) => {
+                let _ = tx.send(replies);
+            }
+            Done::Exec(tx, reply, db) => {
+                let _ = tx.send((reply, db));
+            }
+        }
+    }
+
+    fn write_count(&self) -> u64 {
+        match self {
+            Done::Commands(_, r) => r.len() as u64,
+            Done::Exec(..) => 1,
+        }
+    }
+}
+
+/// Runs the write loop until a [`Job::Shutdown`] or until every sender is gone.
+pub fn run(state: Arc<ServerState>, rx: Receiver<Job>) {
+    let mut next_sweep = Instant::now() + SWEEP_INTERVAL;
+    loop {
+        let wait = next_sweep.saturating_duration_since(Instant::now());
+        let first = match rx.recv_timeout(wait) {
+            Ok(j) => Some(j),
+            Err(RecvTimeoutError::Timeout) => None,
+            Err(RecvTimeoutError::Disconnected) => return,
+        };
+        let mut jobs: Vec<Job> = first.into_iter().collect();
+        while jobs.len() < MAX_JOBS_PER_COMMIT {
+            match rx.try_recv() {
+                Ok(j) => jobs.push(j),
+                Err(_) => break,
+            }
+        }
+        let sweep = Instant::now() >= next_sweep;
+        let mut stop: Option<oneshot::Sender<()>> = None;
+        let work: Vec<Job> = jobs
+            .into_iter()
+            .filter_map(|j| match j {
+                Job::Shutdown(s) => {
+                    stop = Some(s);
+                    None
+                }
+                other => Some(other),
+            })
+            .collect();
+        let more_due = commit_batch(&state, work, sweep);
+        if sweep {
+            next_sweep = if more_due {
+                Instant::now()
+            } else {
+                Instant::now() + SWEEP_INTERVAL
+            };
+        }
+        if let Some(s) = stop {
+            // Drain anything that raced with the shutdown request, then stop.
+            let rest: Vec<Job> = rx.try_iter().collect();
+            commit_batch(&state, rest, false);
+            let _ = s.send(());
+            return;
+        }
+    }
+}
+
+/// Applies `jobs` (and a sweep step if `sweep`) in one write transaction, commits, and
+/// replies. Returns true when the sweeper left due keys behind.
+fn commit_batch(state: &Arc<ServerState>, jobs: Vec<Job>, sweep: bool) -> bool {
+    let sweep = sweep && state.active_expire.load(Ordering::Relaxed);
+    if jobs.is_empty() && !(sweep && anything_due(state)) {
+        return false;
+    }
+    if let Some(why) = state.writer.refused() {
+        let e = refused_reply(&why);
+        for j in jobs {
+            reject(j, &e);
+        }
+        return false;
+    }
+    let store = state.store.clone();
+    let tx = match store.db().begin_write() {
+        Ok(tx) => tx,
+        Err(e) => {
+            let e = Reply::err(format!("ERR cannot begin a write transaction: {e}"));
+            for j in jobs {
+                reject(j, &e);
+            }
+            return false;
+        }
+    };
+    let log = WriteLog::default();
+    let mut done = Vec::with_capacity(jobs.len());
+    let mut swapped = false;
+    let mut failure: Option<rivet::Error> = None;
+    for job in jobs {
+        if failure.is_some() {
+            reject(
+                job,
+                &Reply::err("ERR transaction aborted by an earlier engine error"),
+            );
+            continue;
+        }
+        match apply_job(state, &tx, &log, job, &mut swapped) {
+            Ok(d) => done.push(d),
+            Err((e, d)) => {
+                failure = Some(e);
+                done.push(d);
+            }
+        }
+    }
+    let mut more_due = false;
+    if sweep && failure.is_none() {
+        match sweep_expired(state, &tx, &log) {
+            Ok(m) => more_due = m,
+            Err(e) => failure = Some(e),
+        }
+        notify_touched(state, &log);
+    }
+    if let Some(e) = failure {
+        tracing::error!(error = %e, "write batch failed; rolled back");
+        tx.rollback();
+        let r = Reply::err(format!("ERR {e}"));
+        for d in done {
+            d.fail(&r);
+        }
+        return false;
+    }
+    let txid = tx.id();
+    let writes: u64 = done.iter().map(Done::write_count).sum();
+    let t0 = Instant::now();
+    match tx.commit() {
+        Ok(()) => {
+            let us = t0.elapsed().as_micros() as u64;
+            let s = &state.stats;
+            s.commits.fetch_add(1, Ordering::Relaxed);
+            if !state.no_sync {
+                s.fsyncs.fetch_add(1, Ordering::Relaxed);
+            }
+            s.writes_committed.fetch_add(writes, Ordering::Relaxed);
+            s.commit_usec_total.fetch_add(us, Ordering::Relaxed);
+            s.commit_usec_max.fetch_max(us, Ordering::Relaxed);
+            if swapped {
+                if let Err(e) = store.publish_dbmap(txid) {
+                    tracing::error!(error = %e, "reading the database map after SWAPDB");
+                }
+            }
+            for d in done {
+                d.send();
+            }
+        }
+        Err(e) => {
+            tracing::error!(error = %e, "commit failed: refusing writes until restart");
+            state.writer.refuse(e.to_string());
+            let r = refused_reply(&e.to_string());
+            for d in done {
+                d.fail(&r);
+            }
+        }
+    }
+    more_due
+}
+
+fn reject(job: Job, e: &Reply) {
+    match job {
+        Job::Commands { cmds, reply, .. } => {
+            let _ = reply.send(cmds.iter().map(|_| e.clone()).collect());
+        }
+        Job::Exec { reply, db, .. } => {
+            let _ = reply.send((e.clone(), db));
+        }
+        Job::Shutdown(s) => {
+            let _ = s.send(());
+        }
+    }
+}
+
+/// Tells watchers about every key the log recorded.
+fn notify_touched(state: &Arc<ServerState>, log: &WriteLog) {
+    let touched = log.take();
+    state
+        .stats
+        .dirty
+        .fetch_add(touched.len() as u64, Ordering::Relaxed);
+    for (db, key) in touched {
+        state.watches.touch(db, &key);
+    }
+}
+
+/// Runs one command in the writer's transaction.
+fn run_command(
+    state: &Arc<ServerState>,
+    tx: &rivet::Tx,
+    log: &WriteLog,
+    client: (u64, u8),
+    db: &mut usize,
+    args: &[Bytes],
+    swapped: &mut bool,
+) -> Result<Reply, rivet::Error> {
+    let Some(spec) = commands::lookup(&args[0]) else {
+        return Ok(commands::unknown_command(args));
+    };
+    let mut flushed = Vec::new();
+    let t0 = Instant::now();
+    let reply = {
+        let mut ctx = Ctx {
+            store: &state.store,
+            tx,
+            state,
+            db: *db,
+            client_id: client.0,
+            proto: client.1,
+            now_ms: now_ms(),
+            log: Some(log),
+            flushed: &mut flushed,
+        };
+        let r = match spec.handler {
+            Some(h) => h(&mut ctx, args)?,
+            None => Reply::err(format!(
+                "ERR '{}' cannot run inside MULTI on this server",
+                spec.name
+            )),
+        };
+        *db = ctx.db;
+        r
+    };
+    state.record_call(spec.name, t0.elapsed().as_micros() as u64, reply.is_error());
+    state
+        .stats
+        .commands_processed
+        .fetch_add(1, Ordering::Relaxed);
+    if spec.name == "swapdb" && !flushed.is_empty() {
+        *swapped = true;
+    }
+    for d in flushed {
+        touch_existing_watched(state, tx, d)?;
+    }
+    notify_touched(state, log);
+    Ok(reply)
+}
+
+/// FLUSHDB/FLUSHALL/SWAPDB: watched keys of `db` are touched (Redis touches those that exist
+/// before or after; touching all watched keys of the database is the conservative superset).
+fn touch_existing_watched(
+    state: &Arc<ServerState>,
+    _tx: &rivet::Tx,
+    db: usize,
+) -> Result<(), rivet::Error> {
+    for k in state.watches.keys_in(db) {
+        state.watches.touch(db, &k);
+    }
+    Ok(())
+}
+
+type JobResult = Result<Done, (rivet::Error, Done)>;
+
+fn apply_job(
+    state: &Arc<ServerState>,
+    tx: &rivet::Tx,
+    log: &WriteLog,
+    job: Job,
+    swapped: &mut bool,
+) -> JobResult {
+    match job {
+        Job::Commands {
+            client,
+            cmds,
+            reply,
+        } => {
+            let mut replies = Vec::with_capacity(cmds.len());
+            for q in &cmds {
+                let mut db = q.db;
+                match run_command(state, tx, log, client, &mut db, &q.args, swapped) {
+                    Ok(r) => replies.push(r),
+                    Err(e) => {
+                        replies.resize(cmds.len(), Reply::Nil);
+                        return Err((e, Done::Commands(reply, replies)));
+                    }
+                }
+            }
+            Ok(Done::Commands(reply, replies))
+        }
+        Job::Exec {
+            client,
+            mut db,
+            cmds,
+            dirty,
+            watched,
+            reply,
+        } => {
+            let start_db = db;
+            let aborted = match watch_broken(state, tx, &dirty, &watched) {
+                Ok(b) => b,
+                Err(e) => return Err((e, Done::Exec(reply, Reply::NilArray, start_db))),
+            };
+            if aborted {
+                return Ok(Done::Exec(reply, Reply::NilArray, db));
+            }
+            let mut replies = Vec::with_capacity(cmds.len());
+            for args in &cmds {
+                match run_command(state, tx, log, client, &mut db, args, swapped) {
+                    Ok(r) => replies.push(r),
+                    Err(e) => return Err((e, Done::Exec(reply, Reply::NilArray, start_db))),
+                }
+            }
+            Ok(Done::Exec(reply, Reply::Array(replies), db))
+        }
+        Job::Shutdown(_) => unreachable!("filtered out by run()"),
+    }
+}
+
+/// True when EXEC must abort: a watched key was modified, or expired since WATCH.
+fn watch_broken(
+    state: &Arc<ServerState>,
+    tx: &rivet::Tx,
+    dirty: &AtomicBool,
+    watched: &[Watched],
+) -> Result<bool, rivet::Error> {
+    if dirty.load(Ordering::Acquire) {
+        return Ok(true);
+    }
+    let now = now_ms();
+    for w in watched {
+        if w.was_expired {
+            continue;
+        }
+        let v = state.store.view(tx, w.db)?;
+        if v.lookup_raw(&w.key)?.is_some_and(|h| h.is_expired(now)) {
+            return Ok(true);
+        }
+    }
+    Ok(false)
+}
+
+/// Cheap check (one read transaction) whether any database has a due deadline.
+fn anything_due(state: &Arc<ServerState>) -> bool {
+    let Ok(tx) = state.store.db().begin_read() else {
+        return false;
+    };
+    let now = now_ms();
+    (0..state.store.databases()).any(|i| {
+        state
+            .store
+            .view(&tx, i)
+            .and_then(|v| v.due(now, 1))
+            .map(|d| !d.is_empty())
+            .unwrap_or(false)
+    })
+}
+
+/// Deletes up to [`SWEEP_BATCH`] expired keys; returns true if more are due.
+fn sweep_expired(
+    state: &Arc<ServerState>,
+    tx: &rivet::Tx,
+    log: &WriteLog,
+) -> Result<bool, rivet::Error> {
+    let now = now_ms();
+    let mut budget = SWEEP_BATCH;
+    let mut more = false;
+    for i in 0..state.store.databases() {
+        if budget == 0 {
+            more = true;
+            break;
+        }
+        let v = state.store.view_mut(tx, i, log)?;
+        let due = v.due(now, budget + 1)?;
+        if due.len() > budget {
+            more = true;
+        }
+        for (at, key) in due.into_iter().take(budget) {
+            budget -= 1;
+            match v.lookup_raw(&key)? {
+                Some(h) if h.expire_at == Some(at) && h.is_expired(now) => {
+                    v.delete_entry(&key, &h)?;
+                    state.stats.expired_keys.fetch_add(1, Ordering::Relaxed);
+                }
+                _ => v.drop_deadline(at, &key)?,
+            }
+        }
+    }
+    Ok(more)
+}
