@@ -17,7 +17,7 @@ use tokio::sync::oneshot;
 
 use crate::commands::args::{err, int, is, lower};
 use crate::commands::{self, arity_error, arity_ok, unknown_subcommand, Ctx, Spec};
-use crate::commands::{CONN, NO_AUTH, NO_QUEUE, WRITE};
+use crate::commands::{CONN, NO_AUTH, NO_MULTI, NO_QUEUE, WRITE};
 use crate::resp::parse::{Limits, RequestParser};
 use crate::resp::{Reply, OK};
 use crate::state::{lock, ClientHandle, ServerState};
@@ -284,6 +284,11 @@ impl Conn {
             return Flow::Continue;
         }
         if let Some(m) = &mut self.multi {
+            if spec.flags & NO_MULTI != 0 {
+                m.failed = true;
+                self.emit(out, err("ERR Command not allowed inside a transaction"));
+                return Flow::Continue;
+            }
             if spec.flags & NO_QUEUE == 0 {
                 m.cmds.push(args);
                 self.emit(out, Reply::Status("QUEUED"));

@@ -52,11 +52,18 @@ fn rescale(d: Decimal, scale: u32) -> Option<i128> {
 
 fn format_decimal(mut d: Decimal) -> String {
     if d.scale > MAX_SCALE {
-        // Round half away from zero to 17 decimals.
+        // Round to 17 decimals, ties to even: a decimal input that is an exact tie is, in
+        // binary, almost never one, and ties-to-even matches what `%.17Lf` prints for the
+        // inputs clients send (for example 1/41 as Tcl prints it).
         let div = 10i128.pow(d.scale - MAX_SCALE);
         let q = d.mantissa / div;
         let r = d.mantissa % div;
-        let adj = if r.abs() * 2 >= div { r.signum() } else { 0 };
+        let twice = r.abs() * 2;
+        let adj = if twice > div || (twice == div && q % 2 != 0) {
+            r.signum()
+        } else {
+            0
+        };
         d = Decimal {
             mantissa: q + adj,
             scale: MAX_SCALE,
@@ -137,5 +144,8 @@ mod tests {
         assert_eq!(add("0.1", "-0.1").unwrap(), "0");
         assert_eq!(add("5.0e3", "1").unwrap(), "5001");
         assert_eq!(add("1", "+inf"), None);
+        let third = add("0", "0.024390243902439025").unwrap();
+        assert_eq!(third, "0.02439024390243902");
+        assert_eq!(add(&third, "-0.024390243902439025").unwrap(), "0");
     }
 }

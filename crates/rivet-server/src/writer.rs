@@ -382,24 +382,8 @@ fn run_command(
     if spec.name == "swapdb" && !flushed.is_empty() {
         *swapped = true;
     }
-    for d in flushed {
-        touch_existing_watched(state, tx, d)?;
-    }
     notify_touched(state, log);
     Ok(reply)
-}
-
-/// FLUSHDB/FLUSHALL/SWAPDB: watched keys of `db` are touched (Redis touches those that exist
-/// before or after; touching all watched keys of the database is the conservative superset).
-fn touch_existing_watched(
-    state: &Arc<ServerState>,
-    _tx: &rivet::Tx,
-    db: usize,
-) -> Result<(), rivet::Error> {
-    for k in state.watches.keys_in(db) {
-        state.watches.touch(db, &k);
-    }
-    Ok(())
 }
 
 type JobResult = Result<Done, (rivet::Error, Done)>;

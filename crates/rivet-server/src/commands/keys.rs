@@ -65,10 +65,20 @@ fn copy_value(
             let value = from.string_bytes(h)?;
             into.write_string(dst, None, &value, h.expire_at)
         }
-        other => Err(rivet::Error::Callback(format!(
-            "copying a {} is not supported yet",
-            other.name()
-        ))),
+        _ => {
+            let Some(c) = crate::store::collections::Coll::of(h) else {
+                return Err(rivet::Error::corrupted(
+                    0,
+                    "collection header without an id",
+                ));
+            };
+            let mut copy = into.coll_new(c.kind)?;
+            from.coll_copy(c.id, into, copy.id)?;
+            copy.len = c.len;
+            copy.head = c.head;
+            copy.expire_at = c.expire_at;
+            into.coll_save(dst, None, &copy)
+        }
     }
 }
 
@@ -519,6 +529,15 @@ pub fn swapdb(ctx: &mut Ctx<'_>, a: &[Bytes]) -> CmdResult {
     }
     let (x, y) = (x as usize, y as usize);
     if x != y {
+        // Redis touches watched keys that exist in either database before the swap.
+        for (a, b) in [(x, y), (y, x)] {
+            let (va, vb) = (ctx.view_at(a)?, ctx.view_at(b)?);
+            for k in ctx.state.watches.keys_in(a) {
+                if va.lookup(&k, ctx.now_ms)?.is_some() || vb.lookup(&k, ctx.now_ms)?.is_some() {
+                    ctx.state.watches.touch(a, &k);
+                }
+            }
+        }
         ctx.store.swap_databases(ctx.tx, x, y)?;
         ctx.flushed.push(x);
         ctx.flushed.push(y);
@@ -538,8 +557,7 @@ fn flush_mode(a: &[Bytes]) -> Result<(), Reply> {
 /// FLUSHDB [ASYNC|SYNC]
 pub fn flushdb(ctx: &mut Ctx<'_>, a: &[Bytes]) -> CmdResult {
     arg!(flush_mode(a));
-    ctx.flushed.push(ctx.db);
-    ctx.store.flush(ctx.tx, ctx.db)?;
+    flush_one(ctx, ctx.db)?;
     Ok(OK)
 }
 
@@ -547,8 +565,20 @@ pub fn flushdb(ctx: &mut Ctx<'_>, a: &[Bytes]) -> CmdResult {
 pub fn flushall(ctx: &mut Ctx<'_>, a: &[Bytes]) -> CmdResult {
     arg!(flush_mode(a));
     for i in 0..ctx.store.databases() {
-        ctx.flushed.push(i);
-        ctx.store.flush(ctx.tx, i)?;
+        flush_one(ctx, i)?;
     }
     Ok(OK)
+}
+
+/// Empties database `db`, first touching the watched keys that exist in it (Redis leaves
+/// watchers of absent keys alone).
+fn flush_one(ctx: &mut Ctx<'_>, db: usize) -> Result<(), rivet::Error> {
+    let v = ctx.view_at(db)?;
+    for k in ctx.state.watches.keys_in(db) {
+        if v.lookup(&k, ctx.now_ms)?.is_some() {
+            ctx.state.watches.touch(db, &k);
+        }
+    }
+    ctx.flushed.push(db);
+    ctx.store.flush(ctx.tx, db)
 }

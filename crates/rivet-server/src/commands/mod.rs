@@ -8,12 +8,17 @@
 //! so an error never leaves a half-applied command in a commit shared with others. An
 //! `Err(rivet::Error)` is an engine failure: the writer fails the whole commit.
 
+pub mod access;
 pub mod args;
 pub mod bits;
+pub mod hashes;
 pub mod keys;
+pub mod lists;
 pub mod server;
+pub mod sets;
 pub mod strings;
 mod table;
+pub mod zsets;
 
 use std::sync::Arc;
 
@@ -52,6 +57,8 @@ pub const DENY_OOM: u32 = 1 << 7;
 pub const LOADING: u32 = 1 << 8;
 /// Touches no keys (reported by COMMAND only).
 pub const STALE: u32 = 1 << 9;
+/// Refused inside MULTI ("Command not allowed inside a transaction"), as Redis's `no-multi`.
+pub const NO_MULTI: u32 = 1 << 10;
 
 /// Where and when a handler runs.
 pub struct Ctx<'a> {

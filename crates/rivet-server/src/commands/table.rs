@@ -4,8 +4,10 @@
 use std::collections::HashMap;
 use std::sync::OnceLock;
 
-use super::{bits, keys, server, strings, Handler};
-use super::{ADMIN, CONN, DENY_OOM, FAST, LOADING, NO_AUTH, NO_QUEUE, READONLY, STALE, WRITE};
+use super::{bits, hashes, keys, lists, server, sets, strings, zsets, Handler};
+use super::{
+    ADMIN, CONN, DENY_OOM, FAST, LOADING, NO_AUTH, NO_MULTI, NO_QUEUE, READONLY, STALE, WRITE,
+};
 
 /// One command.
 #[derive(Debug)]
@@ -91,6 +93,64 @@ pub static COMMANDS: &[Spec] = &[
     cmd!("bitcount", -2, R, KEY1, Some(bits::bitcount), "bitmap"),
     cmd!("bitpos", -3, R, KEY1, Some(bits::bitpos), "bitmap"),
     cmd!("bitop", -4, W, (2, -1, 1), Some(bits::bitop), "bitmap"),
+    // hashes
+    cmd!("hset", -4, WF, KEY1, Some(hashes::hset), "hash"),
+    cmd!("hmset", -4, WF, KEY1, Some(hashes::hset), "hash"),
+    cmd!("hsetnx", 4, WF, KEY1, Some(hashes::hsetnx), "hash"),
+    cmd!("hget", 3, RF, KEY1, Some(hashes::hget), "hash"),
+    cmd!("hmget", -3, RF, KEY1, Some(hashes::hmget), "hash"),
+    cmd!("hdel", -3, WRITE | FAST, KEY1, Some(hashes::hdel), "hash"),
+    cmd!("hlen", 2, RF, KEY1, Some(hashes::hlen), "hash"),
+    cmd!("hexists", 3, RF, KEY1, Some(hashes::hexists), "hash"),
+    cmd!("hstrlen", 3, RF, KEY1, Some(hashes::hstrlen), "hash"),
+    cmd!("hgetall", 2, R, KEY1, Some(hashes::hgetall), "hash"),
+    cmd!("hkeys", 2, R, KEY1, Some(hashes::hkeys), "hash"),
+    cmd!("hvals", 2, R, KEY1, Some(hashes::hvals), "hash"),
+    cmd!("hincrby", 4, WF, KEY1, Some(hashes::hincrby), "hash"),
+    cmd!(
+        "hincrbyfloat",
+        4,
+        WF,
+        KEY1,
+        Some(hashes::hincrbyfloat),
+        "hash"
+    ),
+    // sets
+    cmd!("sadd", -3, WF, KEY1, Some(sets::sadd), "set"),
+    cmd!("srem", -3, WRITE | FAST, KEY1, Some(sets::srem), "set"),
+    cmd!("sismember", 3, RF, KEY1, Some(sets::sismember), "set"),
+    cmd!("smismember", -3, RF, KEY1, Some(sets::smismember), "set"),
+    cmd!("scard", 2, RF, KEY1, Some(sets::scard), "set"),
+    cmd!("smembers", 2, R, KEY1, Some(sets::smembers), "set"),
+    cmd!("srandmember", -2, R, KEY1, Some(sets::srandmember), "set"),
+    cmd!("spop", -2, WRITE | FAST, KEY1, Some(sets::spop), "set"),
+    // lists
+    cmd!("lpush", -3, WF, KEY1, Some(lists::lpush), "list"),
+    cmd!("rpush", -3, WF, KEY1, Some(lists::rpush), "list"),
+    cmd!("lpushx", -3, WF, KEY1, Some(lists::lpushx), "list"),
+    cmd!("rpushx", -3, WF, KEY1, Some(lists::rpushx), "list"),
+    cmd!("lpop", -2, WRITE | FAST, KEY1, Some(lists::lpop), "list"),
+    cmd!("rpop", -2, WRITE | FAST, KEY1, Some(lists::rpop), "list"),
+    cmd!("llen", 2, RF, KEY1, Some(lists::llen), "list"),
+    cmd!("lindex", 3, R, KEY1, Some(lists::lindex), "list"),
+    cmd!("lset", 4, W, KEY1, Some(lists::lset), "list"),
+    cmd!("lrange", 4, R, KEY1, Some(lists::lrange), "list"),
+    cmd!("ltrim", 4, WRITE, KEY1, Some(lists::ltrim), "list"),
+    // sorted sets
+    cmd!("zadd", -4, WF, KEY1, Some(zsets::zadd), "sorted-set"),
+    cmd!("zincrby", 4, WF, KEY1, Some(zsets::zincrby), "sorted-set"),
+    cmd!("zscore", 3, RF, KEY1, Some(zsets::zscore), "sorted-set"),
+    cmd!("zcard", 2, RF, KEY1, Some(zsets::zcard), "sorted-set"),
+    cmd!(
+        "zrem",
+        -3,
+        WRITE | FAST,
+        KEY1,
+        Some(zsets::zrem),
+        "sorted-set"
+    ),
+    cmd!("zrange", -4, R, KEY1, Some(zsets::zrange), "sorted-set"),
+    cmd!("zrevrange", -4, R, KEY1, Some(zsets::zrange), "sorted-set"),
     // keys
     cmd!("del", -2, WRITE, ALLKEYS, Some(keys::del), "generic"),
     cmd!(
@@ -187,7 +247,14 @@ pub static COMMANDS: &[Spec] = &[
         Some(server::lastsave),
         "server"
     ),
-    cmd!("save", 1, ADMIN, NOKEYS, Some(server::save), "server"),
+    cmd!(
+        "save",
+        1,
+        ADMIN | NO_MULTI,
+        NOKEYS,
+        Some(server::save),
+        "server"
+    ),
     cmd!("bgsave", -1, ADMIN, NOKEYS, Some(server::save), "server"),
     cmd!(
         "info",
@@ -215,6 +282,14 @@ pub static COMMANDS: &[Spec] = &[
     ),
     cmd!("wait", 3, 0, NOKEYS, Some(server::wait), "generic"),
     cmd!("debug", -2, ADMIN, NOKEYS, Some(server::debug), "server"),
+    cmd!(
+        "function",
+        -2,
+        ADMIN,
+        NOKEYS,
+        Some(server::function),
+        "scripting"
+    ),
     cmd!("memory", -2, R, NOKEYS, Some(server::memory), "server"),
     // connection-owned
     cmd!(
@@ -286,7 +361,7 @@ pub static COMMANDS: &[Spec] = &[
     cmd!(
         "shutdown",
         -1,
-        CONN | ADMIN | NO_QUEUE,
+        CONN | ADMIN | NO_MULTI,
         NOKEYS,
         None,
         "server"

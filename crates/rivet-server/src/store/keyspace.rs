@@ -312,8 +312,7 @@ impl<'tx> DbView<'tx> {
     fn free_data(&self, kind: Kind, id: u64, len: u64) -> Result<()> {
         match kind {
             Kind::String => self.free_chunks(id, len),
-            // Collections arrive with the next issue; nothing stores them yet.
-            _ => Ok(()),
+            _ => self.coll_free(id),
         }
     }
 

@@ -14,7 +14,9 @@
 //!   followed by the keyspace entry's key → empty. The sweeper walks it from the front.
 //! - `redis/<slot>/chunks`: big strings: value id (8 bytes) and chunk number (4 bytes) →
 //!   up to [`strings::CHUNK`] bytes. A missing chunk reads as zeros.
+//! - `redis/<slot>/data`: collection members, keyed by collection id (see [`collections`]).
 
+pub mod collections;
 pub mod keyspace;
 pub mod scan;
 pub mod strings;
@@ -59,6 +61,7 @@ struct SlotNames {
     keys: Vec<u8>,
     expires: Vec<u8>,
     chunks: Vec<u8>,
+    data: Vec<u8>,
 }
 
 impl SlotNames {
@@ -67,6 +70,7 @@ impl SlotNames {
             keys: format!("redis/{slot}/keys").into_bytes(),
             expires: format!("redis/{slot}/expires").into_bytes(),
             chunks: format!("redis/{slot}/chunks").into_bytes(),
+            data: format!("redis/{slot}/data").into_bytes(),
         }
     }
 }
@@ -182,7 +186,7 @@ impl Store {
     pub fn flush(&self, tx: &Tx, index: usize) -> Result<()> {
         let slot = self.slot(tx, index)?;
         let n = &self.names[slot];
-        for name in [&n.keys, &n.expires, &n.chunks] {
+        for name in [&n.keys, &n.expires, &n.chunks, &n.data] {
             tx.delete_bucket(name)?;
             tx.create_bucket(name)?;
         }
@@ -224,7 +228,7 @@ fn init_layout(tx: &Tx, databases: usize) -> Result<Vec<u8>> {
     meta.put(b"dbmap", &map)?;
     for slot in 0..map.len() {
         let n = SlotNames::new(slot);
-        for name in [&n.keys, &n.expires, &n.chunks] {
+        for name in [&n.keys, &n.expires, &n.chunks, &n.data] {
             tx.create_bucket_if_not_exists(name)?;
         }
     }
