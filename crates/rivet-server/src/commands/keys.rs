@@ -66,18 +66,23 @@ fn copy_value(
             into.write_string(dst, None, &value, h.expire_at)
         }
         _ => {
-            let Some(c) = crate::store::collections::Coll::of(h) else {
+            let Body::Id { id, len, extra } = h.body else {
                 return Err(rivet::Error::corrupted(
                     0,
                     "collection header without an id",
                 ));
             };
-            let mut copy = into.coll_new(c.kind)?;
-            from.coll_copy(c.id, into, copy.id)?;
-            copy.len = c.len;
-            copy.head = c.head;
-            copy.expire_at = c.expire_at;
-            into.coll_save(dst, None, &copy)
+            let new_id = into.new_id()?;
+            from.coll_copy(id, into, new_id)?;
+            let copy = Header {
+                body: Body::Id {
+                    id: new_id,
+                    len,
+                    extra,
+                },
+                ..*h
+            };
+            into.put_header(dst, None, &copy)
         }
     }
 }

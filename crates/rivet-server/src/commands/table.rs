@@ -4,7 +4,9 @@
 use std::collections::HashMap;
 use std::sync::OnceLock;
 
-use super::{bits, hashes, keys, lists, server, sets, strings, zsets, Handler};
+use super::{
+    bits, hashes, keys, lists, member_scan, server, sets, streams, strings, zsets, Handler,
+};
 use super::{
     ADMIN, CONN, DENY_OOM, FAST, LOADING, NO_AUTH, NO_MULTI, NO_QUEUE, READONLY, STALE, WRITE,
 };
@@ -151,6 +153,23 @@ pub static COMMANDS: &[Spec] = &[
     ),
     cmd!("zrange", -4, R, KEY1, Some(zsets::zrange), "sorted-set"),
     cmd!("zrevrange", -4, R, KEY1, Some(zsets::zrange), "sorted-set"),
+    cmd!("sscan", -3, R, KEY1, Some(member_scan::sscan), "set"),
+    cmd!("hscan", -3, R, KEY1, Some(member_scan::hscan), "hash"),
+    cmd!("zscan", -3, R, KEY1, Some(member_scan::zscan), "sorted-set"),
+    // streams
+    cmd!("xadd", -5, WF, KEY1, Some(streams::xadd), "stream"),
+    cmd!("xlen", 2, RF, KEY1, Some(streams::xlen), "stream"),
+    cmd!("xrange", -4, R, KEY1, Some(streams::xrange), "stream"),
+    cmd!("xrevrange", -4, R, KEY1, Some(streams::xrange), "stream"),
+    cmd!(
+        "xdel",
+        -3,
+        WRITE | FAST,
+        KEY1,
+        Some(streams::xdel),
+        "stream"
+    ),
+    cmd!("xtrim", -4, WRITE, KEY1, Some(streams::xtrim), "stream"),
     // keys
     cmd!("del", -2, WRITE, ALLKEYS, Some(keys::del), "generic"),
     cmd!(
