@@ -1,0 +1,199 @@
+//! Real clients against rivet-server: the `redis` crate (RESP2 and RESP3, pipelines,
+//! transactions, SCAN iteration) and Debian's `redis-cli` (commands, `--scan`, `--pipe`).
+//! Data written through them must survive a restart and the file must check clean.
+
+mod common;
+
+use std::io::Write;
+use std::process::{Command, Stdio};
+
+use common::RivetServer;
+
+fn client(port: u16, resp3: bool) -> redis::Connection {
+    let url = if resp3 {
+        format!("redis://127.0.0.1:{port}/?protocol=resp3")
+    } else {
+        format!("redis://127.0.0.1:{port}/")
+    };
+    redis::Client::open(url)
+        .expect("client url")
+        .get_connection()
+        .expect("connect to rivet-server")
+}
+
+#[test]
+fn redis_crate_commands_pipelines_and_transactions() {
+    let server = RivetServer::start(&[]);
+    for resp3 in [false, true] {
+        let mut c = client(server.port(), resp3);
+        let _: () = redis::cmd("FLUSHALL").query(&mut c).expect("flushall");
+        let _: () = redis::cmd("SET")
+            .arg("greeting")
+            .arg("hello")
+            .query(&mut c)
+            .expect("set");
+        let v: String = redis::cmd("GET")
+            .arg("greeting")
+            .query(&mut c)
+            .expect("get");
+        assert_eq!(v, "hello");
+        let n: i64 = redis::cmd("INCRBY")
+            .arg("counter")
+            .arg(41)
+            .query(&mut c)
+            .expect("incrby");
+        assert_eq!(n, 41);
+        let (a, b): (i64, String) = redis::pipe()
+            .cmd("INCR")
+            .arg("counter")
+            .cmd("GET")
+            .arg("greeting")
+            .query(&mut c)
+            .expect("pipeline");
+        assert_eq!((a, b.as_str()), (42, "hello"));
+        let (x, y): (i64, i64) = redis::pipe()
+            .atomic()
+            .cmd("INCR")
+            .arg("tx")
+            .cmd("INCR")
+            .arg("tx")
+            .query(&mut c)
+            .expect("MULTI/EXEC");
+        assert_eq!((x, y), (1, 2));
+        for i in 0..250 {
+            let _: () = redis::cmd("SET")
+                .arg(format!("k:{i}"))
+                .arg(i)
+                .query(&mut c)
+                .expect("set");
+        }
+        let mut seen: Vec<String> = redis::cmd("SCAN")
+            .cursor_arg(0)
+            .arg("MATCH")
+            .arg("k:*")
+            .clone()
+            .iter(&mut c)
+            .expect("scan")
+            .collect();
+        seen.sort();
+        seen.dedup();
+        assert_eq!(seen.len(), 250, "SCAN returns every key (resp3={resp3})");
+        let h: std::collections::HashMap<String, String> = {
+            let _: () = redis::cmd("HSET")
+                .arg("h")
+                .arg("f1")
+                .arg("a")
+                .arg("f2")
+                .arg("b")
+                .query(&mut c)
+                .expect("hset");
+            redis::cmd("HGETALL")
+                .arg("h")
+                .query(&mut c)
+                .expect("hgetall")
+        };
+        assert_eq!(h.len(), 2);
+        let ttl: i64 = {
+            let _: () = redis::cmd("SET")
+                .arg("t")
+                .arg("v")
+                .arg("EX")
+                .arg(100)
+                .query(&mut c)
+                .expect("set ex");
+            redis::cmd("TTL").arg("t").query(&mut c).expect("ttl")
+        };
+        assert!((99..=100).contains(&ttl));
+    }
+}
+
+fn redis_cli() -> Option<&'static str> {
+    let ok = Command::new("redis-cli")
+        .arg("--version")
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if ok {
+        return Some("redis-cli");
+    }
+    if std::env::var("CI").is_ok_and(|v| !v.is_empty()) {
+        panic!("redis-cli is required under CI (apt-get install redis-tools)");
+    }
+    eprintln!("SKIPPED: redis-cli not installed (apt-get install redis-tools)");
+    None
+}
+
+fn cli(port: u16, args: &[&str]) -> String {
+    let out = Command::new("redis-cli")
+        .arg("-p")
+        .arg(port.to_string())
+        .args(args)
+        .output()
+        .expect("run redis-cli");
+    assert!(out.status.success(), "redis-cli {args:?} failed: {out:?}");
+    String::from_utf8_lossy(&out.stdout).trim_end().to_string()
+}
+
+#[test]
+fn redis_cli_and_restart_keep_data() {
+    let Some(_) = redis_cli() else { return };
+    let mut server = RivetServer::start(&[]);
+    let port = server.port();
+    assert_eq!(cli(port, &["PING"]), "PONG");
+    assert_eq!(cli(port, &["SET", "name", "rivet"]), "OK");
+    assert_eq!(cli(port, &["GET", "name"]), "rivet");
+    assert_eq!(cli(port, &["RPUSH", "list", "a", "b", "c"]), "3");
+    // --pipe: mass insertion in RESP, as users load data.
+    let mut input = Vec::new();
+    for i in 0..1000 {
+        let k = format!("bulk:{i}");
+        let v = format!("value-{i}");
+        write!(
+            input,
+            "*3\r\n$3\r\nSET\r\n${}\r\n{k}\r\n${}\r\n{v}\r\n",
+            k.len(),
+            v.len()
+        )
+        .expect("buffer");
+    }
+    let mut pipe = Command::new("redis-cli")
+        .args(["-p", &port.to_string(), "--pipe"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("redis-cli --pipe");
+    pipe.stdin
+        .take()
+        .expect("stdin")
+        .write_all(&input)
+        .expect("write pipe input");
+    let out = pipe.wait_with_output().expect("pipe finishes");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("errors: 0, replies: 1000"), "{text}");
+    let scanned = cli(port, &["--scan", "--pattern", "bulk:*"]);
+    assert_eq!(scanned.lines().count(), 1000);
+    assert_eq!(cli(port, &["DBSIZE"]), "1002");
+
+    server.restart();
+    let port = server.port();
+    assert_eq!(cli(port, &["GET", "name"]), "rivet");
+    assert_eq!(cli(port, &["LRANGE", "list", "0", "-1"]), "a\nb\nc");
+    assert_eq!(cli(port, &["GET", "bulk:999"]), "value-999");
+    assert_eq!(cli(port, &["DBSIZE"]), "1002");
+    server.stop();
+    assert_file_checks_clean(&server.db_path());
+}
+
+/// Opens the data file read-only with the engine and runs its full consistency check (what
+/// `rivet check` runs).
+fn assert_file_checks_clean(path: &std::path::Path) {
+    let db = rivet::Db::open(
+        path,
+        rivet::Options {
+            read_only: true,
+            ..rivet::Options::default()
+        },
+    )
+    .expect("open the data file read-only");
+    let problems = db.check().expect("check runs");
+    assert!(problems.is_empty(), "{}: {problems:?}", path.display());
+}
