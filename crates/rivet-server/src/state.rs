@@ -214,7 +214,11 @@ impl ServerState {
     /// Records one call of `name` taking `usec`.
     pub fn record_call(&self, name: &str, usec: u64, failed: bool) {
         let mut m = lock(&self.command_stats);
-        let s = m.entry(name.to_string()).or_default();
+        // Look up by &str first: the owned key is allocated only on a command's first call.
+        if !m.contains_key(name) {
+            m.insert(name.to_string(), CommandStat::default());
+        }
+        let Some(s) = m.get_mut(name) else { return };
         s.calls += 1;
         s.usec += usec;
         if failed {

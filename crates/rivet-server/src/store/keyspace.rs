@@ -174,10 +174,16 @@ pub fn key_hash(key: &[u8]) -> u64 {
     xxhash_rust::xxh3::xxh3_64(key)
 }
 
+/// A deadline as 8 bytes whose byte order is numeric order over all of `i64` (sign bit
+/// flipped), so every deadline a header can hold has an exact index entry.
+fn deadline_bytes(at: i64) -> [u8; 8] {
+    ((at as u64) ^ (1 << 63)).to_be_bytes()
+}
+
 /// The deadline index key for `slot` expiring at `at`.
 fn deadline_key(at: i64, slot: &[u8]) -> Vec<u8> {
     let mut k = Vec::with_capacity(8 + slot.len());
-    k.extend_from_slice(&(at.max(0) as u64).to_be_bytes());
+    k.extend_from_slice(&deadline_bytes(at));
     k.extend_from_slice(slot);
     k
 }
@@ -335,7 +341,7 @@ impl<'tx> DbView<'tx> {
             if k.len() < 16 {
                 return Err(corrupt("short deadline index entry", k));
             }
-            let at = u64::from_be_bytes(k[..8].try_into().unwrap_or_default()) as i64;
+            let at = (u64::from_be_bytes(k[..8].try_into().unwrap_or_default()) ^ (1 << 63)) as i64;
             if at > now_ms || out.len() >= limit {
                 break;
             }

@@ -10,7 +10,8 @@
 //!   followed by the key → a [`keyspace::Header`] with the value inline when small. Ordering
 //!   by hash makes the SCAN cursor a plain position that survives restarts. The bucket's
 //!   sequence is the key count (DBSIZE in O(1)).
-//! - `redis/<slot>/expires`: the deadline index: deadline in ms (8 bytes, big-endian)
+//! - `redis/<slot>/expires`: the deadline index: deadline in ms (8 bytes, big-endian, sign bit
+//!   flipped so negative deadlines sort first)
 //!   followed by the keyspace entry's key → empty. The sweeper walks it from the front.
 //! - `redis/<slot>/chunks`: big strings: value id (8 bytes) and chunk number (4 bytes) →
 //!   up to [`strings::CHUNK`] bytes. A missing chunk reads as zeros.
