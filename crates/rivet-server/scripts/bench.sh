@@ -17,7 +17,8 @@
 # key:000000000000 .. key:000000999999 (redis-benchmark's -r 1000000 key space), so every GET
 # hits; DBSIZE is checked. SET rows: a fresh server with an empty data directory for every run.
 # N: unless BENCH_N is set, a probe run per cell (on both servers) picks N so the slower server
-# runs about BENCH_SECONDS (default 8) seconds and the faster at least 2 s (capped at 20 s for the slower).
+# runs about BENCH_SECONDS (default 8) seconds and the faster at least 2 s (capped at 15 s for the slower).
+# A full run takes roughly 15-20 minutes on a 2-CPU machine; run it on an otherwise idle machine.
 #
 # Every server gets a free port on 127.0.0.1 and a data directory under BENCH_DIR (default
 # /work/bench-tmp), which must be on a real disk (not tmpfs) and outside the git checkout.
@@ -248,6 +249,11 @@ if [[ $BENCH_BUILD == 1 ]]; then
     (cd "$REPO" && cargo build --release -p rivet-server 2>&1 | tail -2 >&2)
 fi
 [[ -x $RIVET_BIN ]] || die "no rivet-server binary at $RIVET_BIN (cargo build --release -p rivet-server)"
+# Run a private copy, so that a rebuild of target/release during the run changes nothing.
+RIVET_BIN_SOURCE=$RIVET_BIN
+RIVET_BIN_BUILT=$(date -u -r "$RIVET_BIN" +%Y-%m-%dT%H:%M:%SZ)
+cp "$RIVET_BIN" "$RUN_DIR/rivet-server"
+RIVET_BIN=$RUN_DIR/rivet-server
 
 write_machine() {
     local floor=$1
@@ -262,7 +268,7 @@ write_machine() {
         echo "| fdatasync floor | $floor (median of 200 × 4 KiB pwrite + fdatasync in BENCH_DIR) |"
         echo "| load average | before: \`$LOAD_BEFORE\`; after: \`$(cat /proc/loadavg)\` |"
         echo "| other busy processes at start | ${BUSY_BEFORE:-none above 5% CPU} |"
-        echo "| versions | $("$RIVET_BIN" --version) (binary sha256 $(sha256sum "$RIVET_BIN" | cut -c1-12), built $(date -u -r "$RIVET_BIN" +%Y-%m-%dT%H:%M:%SZ)); $("$REDIS_SERVER" --version | cut -d' ' -f1-3,5); $("$REDIS_BENCHMARK" --version 2>/dev/null | head -1 | sed 's/^/redis-benchmark /') |"
+        echo "| versions | $("$RIVET_BIN" --version) (\`$RIVET_BIN_SOURCE\` copied at the start: sha256 $(sha256sum "$RIVET_BIN" | cut -c1-12), built $RIVET_BIN_BUILT); $("$REDIS_SERVER" --version | cut -d' ' -f1-3,5); $("$REDIS_BENCHMARK" --version 2>/dev/null | head -1 | sed 's/^/redis-benchmark /') |"
         echo "| client | redis-benchmark on the same machine (server and client share the $(nproc) CPUs), -c $CLIENTS, 127.0.0.1 |"
         echo
         echo '`df -T` of BENCH_DIR:'
@@ -314,19 +320,27 @@ bench_once() {
     tr -d '"' <<<"$line" >"$f.line"
 }
 
-# run_cell ROW SIZE PIPE N SERVER REP PORT: one measured run, appended to raw.csv
+# io_bytes PID: "write_bytes wchar" of /proc/PID/io: bytes the process caused to be sent to
+# storage, and bytes it passed to write-type system calls (files and sockets)
+io_bytes() { awk '/^write_bytes:/ {w=$2} /^wchar:/ {c=$2} END {print w+0, c+0}' "/proc/$1/io" 2>/dev/null || echo 0 0; }
+
+# run_cell ROW SIZE PIPE N SERVER REP PORT PID: one measured run, appended to raw.csv, with the
+# bytes the server wrote to storage during the run (write_bytes of /proc/PID/io)
 run_cell() {
-    local row=$1 size=$2 pipe=$3 n=$4 srv=$5 rep=$6 port=$7 what t0 t1 line
+    local row=$1 size=$2 pipe=$3 n=$4 srv=$5 rep=$6 port=$7 pid=$8 what t0 t1 line w0 w1 c0 c1
     what="${row}_d${size}_P${pipe}_${srv}_run${rep}"
+    read -r w0 c0 <<<"$(io_bytes "$pid")"
     t0=$(date +%s.%N)
     bench_once "$what" "$port" "$n" "$size" "$pipe" "$(row_test "$row")"
     t1=$(date +%s.%N)
+    read -r w1 c1 <<<"$(io_bytes "$pid")"
+    local wall; wall=$(python3 -c "print(f'{$t1-$t0:.2f}')")
     if [[ -f $OUT/raw/$what.csv.line ]]; then
         line=$(cat "$OUT/raw/$what.csv.line")
-        echo "$row,$size,$pipe,$n,$srv,$rep,$line,$(python3 -c "print(f'{$t1-$t0:.2f}')")" >>"$RAW"
-        log "$what: N=$n $(cut -d, -f2 <<<"$line") rps, p99 $(cut -d, -f7 <<<"$line") ms"
+        echo "$row,$size,$pipe,$n,$srv,$rep,$line,$wall,$((w1 - w0)),$((c1 - c0))" >>"$RAW"
+        log "$what: N=$n $(cut -d, -f2 <<<"$line") rps, p99 $(cut -d, -f7 <<<"$line") ms; per op: wchar $(( (c1 - c0) / n )) B, write_bytes $(( (w1 - w0) / n )) B"
     else
-        echo "$row,$size,$pipe,$n,$srv,$rep,$(row_test "$row" | tr a-z A-Z),,,,,,,,$(python3 -c "print(f'{$t1-$t0:.2f}')")" >>"$RAW"
+        echo "$row,$size,$pipe,$n,$srv,$rep,$(row_test "$row" | tr a-z A-Z),,,,,,,,$wall,$((w1 - w0)),$((c1 - c0))" >>"$RAW"
     fi
 }
 
@@ -346,7 +360,7 @@ lo, hi = min(a, b), max(a, b)
 if lo <= 0:
     lo = hi = max(hi, 1000.0)
 n = max(lo * t, hi * 2)
-n = min(n, lo * 20)
+n = min(n, lo * 15)
 n = max(n, 1000)
 d = 10 ** (len(str(int(n))) - 2)          # two significant digits
 print(int(round(n / d) * d))
@@ -354,16 +368,28 @@ EOF
 }
 
 run_matrix() {
-    echo "row,size,pipeline,n,server,run,test,rps,avg_latency_ms,min_latency_ms,p50_latency_ms,p95_latency_ms,p99_latency_ms,max_latency_ms,wall_s" >"$RAW"
+    echo "row,size,pipeline,n,server,run,test,rps,avg_latency_ms,min_latency_ms,p50_latency_ms,p95_latency_ms,p99_latency_ms,max_latency_ms,wall_s,server_write_bytes,server_wchar" >"$RAW"
     local row size pipe rep srv n rA rB
     for row in $BENCH_ROWS; do
         for size in $BENCH_SIZES; do
             local -A PORT=() PID=() LOGF=()
             if [[ $row == get ]]; then
+                # rivet is loaded by a --no-sync server (only to save time: a durable pipelined
+                # load is much slower), which is then stopped; the GETs go to a server started
+                # in the default mode on that file.
+                start_server rivet "$RUN_DIR/${row}_d${size}_rivet" --no-sync
+                preload "$SRV_PORT" $KEYSPACE "$size" "${row}_d${size}_rivet_load"
+                stop_server "$SRV_PID" "${row}_d${size}_rivet_load" "$SRV_LOG"
+                mv "$SRV_LOG" "$SRV_LOG.load"
                 for srv in rivet redis; do
                     eval "start_server $srv \"$RUN_DIR/${row}_d${size}_$srv\" $(row_args $row $srv)"
                     PORT[$srv]=$SRV_PORT; PID[$srv]=$SRV_PID; LOGF[$srv]=$SRV_LOG
-                    preload "$SRV_PORT" $KEYSPACE "$size" "${row}_d${size}_$srv"
+                    if [[ $srv == redis ]]; then
+                        preload "$SRV_PORT" $KEYSPACE "$size" "${row}_d${size}_$srv"
+                    else
+                        local nk; nk=$("$REDIS_CLI" -h 127.0.0.1 -p "$SRV_PORT" dbsize)
+                        [[ $nk == "$KEYSPACE" ]] || note_issue "${row}_d${size}_rivet: DBSIZE after restart is $nk, expected $KEYSPACE"
+                    fi
                 done
             fi
             for pipe in $BENCH_PIPES; do
@@ -388,11 +414,11 @@ run_matrix() {
                 for rep in $(seq "$BENCH_RUNS"); do
                     for srv in rivet redis; do
                         if [[ $row == get ]]; then
-                            run_cell $row "$size" "$pipe" "$n" $srv "$rep" "${PORT[$srv]}"
+                            run_cell $row "$size" "$pipe" "$n" $srv "$rep" "${PORT[$srv]}" "${PID[$srv]}"
                         else
                             local d="$RUN_DIR/${row}_d${size}_P${pipe}_${srv}_run$rep"
                             eval "start_server $srv \"$d\" $(row_args $row $srv)"
-                            run_cell $row "$size" "$pipe" "$n" $srv "$rep" "$SRV_PORT"
+                            run_cell $row "$size" "$pipe" "$n" $srv "$rep" "$SRV_PORT" "$SRV_PID"
                             stop_server "$SRV_PID" "${row}_d${size}_P${pipe}_${srv}_run$rep" "$SRV_LOG"
                             rm -rf "$d"
                         fi
@@ -428,6 +454,10 @@ report_matrix() {
         echo "and the spread (min–max rps) of the runs. Ratio = rivet / redis median rps (higher is better for rivet)."
         echo "GET: both servers preloaded with all $KEYSPACE keys (every GET hits). SET rows: a fresh server, empty data"
         echo "directory, for every run. rivet: default = fsync before every acknowledgement (group commit); --no-sync skips fsync."
+        echo "GET preload: rivet's keys are written by a --no-sync server that is then restarted in the default mode (the"
+        echo "GETs go to the default-mode server); redis is loaded directly. Preload: \`redis-cli --pipe\` of SET key:%012d."
+        echo "written B/op: median over the runs of the server's /proc/PID/io wchar during the run / N: bytes it passed to"
+        echo "write(2)-type calls per SET (data file or AOF, plus about 5 B of socket reply); raw.csv also has write_bytes."
         echo
         python3 - "$RAW" <<'EOF'
 import csv, sys, statistics
@@ -440,8 +470,8 @@ for r in rows:
     cells.setdefault((r["row"], int(r["size"]), int(r["pipeline"]), int(r["n"])), {}).setdefault(r["server"], []).append(r)
 def fmt(x, d=0):
     return "—" if x is None else (f"{x:,.{d}f}")
-print("| row | rivet / redis config | value | -P | N | rivet rps (spread) | redis rps (spread) | ratio | goal | status | rivet p99 ms | redis p99 ms |")
-print("|---|---|---:|---:|---:|---:|---:|---:|---:|---|---:|---:|")
+print("| row | rivet / redis config | value | -P | N | rivet rps (spread) | redis rps (spread) | ratio | goal | status | rivet p99 ms | redis p99 ms | written B/op rivet / redis |")
+print("|---|---|---:|---:|---:|---:|---:|---:|---:|---|---:|---:|---:|")
 order = list(titles)
 for key in sorted(cells, key=lambda k: (order.index(k[0]), k[1], k[2])):
     row, size, pipe, n = key
@@ -452,8 +482,10 @@ for key in sorted(cells, key=lambda k: (order.index(k[0]), k[1], k[2])):
         rps = [float(r["rps"]) for r in rs]
         p99 = [float(r["p99_latency_ms"]) for r in rs]
         failed = len(cells[key].get(srv, [])) - len(rs)
+        wb = [int(r["server_wchar"]) / n for r in rs if r.get("server_wchar")]
         out[srv] = (statistics.median(rps) if rps else None, min(rps) if rps else None,
-                    max(rps) if rps else None, statistics.median(p99) if p99 else None, len(rs), failed)
+                    max(rps) if rps else None, statistics.median(p99) if p99 else None, len(rs), failed,
+                    statistics.median(wb) if wb else None)
     a, b = out["rivet"], out["redis"]
     ratio = a[0] / b[0] if a[0] and b[0] else None
     status = "—" if ratio is None else ("met" if ratio >= goal else "**missed**")
@@ -462,7 +494,8 @@ for key in sorted(cells, key=lambda k: (order.index(k[0]), k[1], k[2])):
         if o[5]: s += f" [{o[5]} failed run(s)]"
         return s
     print(f"| {title} | {rc} / {dc} | {size} B | {pipe} | {n:,} | {cell(a)} | {cell(b)} | "
-          f"{'—' if ratio is None else f'{ratio:.2f}×'} | ≥ {goal}× | {status} | {fmt(a[3], 3)} | {fmt(b[3], 3)} |")
+          f"{'—' if ratio is None else f'{ratio:.2f}×'} | ≥ {goal}× | {status} | {fmt(a[3], 3)} | {fmt(b[3], 3)} | "
+          f"{'—' if row == 'get' else fmt(a[6]) + ' / ' + fmt(b[6])} |")
 EOF
         echo
         print_issues
@@ -494,7 +527,7 @@ run_memory() {
     add() { lines+=("$*"); log "$*"; }
     start_server rivet "$dir" --no-sync
     local pid=$SRV_PID port=$SRV_PORT t0 t1
-    add "rivet-server started with --no-sync for the load (fsync per group commit would only make the load slower; the data and the memory figures do not depend on it)"
+    add "rivet-server started with --no-sync for the load (only to save time: a durable pipelined load is much slower); the server is then restarted in the default (durable) mode for the GETs and measured again"
     add "after start, empty: $(proc_mem $pid)"
     t0=$(date +%s.%N)
     local res

@@ -264,23 +264,40 @@ impl Conn {
 
     /// Runs or queues one request.
     async fn dispatch(&mut self, args: Vec<Bytes>, out: &mut Vec<u8>) -> Flow {
-        let Some(spec) = commands::lookup(&args[0]) else {
+        let spec = commands::lookup(&args[0]);
+        // Only a valid write outside MULTI joins the pending group; any other reply (errors
+        // included) is written now, so the group's replies must go out first to keep replies
+        // in request order.
+        let joins_group = spec.is_some_and(|s| {
+            s.flags & WRITE != 0
+                && s.flags & CONN == 0
+                && arity_ok(s.arity, args.len())
+                && self.authenticated
+                && self.multi.is_none()
+        });
+        if !joins_group {
+            self.flush_writes(out).await;
+        }
+        let Some(spec) = spec else {
             self.fail_multi();
             let r = commands::unknown_command(&args);
             self.emit(out, r);
             return Flow::Continue;
         };
         self.note_command(spec.name);
+        tracing::trace!(
+            client = self.handle.id,
+            db = self.db,
+            cmd = spec.name,
+            argc = args.len(),
+            "command"
+        );
         if !arity_ok(spec.arity, args.len()) {
-            self.fail_multi();
-            self.state.record_rejected(spec.name);
-            self.emit(out, arity_error(spec.name));
+            self.reject(spec, arity_error(spec.name), out);
             return Flow::Continue;
         }
         if !self.authenticated && spec.flags & NO_AUTH == 0 {
-            self.fail_multi();
-            self.state.record_rejected(spec.name);
-            self.emit(out, err("NOAUTH Authentication required."));
+            self.reject(spec, err("NOAUTH Authentication required."), out);
             return Flow::Continue;
         }
         if let Some(m) = &mut self.multi {
@@ -324,6 +341,29 @@ impl Conn {
         let r = self.run_read(spec, &args);
         self.emit(out, r);
         Flow::Continue
+    }
+
+    /// Refuses a command before it runs (Redis's `rejectCommand`): inside MULTI the
+    /// transaction is flagged, and a refused EXEC discards any transaction and unwatches,
+    /// answering `EXECABORT`.
+    fn reject(&mut self, spec: &Spec, r: Reply, out: &mut Vec<u8>) {
+        self.state.record_rejected(spec.name);
+        // Redis aborts with EXECABORT whether or not a MULTI is open.
+        if spec.name == "exec" {
+            self.multi = None;
+            self.unwatch_all();
+            let msg = match &r {
+                Reply::Error(e) => e.strip_prefix("ERR ").unwrap_or(e).to_string(),
+                _ => String::new(),
+            };
+            self.emit(
+                out,
+                Reply::err(format!("EXECABORT Transaction discarded because of: {msg}")),
+            );
+            return;
+        }
+        self.fail_multi();
+        self.emit(out, r);
     }
 
     fn fail_multi(&mut self) {

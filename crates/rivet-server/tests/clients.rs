@@ -197,3 +197,35 @@ fn assert_file_checks_clean(path: &std::path::Path) {
     let problems = db.check().expect("check runs");
     assert!(problems.is_empty(), "{}: {problems:?}", path.display());
 }
+
+/// Regression: an error the connection answers itself (arity, unknown command, EXECABORT)
+/// used to be written before the replies of pipelined writes still waiting for their commit.
+#[test]
+fn pipelined_errors_keep_request_order() {
+    let server = RivetServer::start(&[]);
+    let mut c = server.conn();
+    let mut batch = Vec::new();
+    for args in [
+        &["SET", "a", "1"][..],
+        &["COPY", "a", "b"],
+        &["PERSIST", "a", "extra"],
+        &["NOSUCHCOMMAND"],
+        &["INCR", "a"],
+        &["EXEC", "extra"],
+        &["GET", "a"],
+    ] {
+        batch.extend(common::Conn::encode(args));
+    }
+    c.send_raw(&batch);
+    let replies: Vec<String> = (0..7).map(|_| c.read().to_string()).collect();
+    assert!(replies[0].contains("OK"), "{replies:?}");
+    assert!(replies[1].contains('1'), "{replies:?}");
+    assert!(
+        replies[2].contains("wrong number of arguments for 'persist'"),
+        "{replies:?}"
+    );
+    assert!(replies[3].contains("unknown command"), "{replies:?}");
+    assert!(replies[4].contains('2'), "{replies:?}");
+    assert!(replies[5].contains("EXECABORT"), "{replies:?}");
+    assert!(replies[6].contains('2'), "{replies:?}");
+}

@@ -30,8 +30,8 @@
 //! - `DIFF_PARANOID=1`: after every operation also compare `KEYS *` and DBSIZE of databases
 //!   0..3 (slow; finds the operation where the states start to differ).
 //!
-//! The first seed runs rivet-server with its default (durable) settings, the others with
-//! `--no-sync`. After each seed rivet-server is stopped with SIGTERM (it must exit 0) and
+//! The first seed (so also a lone `DIFF_SEED`) runs rivet-server with its default (durable)
+//! settings, the others with `--no-sync`. After each seed rivet-server is stopped with SIGTERM (it must exit 0) and
 //! `rivet check` must find its data file clean.
 //!
 //! Run: `cargo test -p rivet-server --test differential -- --nocapture`.
@@ -172,9 +172,12 @@ const INTS: &[&str] = &[
     "-0",
     "12345678901234567890",
 ];
+/// Float arguments. Magnitudes stay below 1e17: beyond that Redis prints its `long double`
+/// sum digit for digit and rivet-server's `f64` sum differs in the trailing digits (a known,
+/// documented difference in COMPATIBILITY.md).
 const FLOATS: &[&str] = &[
     "1.5", "-0.25", "3.0e2", "0.1", "1e-5", "inf", "-inf", "nan", "1.", "abc", "5", "10.50",
-    "1e308", "0", "-1.5e10", ".5", "",
+    "1e15", "0", "-1.5e10", ".5", "",
 ];
 const INT_ARGS: &[&str] = &[
     "1",
@@ -333,6 +336,7 @@ struct Gen {
     exclude: Vec<String>,
     other_types: bool,
     in_tx: bool,
+    in_batch: bool,
 }
 
 impl Gen {
@@ -346,6 +350,7 @@ impl Gen {
             exclude: exclude.iter().map(|s| s.to_ascii_uppercase()).collect(),
             other_types,
             in_tx: false,
+            in_batch: false,
         }
     }
 
@@ -367,15 +372,16 @@ impl Gen {
         self.exclude.iter().any(|e| e == name)
     }
 
-    /// A lone MULTI only inside a transaction (nested: an error), EXEC/DISCARD/DBSIZE only
-    /// outside (DBSIZE is checked again after a pause when it differs).
+    /// A lone MULTI only inside a transaction (nested: an error), EXEC/DISCARD only outside;
+    /// DBSIZE only alone (it is run again after a pause when it differs).
     fn allowed(&self, name: &str) -> bool {
         let tx_ok = if self.in_tx {
-            !TX_CONTROL.contains(&name) && name != "DBSIZE"
+            !TX_CONTROL.contains(&name)
         } else {
             name != "MULTI"
         };
-        tx_ok && !self.excluded(name)
+        let settled_ok = name != "DBSIZE" || !(self.in_tx || self.in_batch);
+        tx_ok && settled_ok && !self.excluded(name)
     }
 
     fn scenario(&mut self) {
@@ -906,12 +912,14 @@ impl Gen {
     /// A pipelined batch of commands, sometimes with a transaction inside.
     fn pipeline(&mut self) {
         let n = self.rng.range(2, 20);
+        self.in_batch = true;
         let mut steps: Vec<Step> = (0..n).map(|_| self.single(0)).collect();
         if self.rng.chance(30) && !self.excluded("MULTI") {
             let at = self.rng.range(0, n) as usize;
             let tx = self.transaction();
             steps.splice(at..at, tx);
         }
+        self.in_batch = false;
         self.queue.push_back(Op::Batch(steps));
     }
 
@@ -1408,6 +1416,9 @@ impl Run<'_> {
             if let Ok(f) = &a {
                 println!("    -> {f}");
             }
+            if let Ok(f) = &b {
+                println!("    rivet -> {f}");
+            }
         }
         let why = match (&a, &b) {
             (Ok(x), Ok(y)) => match compare(&s.cmp, x, y, &mut self.notes) {
@@ -1753,6 +1764,13 @@ fn generator_is_deterministic_and_covers_the_scope() {
     assert!(
         steps_of(&ops).iter().any(|(s, _)| s.conn == 1),
         "second connection unused"
+    );
+    let batched_dbsize = ops
+        .iter()
+        .any(|o| matches!(o, Op::Batch(v) if v.iter().any(|s| s.args[0] == b"DBSIZE")));
+    assert!(
+        !batched_dbsize,
+        "DBSIZE in a pipelined batch (it cannot be re-run there)"
     );
 }
 

@@ -34,34 +34,64 @@ pub fn float(a: &[u8]) -> Result<f64, Reply> {
     parse_f64(a).ok_or_else(|| err(NOT_FLOAT))
 }
 
-/// Float parsing without the error reply.
+/// Float parsing without the error reply, as Redis's `string2ld` (C's `strtold`): decimal
+/// and exponent forms, hexadecimal (`0x10`, `0x1p4`), `inf`/`infinity`; no surrounding
+/// spaces, no NaN, and no overflow to infinity or underflow to zero.
 pub fn parse_f64(a: &[u8]) -> Option<f64> {
     let s = std::str::from_utf8(a).ok()?;
-    if s.is_empty()
-        || s.len() > 5000
-        || s.starts_with(char::is_whitespace)
-        || s.ends_with(char::is_whitespace)
-    {
+    if s.is_empty() || s.len() >= 5 * 1024 || s.starts_with(char::is_whitespace) {
         return None;
     }
     let lower = s.to_ascii_lowercase();
-    let v = match lower.as_str() {
-        "inf" | "+inf" | "infinity" | "+infinity" => f64::INFINITY,
-        "-inf" | "-infinity" => f64::NEG_INFINITY,
+    let (neg, body) = match lower.strip_prefix('-') {
+        Some(b) => (true, b),
+        None => (false, lower.strip_prefix('+').unwrap_or(&lower)),
+    };
+    let v = match body {
+        "inf" | "infinity" => f64::INFINITY,
+        _ if body.starts_with("0x") => parse_hex_float(&body[2..])?,
         _ => {
-            // Rust accepts "nan", "infinity" spellings handled above; reject the rest here.
-            if lower.contains("nan") || lower.contains("inf") {
+            if body.contains("nan") || body.contains("inf") || body.starts_with(['+', '-']) {
                 return None;
             }
-            s.parse::<f64>().ok()?
+            let v = body.parse::<f64>().ok()?;
+            // strtold reports ERANGE for overflow and for underflow to zero.
+            let mantissa = body.split('e').next().unwrap_or("");
+            let nonzero = mantissa.bytes().any(|c| (b'1'..=b'9').contains(&c));
+            if v.is_infinite() || (v == 0.0 && nonzero) {
+                return None;
+            }
+            v
         }
     };
-    if v.is_nan() {
-        None
-    } else {
-        Some(v)
-    }
+    let v = if neg { -v } else { v };
+    (!v.is_nan()).then_some(v)
 }
+
+/// The part of a C hexadecimal float after `0x`: hex digits with an optional point, then an
+/// optional binary exponent `p[+-]N`.
+fn parse_hex_float(s: &str) -> Option<f64> {
+    let (mant, exp) = match s.split_once('p') {
+        Some((m, e)) => (m, e.parse::<i32>().ok()?),
+        None => (s, 0),
+    };
+    let (int_part, frac) = mant.split_once('.').unwrap_or((mant, ""));
+    if int_part.is_empty() && frac.is_empty() {
+        return None;
+    }
+    let mut v = 0f64;
+    for c in int_part.chars() {
+        v = v * 16.0 + c.to_digit(16)? as f64;
+    }
+    let mut scale = 1.0 / 16.0;
+    for c in frac.chars() {
+        v += c.to_digit(16)? as f64 * scale;
+        scale /= 16.0;
+    }
+    let v = v * 2f64.powi(exp);
+    v.is_finite().then_some(v)
+}
+
 
 /// Case-insensitive comparison of an argument with an ASCII keyword.
 pub fn is(a: &[u8], kw: &str) -> bool {
@@ -76,4 +106,25 @@ pub fn count(a: &[u8]) -> Result<i64, Reply> {
 /// The lowercase form of a command name or keyword.
 pub fn lower(a: &[u8]) -> String {
     String::from_utf8_lossy(a).to_ascii_lowercase()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_f64;
+
+    #[test]
+    fn floats_as_strtold_reads_them() {
+        assert_eq!(parse_f64(b"0x10"), Some(16.0));
+        assert_eq!(parse_f64(b"-0x1p4"), Some(-16.0));
+        assert_eq!(parse_f64(b"3.0e2"), Some(300.0));
+        assert_eq!(parse_f64(b"-inf"), Some(f64::NEG_INFINITY));
+        assert_eq!(parse_f64(b"1."), Some(1.0));
+        assert_eq!(parse_f64(b".5"), Some(0.5));
+        assert_eq!(parse_f64(b"nan"), None);
+        assert_eq!(parse_f64(b" 1"), None);
+        assert_eq!(parse_f64(b"1e5000"), None);
+        assert_eq!(parse_f64(b"1e-5000"), None);
+        assert_eq!(parse_f64(b""), None);
+        assert_eq!(parse_f64(b"abc"), None);
+    }
 }

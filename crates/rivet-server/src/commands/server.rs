@@ -14,6 +14,12 @@ use crate::state::{lock, ServerState};
 /// Redis version reported to clients (the command surface this server follows).
 pub const REDIS_COMPAT_VERSION: &str = "7.0.15";
 
+/// UNWATCH queued inside MULTI: EXEC unwatches every key anyway, so inside EXEC it only
+/// answers OK (outside MULTI the connection runs UNWATCH itself).
+pub fn unwatch_in_exec(_ctx: &mut Ctx<'_>, _a: &[Bytes]) -> CmdResult {
+    Ok(OK)
+}
+
 /// PING [message]
 pub fn ping(_ctx: &mut Ctx<'_>, a: &[Bytes]) -> CmdResult {
     match a.len() {

@@ -314,7 +314,7 @@ pub static COMMANDS: &[Spec] = &[
     cmd!(
         "auth",
         -2,
-        CONN | NO_AUTH | FAST | NO_QUEUE | STALE | LOADING,
+        CONN | NO_AUTH | FAST | STALE | LOADING,
         NOKEYS,
         None,
         "connection"
@@ -322,7 +322,7 @@ pub static COMMANDS: &[Spec] = &[
     cmd!(
         "hello",
         -1,
-        CONN | NO_AUTH | FAST | NO_QUEUE | STALE | LOADING,
+        CONN | NO_AUTH | FAST | STALE | LOADING,
         NOKEYS,
         None,
         "connection"
@@ -372,9 +372,9 @@ pub static COMMANDS: &[Spec] = &[
     cmd!(
         "unwatch",
         1,
-        CONN | NO_QUEUE | FAST,
+        CONN | FAST,
         NOKEYS,
-        None,
+        Some(server::unwatch_in_exec),
         "transactions"
     ),
     cmd!(
