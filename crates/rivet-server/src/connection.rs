@@ -25,6 +25,8 @@ use crate::writer::{refused_reply, Job, Queued, Watched};
 
 /// Writes gathered before they are sent to the writer regardless of what follows.
 const MAX_GROUP: usize = 1024;
+/// Buffer capacity a connection keeps between requests; larger buffers are released.
+const BUF_KEEP: usize = 256 * 1024;
 /// Output bytes buffered before they are written to the socket mid-batch.
 const OUT_FLUSH: usize = 256 * 1024;
 
@@ -97,6 +99,7 @@ pub async fn serve(mut socket: TcpStream, state: Arc<ServerState>, handle: Arc<C
     let mut out: Vec<u8> = Vec::with_capacity(16 * 1024);
     let mut parser = RequestParser::new();
     let mut shutdown = state.shutdown.subscribe();
+    let mut big_input = false;
     'conn: loop {
         let mut close = false;
         loop {
@@ -132,6 +135,17 @@ pub async fn serve(mut socket: TcpStream, state: Arc<ServerState>, handle: Arc<C
         if write_out(&mut socket, &mut out, &state).await.is_err() || close {
             break;
         }
+        // Give back memory a big request or reply left behind: a connection that once sent
+        // or fetched a 100 MB value must not hold 100 MB while it idles.
+        // (After `split_to`, `capacity()` shows only the tail, so remember whether the buffer
+        // ever held a big request instead.)
+        if rbuf.is_empty() && (big_input || rbuf.capacity() > BUF_KEEP) {
+            rbuf = BytesMut::with_capacity(16 * 1024);
+            big_input = false;
+        }
+        if out.capacity() > BUF_KEEP {
+            out = Vec::with_capacity(16 * 1024);
+        }
         if handle.killed.load(Ordering::Acquire) || state.shutting_down() {
             break;
         }
@@ -159,6 +173,7 @@ pub async fn serve(mut socket: TcpStream, state: Arc<ServerState>, handle: Arc<C
             .stats
             .net_input_bytes
             .fetch_add(n as u64, Ordering::Relaxed);
+        big_input |= rbuf.len() > BUF_KEEP;
         if rbuf.len() as u64 > state.config.query_buffer_limit() {
             tracing::warn!(
                 client = handle.id,

@@ -340,11 +340,10 @@ fn claimed_lengths_do_not_allocate() {
     assert_eq!(c.cmd(&["PING"]), pong());
 }
 
-/// Redis shrinks an idle client's query buffer (clientsCronResizeQueryBuffer); rivet-server
-/// keeps the peak capacity of the read buffer for as long as the client stays connected, so
-/// every connection that once sent a big value pins that much memory.
+/// Regression: the read buffer used to keep its peak capacity for as long as the client
+/// stayed connected, so every connection that once sent a big value pinned that much memory.
+/// Like Redis (clientsCronResizeQueryBuffer), the server now gives it back.
 #[test]
-#[ignore = "server bug: a connection's read buffer keeps its peak capacity until it closes"]
 fn query_buffer_is_released_after_a_big_argument() {
     let s = RivetServer::start(&[]);
     let pid = proc_util::server_pid(&s.db_path());

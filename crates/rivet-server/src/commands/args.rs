@@ -92,7 +92,6 @@ fn parse_hex_float(s: &str) -> Option<f64> {
     v.is_finite().then_some(v)
 }
 
-
 /// Case-insensitive comparison of an argument with an ASCII keyword.
 pub fn is(a: &[u8], kw: &str) -> bool {
     a.eq_ignore_ascii_case(kw.as_bytes())
