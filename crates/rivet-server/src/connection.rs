@@ -69,6 +69,9 @@ struct Conn {
     /// Write commands not yet sent to the writer, and whether each reply is suppressed.
     group: Vec<Queued>,
     group_silent: Vec<bool>,
+    /// The snapshot consecutive reads of one batch of requests share; dropped before any
+    /// write is sent (so later reads see it) and before the connection waits for input.
+    read_tx: Option<rivet::Tx>,
 }
 
 fn now_ms() -> i64 {
@@ -94,6 +97,7 @@ pub async fn serve(mut socket: TcpStream, state: Arc<ServerState>, handle: Arc<C
         dirty: Arc::new(AtomicBool::new(false)),
         group: Vec::new(),
         group_silent: Vec::new(),
+        read_tx: None,
     };
     let mut rbuf = BytesMut::with_capacity(16 * 1024);
     let mut out: Vec<u8> = Vec::with_capacity(16 * 1024);
@@ -126,12 +130,14 @@ pub async fn serve(mut socket: TcpStream, state: Arc<ServerState>, handle: Arc<C
             }
             if out.len() >= OUT_FLUSH {
                 conn.flush_writes(&mut out).await;
+                conn.read_tx = None;
                 if write_out(&mut socket, &mut out, &state).await.is_err() {
                     break 'conn;
                 }
             }
         }
         conn.flush_writes(&mut out).await;
+        conn.read_tx = None;
         if write_out(&mut socket, &mut out, &state).await.is_err() || close {
             break;
         }
@@ -236,6 +242,7 @@ impl Conn {
         if self.group.is_empty() {
             return;
         }
+        self.read_tx = None;
         let cmds = std::mem::take(&mut self.group);
         let silent = std::mem::take(&mut self.group_silent);
         let n = cmds.len();
@@ -329,6 +336,7 @@ impl Conn {
         }
         if spec.flags & CONN != 0 {
             self.flush_writes(out).await;
+            self.read_tx = None;
             return self.connection_command(spec, &args, out).await;
         }
         if spec.flags & WRITE != 0 {
@@ -346,6 +354,7 @@ impl Conn {
         }
         self.flush_writes(out).await;
         if spec.name == "debug" && args.len() == 3 && is(&args[1], "sleep") {
+            self.read_tx = None;
             let secs = String::from_utf8_lossy(&args[2])
                 .parse::<f64>()
                 .unwrap_or(0.0);
@@ -362,7 +371,7 @@ impl Conn {
     /// transaction is flagged, and a refused EXEC discards any transaction and unwatches,
     /// answering `EXECABORT`.
     fn reject(&mut self, spec: &Spec, r: Reply, out: &mut Vec<u8>) {
-        self.state.record_rejected(spec.name);
+        self.state.record_rejected(spec);
         // Redis aborts with EXECABORT whether or not a MULTI is open.
         if spec.name == "exec" {
             self.multi = None;
@@ -393,9 +402,14 @@ impl Conn {
             return err("ERR internal: command has no handler");
         };
         let t0 = Instant::now();
-        let tx = match self.state.store.db().begin_read() {
-            Ok(tx) => tx,
-            Err(e) => return Reply::err(format!("ERR {e}")),
+        if self.read_tx.is_none() {
+            match self.state.store.db().begin_read() {
+                Ok(tx) => self.read_tx = Some(tx),
+                Err(e) => return Reply::err(format!("ERR {e}")),
+            }
+        }
+        let Some(tx) = self.read_tx.take() else {
+            return err("ERR internal: no read transaction");
         };
         let mut flushed = Vec::new();
         let mut ctx = Ctx {
@@ -417,8 +431,9 @@ impl Conn {
             }
         };
         self.db = ctx.db;
+        self.read_tx = Some(tx);
         self.state
-            .record_call(spec.name, t0.elapsed().as_micros() as u64, r.is_error());
+            .record_call(spec, t0.elapsed().as_micros() as u64, r.is_error());
         self.state
             .stats
             .commands_processed
@@ -447,7 +462,7 @@ impl Conn {
             .stats
             .commands_processed
             .fetch_add(1, Ordering::Relaxed);
-        self.state.record_call(spec.name, 0, false);
+        self.state.record_call(spec, 0, false);
         let r = match spec.name {
             "auth" => self.auth(a),
             "hello" => self.hello(a),

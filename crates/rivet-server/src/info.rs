@@ -9,7 +9,7 @@ use std::sync::atomic::Ordering;
 use bytes::Bytes;
 
 use crate::commands::server::REDIS_COMPAT_VERSION;
-use crate::state::{lock, ServerState};
+use crate::state::ServerState;
 
 const DEFAULT: &[&str] = &[
     "server",
@@ -209,11 +209,8 @@ fn keyspace(state: &ServerState, tx: &rivet::Tx) -> Result<String, rivet::Error>
 }
 
 fn commandstats(state: &ServerState) -> String {
-    let m = lock(&state.command_stats);
-    let mut names: Vec<_> = m.iter().collect();
-    names.sort_by(|a, b| a.0.cmp(b.0));
     let mut out = String::new();
-    for (name, s) in names {
+    for (name, s) in state.command_stats.snapshot() {
         let per = if s.calls == 0 {
             0.0
         } else {

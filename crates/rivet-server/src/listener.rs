@@ -123,7 +123,7 @@ pub async fn start(opts: Options, config: Config) -> Result<Running, String> {
         store: Arc::new(store),
         writer: handle,
         stats,
-        command_stats: Mutex::new(HashMap::new()),
+        command_stats: Default::default(),
         clients: Mutex::new(HashMap::new()),
         next_client_id: AtomicU64::new(1),
         watches: Watches::default(),

@@ -53,17 +53,71 @@ pub struct Stats {
     pub net_output_bytes: AtomicU64,
 }
 
-/// Per-command call counts for INFO commandstats.
+/// Per-command counters for INFO commandstats: one slot per command-table entry, updated
+/// with relaxed atomics (no lock or allocation on the command path).
+#[derive(Debug)]
+pub struct CommandStats {
+    slots: Vec<[AtomicU64; 4]>,
+}
+
+/// One command's counters, read out.
 #[derive(Debug, Default, Clone, Copy)]
 pub struct CommandStat {
     /// Calls.
     pub calls: u64,
     /// Total time, microseconds.
     pub usec: u64,
-    /// Calls that were rejected before running (arity, auth...).
+    /// Calls rejected before running (arity, auth...).
     pub rejected: u64,
     /// Calls that ran and replied with an error.
     pub failed: u64,
+}
+
+impl Default for CommandStats {
+    fn default() -> CommandStats {
+        CommandStats {
+            slots: crate::commands::COMMANDS
+                .iter()
+                .map(|_| Default::default())
+                .collect(),
+        }
+    }
+}
+
+impl CommandStats {
+    fn slot(&self, spec: &crate::commands::Spec) -> Option<&[AtomicU64; 4]> {
+        self.slots.get(crate::commands::index_of(spec))
+    }
+
+    /// Every command with a call or a rejection, by name.
+    pub fn snapshot(&self) -> Vec<(&'static str, CommandStat)> {
+        crate::commands::COMMANDS
+            .iter()
+            .zip(&self.slots)
+            .map(|(c, s)| {
+                let g = |i: usize| s[i].load(Ordering::Relaxed);
+                (
+                    c.name,
+                    CommandStat {
+                        calls: g(0),
+                        usec: g(1),
+                        rejected: g(2),
+                        failed: g(3),
+                    },
+                )
+            })
+            .filter(|(_, s)| s.calls + s.rejected > 0)
+            .collect()
+    }
+
+    /// Zeroes every counter (CONFIG RESETSTAT).
+    pub fn reset(&self) {
+        for s in &self.slots {
+            for c in s {
+                c.store(0, Ordering::Relaxed);
+            }
+        }
+    }
 }
 
 /// What CLIENT LIST/INFO shows of a connection, and how to kill it.
@@ -178,8 +232,8 @@ pub struct ServerState {
     pub writer: WriterHandle,
     /// Statistics.
     pub stats: Stats,
-    /// Per-command statistics, by full name (`get`, `client|list`).
-    pub command_stats: Mutex<HashMap<String, CommandStat>>,
+    /// Per-command statistics.
+    pub command_stats: CommandStats,
     /// Connected clients by id.
     pub clients: Mutex<HashMap<u64, Arc<ClientHandle>>>,
     /// Next client id.
@@ -211,25 +265,22 @@ impl std::fmt::Debug for ServerState {
 }
 
 impl ServerState {
-    /// Records one call of `name` taking `usec`.
-    pub fn record_call(&self, name: &str, usec: u64, failed: bool) {
-        let mut m = lock(&self.command_stats);
-        // Look up by &str first: the owned key is allocated only on a command's first call.
-        if !m.contains_key(name) {
-            m.insert(name.to_string(), CommandStat::default());
-        }
-        let Some(s) = m.get_mut(name) else { return };
-        s.calls += 1;
-        s.usec += usec;
-        if failed {
-            s.failed += 1;
+    /// Records one call of `spec` taking `usec`.
+    pub fn record_call(&self, spec: &crate::commands::Spec, usec: u64, failed: bool) {
+        if let Some(s) = self.command_stats.slot(spec) {
+            s[0].fetch_add(1, Ordering::Relaxed);
+            s[1].fetch_add(usec, Ordering::Relaxed);
+            if failed {
+                s[3].fetch_add(1, Ordering::Relaxed);
+            }
         }
     }
 
-    /// Records a call rejected before running (unknown arity, NOAUTH...).
-    pub fn record_rejected(&self, name: &str) {
-        let mut m = lock(&self.command_stats);
-        m.entry(name.to_string()).or_default().rejected += 1;
+    /// Records a call of `spec` rejected before running (arity, NOAUTH...).
+    pub fn record_rejected(&self, spec: &crate::commands::Spec) {
+        if let Some(s) = self.command_stats.slot(spec) {
+            s[2].fetch_add(1, Ordering::Relaxed);
+        }
     }
 
     /// Number of connected clients.

@@ -411,7 +411,7 @@ fn run_command(
         *db = ctx.db;
         r
     };
-    state.record_call(spec.name, t0.elapsed().as_micros() as u64, reply.is_error());
+    state.record_call(spec, t0.elapsed().as_micros() as u64, reply.is_error());
     state
         .stats
         .commands_processed

@@ -31,7 +31,7 @@ use crate::resp::Reply;
 use crate::state::ServerState;
 use crate::store::{DbView, Store, WriteLog};
 
-pub use table::{lookup, Spec, COMMANDS};
+pub use table::{index_of, lookup, Spec, COMMANDS};
 
 /// What a handler returns: a reply, or an engine error that fails the whole commit.
 pub type CmdResult = Result<Reply, rivet::Error>;

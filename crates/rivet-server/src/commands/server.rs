@@ -9,7 +9,7 @@ use super::args::{err, int, is, lower, SYNTAX};
 use super::strings::arg;
 use super::{arity_error, unknown_subcommand, CmdResult, Ctx, COMMANDS};
 use crate::resp::{Reply, OK};
-use crate::state::{lock, ServerState};
+use crate::state::ServerState;
 
 /// Redis version reported to clients (the command surface this server follows).
 pub const REDIS_COMPAT_VERSION: &str = "7.0.15";
@@ -216,7 +216,7 @@ pub fn config(ctx: &mut Ctx<'_>, a: &[Bytes]) -> CmdResult {
             Ok(OK)
         }
         "resetstat" if a.len() == 2 => {
-            lock(&ctx.state.command_stats).clear();
+            ctx.state.command_stats.reset();
             let s = &ctx.state.stats;
             for c in [
                 &s.commands_processed,

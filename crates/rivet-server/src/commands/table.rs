@@ -387,6 +387,12 @@ pub static COMMANDS: &[Spec] = &[
     ),
 ];
 
+/// The position of `spec` in [`COMMANDS`] (it must come from that table).
+pub fn index_of(spec: &Spec) -> usize {
+    (spec as *const Spec as usize).wrapping_sub(COMMANDS.as_ptr() as usize)
+        / std::mem::size_of::<Spec>()
+}
+
 /// Finds a command by name, case-insensitively.
 pub fn lookup(name: &[u8]) -> Option<&'static Spec> {
     static INDEX: OnceLock<HashMap<&'static str, &'static Spec>> = OnceLock::new();
