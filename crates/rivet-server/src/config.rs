@@ -346,10 +346,18 @@ impl Config {
                 .store(!value.is_empty(), Ordering::Relaxed),
             _ => {}
         }
-        self.values
-            .write()
-            .unwrap_or_else(|e| e.into_inner())
-            .insert(name, value);
+        let mut values = self.values.write().unwrap_or_else(|e| e.into_inner());
+        // `lua-time-limit` is the old name of `busy-reply-threshold` (Redis 7.0 aliases them).
+        match name {
+            "lua-time-limit" => {
+                values.insert("busy-reply-threshold", value.clone());
+            }
+            "busy-reply-threshold" => {
+                values.insert("lua-time-limit", value.clone());
+            }
+            _ => {}
+        }
+        values.insert(name, value);
     }
 
     /// Sets a start-up value (flags and config file), allowing immutable parameters.

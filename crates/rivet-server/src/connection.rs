@@ -296,6 +296,7 @@ impl Conn {
                 && arity_ok(s.arity, args.len())
                 && self.authenticated
                 && self.multi.is_none()
+                && !self.state.scripts.busy()
         });
         if !joins_group {
             self.flush_writes(out).await;
@@ -320,6 +321,10 @@ impl Conn {
         }
         if !self.authenticated && spec.flags & NO_AUTH == 0 {
             self.reject(spec, err("NOAUTH Authentication required."), out);
+            return Flow::Continue;
+        }
+        if self.state.scripts.busy() && !crate::scripting::allowed_while_busy(spec.name, &args) {
+            self.reject(spec, err(crate::scripting::BUSY), out);
             return Flow::Continue;
         }
         if let Some(m) = &mut self.multi {

@@ -13,7 +13,7 @@
 //!
 //! Support modules: [`resp`] (wire format), [`config`] (CONFIG parameters), [`state`]
 //! (shared server state), [`info`] (INFO sections), [`glob`] (Redis pattern matching),
-//! [`numeric`] (INCRBYFLOAT arithmetic), [`lcs`] (LCS).
+//! [`numeric`] (INCRBYFLOAT arithmetic), [`lcs`] (LCS), [`scripting`] (Lua).
 
 #![warn(missing_docs)]
 
@@ -26,6 +26,7 @@ pub mod lcs;
 pub mod listener;
 pub mod numeric;
 pub mod resp;
+pub mod scripting;
 pub mod state;
 pub mod store;
 pub mod writer;

@@ -135,6 +135,7 @@ pub async fn start(opts: Options, config: Config) -> Result<Running, String> {
         active_expire: AtomicBool::new(true),
         shutdown,
         bgsave_running: AtomicBool::new(false),
+        scripts: Default::default(),
     });
     let ws = state.clone();
     let writer = std::thread::Builder::new()

@@ -256,6 +256,8 @@ pub struct ServerState {
     pub shutdown: tokio::sync::watch::Sender<bool>,
     /// A background save (BGSAVE) is running.
     pub bgsave_running: AtomicBool,
+    /// The Lua script cache and the running script's state.
+    pub scripts: crate::scripting::Scripts,
 }
 
 impl std::fmt::Debug for ServerState {

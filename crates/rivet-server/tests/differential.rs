@@ -17,7 +17,7 @@
 //! Environment:
 //! - `DIFF_SEED=N`: run only seed N (default: seeds 1, 2, 3, 4).
 //! - `DIFF_SEEDS=N`: run seeds 1..=N (the long mode, e.g. `DIFF_SEEDS=200`).
-//! - `DIFF_OPS=N`: generated operations per seed (default 2000; an operation is one command,
+//! - `DIFF_OPS=N`: generated operations per seed (default 4000; an operation is one command,
 //!   a pipelined batch, a transaction, a full SCAN or a sleep).
 //! - `DIFF_AGAINST_REDIS=1`: compare redis-server with a second redis-server instead of
 //!   rivet-server (validates the generator and the comparison rules: it must always pass).
@@ -1136,7 +1136,7 @@ impl Config {
             .collect();
         Config {
             seeds,
-            ops: env_num("DIFF_OPS").unwrap_or(2000) as usize,
+            ops: env_num("DIFF_OPS").unwrap_or(4000) as usize,
             against_redis: env_flag("DIFF_AGAINST_REDIS"),
             exclude,
             other_types: env_flag("DIFF_OTHER_TYPES"),
@@ -1842,7 +1842,7 @@ fn comparison_rules() {
 fn resp_parser_reads_every_type() {
     let wire: &[u8] = b"+OK\r\n-ERR bad thing\r\n:-42\r\n$3\r\na\r\n\r\n$-1\r\n*-1\r\n*0\r\n\
         _\r\n,3.14\r\n#t\r\n%1\r\n+k\r\n:1\r\n~1\r\n$1\r\nx\r\n=7\r\ntxt:abc\r\n(123456789012345678901\r\n\
-        >2\r\n+message\r\n$0\r\n\r\n|1\r\n+ttl\r\n:3\r\n:7\r\n*2\r\n$-1\r\n*1\r\n:5\r\n";
+        >2\r\n+message\r\n$0\r\n\r\n|1\r\n+ttl\r\n:3\r\n:7\r\n*2\r\n$-1\r\n*1\r\n:5\r\n-ERR k\xfe\r\n";
     let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind a test listener");
     let port = l.local_addr().expect("listener address").port();
     let writer = std::thread::spawn(move || {
@@ -1871,6 +1871,7 @@ fn resp_parser_reads_every_type() {
             Frame::Bulk(None),
             Frame::Array(Some(vec![Frame::Integer(5)])),
         ])),
+        Frame::Error("ERR k\\xfe".into()), // not UTF-8: the byte is escaped
     ];
     for w in want {
         assert_eq!(conn.read(), w);

@@ -469,8 +469,17 @@ fn ttl_generic(ctx: &mut Ctx<'_>, a: &[Bytes], ms: bool, abs: bool) -> CmdResult
     let Some(e) = h.expire_at else {
         return Ok(Reply::Int(-1));
     };
-    let t = if abs { e } else { (e - ctx.now_ms).max(0) };
-    Ok(Reply::Int(if ms { t } else { (t + 500) / 1000 }))
+    let t = if abs {
+        e
+    } else {
+        e.saturating_sub(ctx.now_ms).max(0)
+    };
+    // i128: a deadline near i64::MAX must not overflow the rounding.
+    Ok(Reply::Int(if ms {
+        t
+    } else {
+        ((t as i128 + 500) / 1000) as i64
+    }))
 }
 
 /// TTL key

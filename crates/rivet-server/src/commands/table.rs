@@ -170,6 +170,47 @@ pub static COMMANDS: &[Spec] = &[
         "stream"
     ),
     cmd!("xtrim", -4, WRITE, KEY1, Some(streams::xtrim), "stream"),
+    // scripting
+    cmd!(
+        "eval",
+        -3,
+        WRITE,
+        NOKEYS,
+        Some(crate::scripting::eval),
+        "scripting"
+    ),
+    cmd!(
+        "evalsha",
+        -3,
+        WRITE,
+        NOKEYS,
+        Some(crate::scripting::evalsha),
+        "scripting"
+    ),
+    cmd!(
+        "eval_ro",
+        -3,
+        WRITE,
+        NOKEYS,
+        Some(crate::scripting::eval),
+        "scripting"
+    ),
+    cmd!(
+        "evalsha_ro",
+        -3,
+        WRITE,
+        NOKEYS,
+        Some(crate::scripting::evalsha),
+        "scripting"
+    ),
+    cmd!(
+        "script",
+        -2,
+        0,
+        NOKEYS,
+        Some(crate::scripting::script),
+        "scripting"
+    ),
     // keys
     cmd!("del", -2, WRITE, ALLKEYS, Some(keys::del), "generic"),
     cmd!(

@@ -468,8 +468,7 @@ impl Conn {
             let (&kind, rest) = line
                 .split_first()
                 .ok_or_else(|| bad_data("empty reply line".into()))?;
-            let rest = String::from_utf8(rest.to_vec())
-                .map_err(|_| bad_data(format!("non-UTF-8 header line {}", escape(&line))))?;
+            let rest = line_text(rest);
             if kind == b'|' {
                 let n = count(&rest)?;
                 self.pairs(n)?; // attribute: dropped
@@ -563,6 +562,21 @@ impl Conn {
         }
         line.truncate(line.len() - 2);
         Ok(line)
+    }
+}
+
+/// A header line as text: as is when it is UTF-8, else with every byte outside printable
+/// ASCII written as `\xHH` (error lines may quote raw key bytes).
+fn line_text(b: &[u8]) -> String {
+    match std::str::from_utf8(b) {
+        Ok(s) => s.to_string(),
+        Err(_) => b
+            .iter()
+            .map(|&c| match c {
+                0x20..=0x7e if c != b'\\' => (c as char).to_string(),
+                _ => format!("\\x{c:02x}"),
+            })
+            .collect(),
     }
 }
 

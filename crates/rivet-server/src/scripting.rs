@@ -1,0 +1,722 @@
+//! Lua scripting (Redis `eval.c`/`script_lua.c` semantics): EVAL EVALSHA EVAL_RO EVALSHA_RO
+//! and SCRIPT LOAD|EXISTS|FLUSH|KILL, on Lua 5.1 (Redis's version) through `mlua`.
+//!
+//! Scripts run in the writer, inside the open write transaction, so they are atomic and
+//! `redis.call` reads what the script wrote a line earlier; a script that fails after writing
+//! keeps its writes, as in Redis. One Lua VM lives in the writer thread; compiled scripts are
+//! kept in its registry as `f_<sha1>`. While a script runs past `busy-reply-threshold`
+//! (`lua-time-limit`), connections answer `BUSY` to everything but the commands Redis allows,
+//! and SCRIPT KILL stops a script that has not written.
+//!
+//! Supported: `redis.call`, `redis.pcall`, `redis.error_reply`, `redis.status_reply`,
+//! `redis.sha1hex`, `redis.log`, `redis.setresp` (RESP2 conversions), `redis.set_repl` and
+//! `redis.replicate_commands` (accepted), KEYS/ARGV, and a sandbox without `io`, `os`,
+//! `loadfile`, `dofile` or `debug`. Not yet: the `cjson`, `cmsgpack`, `bit` and `struct`
+//! libraries, RESP3 conversions.
+
+use std::cell::RefCell;
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
+use std::sync::{Arc, Mutex};
+
+use bytes::Bytes;
+use mlua::{Function, HookTriggers, Lua, LuaOptions, MultiValue, StdLib, Table, Value, VmState};
+
+use crate::commands::args::{err, int, is, lower};
+use crate::commands::{self, arity_ok, unknown_subcommand, CmdResult, Ctx, CONN, WRITE};
+use crate::resp::{Reply, OK};
+use crate::state::{lock, ServerState};
+
+/// The BUSY error text.
+pub const BUSY: &str =
+    "BUSY Redis is busy running a script. You can only call SCRIPT KILL or SHUTDOWN NOSAVE.";
+
+/// Script cache and the state of the running script.
+#[derive(Debug, Default)]
+pub struct Scripts {
+    cache: Mutex<HashMap<String, Bytes>>,
+    /// Unix ms when the running script started; 0 when none runs.
+    started_ms: AtomicI64,
+    /// The running script passed the busy threshold.
+    busy: AtomicBool,
+    /// SCRIPT KILL was asked for.
+    kill: AtomicBool,
+    /// The running script has written.
+    wrote: AtomicBool,
+}
+
+impl Scripts {
+    /// True while a script runs past the busy threshold.
+    pub fn busy(&self) -> bool {
+        self.busy.load(Ordering::Acquire)
+    }
+
+    fn source(&self, sha: &str) -> Option<Bytes> {
+        lock(&self.cache).get(sha).cloned()
+    }
+
+    fn add(&self, body: &Bytes) -> String {
+        let sha = sha1_hex(body);
+        lock(&self.cache)
+            .entry(sha.clone())
+            .or_insert_with(|| body.clone());
+        sha
+    }
+}
+
+/// Whether a command may run while a script is busy (Redis's `allow-busy` commands).
+pub fn allowed_while_busy(name: &str, args: &[Bytes]) -> bool {
+    match name {
+        "auth" | "hello" | "quit" | "reset" | "shutdown" | "discard" | "multi" | "unwatch"
+        | "watch" => true,
+        "script" | "function" => args.get(1).is_some_and(|a| is(a, "kill") || is(a, "stats")),
+        _ => false,
+    }
+}
+
+/// Lowercase hex SHA1 of `b` (Redis's script ids).
+pub fn sha1_hex(b: &[u8]) -> String {
+    sha1_smol::Sha1::from(b).digest().to_string()
+}
+
+fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}
+
+thread_local! {
+    /// The writer thread's Lua VM, created on first use.
+    static VM: RefCell<Option<Lua>> = const { RefCell::new(None) };
+}
+
+/// Lua code run once per VM: the error handler that turns any error into Redis's error
+/// table (`{err=..., source=..., line=...}`), then the sandbox.
+const BOOTSTRAP: &str = r#"
+local dbg = debug
+function __redis__err__handler(err)
+  local level = 2
+  local i = dbg.getinfo(level,'nSl')
+  while i and (i.what == 'C' or i.source == '@bootstrap') do
+    level = level + 1
+    i = dbg.getinfo(level,'nSl')
+  end
+  if type(err) ~= 'table' then
+    err = {err=tostring(err), wrapped=true}
+  end
+  if i then
+    err['source'] = i.source
+    err['line'] = i.currentline
+  end
+  return err
+end
+debug = nil
+loadfile = nil
+dofile = nil
+"#;
+
+/// Run after the `redis` table exists: the globals become read-only, with Redis's errors for
+/// unknown names.
+const PROTECT: &str = r#"
+setmetatable(_G, {
+  __index = function(_, k)
+    error("Script attempted to access nonexistent global variable '" .. tostring(k) .. "'", 2)
+  end,
+  __newindex = function()
+    error("Attempt to modify a readonly table", 2)
+  end,
+})
+"#;
+
+fn new_vm(state: &Arc<ServerState>) -> mlua::Result<Lua> {
+    // SAFETY: `unsafe_new_with` is needed only to load the debug library, which the bootstrap
+    // captures in a local of the error handler and then removes from the globals, so scripts
+    // cannot reach it. No C modules are loaded.
+    let lua = unsafe {
+        Lua::unsafe_new_with(
+            StdLib::TABLE | StdLib::STRING | StdLib::MATH | StdLib::DEBUG,
+            LuaOptions::default(),
+        )
+    };
+    lua.load(BOOTSTRAP).set_name("@bootstrap").exec()?;
+    let redis = lua.create_table()?;
+    redis.set(
+        "sha1hex",
+        lua.create_function(|_, s: mlua::String| Ok(sha1_hex(&s.as_bytes())))?,
+    )?;
+    redis.set(
+        "error_reply",
+        lua.create_function(|lua, s: mlua::String| {
+            let t = lua.create_table()?;
+            t.set("err", s)?;
+            Ok(t)
+        })?,
+    )?;
+    redis.set(
+        "status_reply",
+        lua.create_function(|lua, s: mlua::String| {
+            let t = lua.create_table()?;
+            t.set("ok", s)?;
+            Ok(t)
+        })?,
+    )?;
+    redis.set(
+        "log",
+        lua.create_function(|_, (level, msg): (i64, mlua::String)| {
+            tracing::info!(level, message = %msg.to_string_lossy(), "script log");
+            Ok(())
+        })?,
+    )?;
+    redis.set("setresp", lua.create_function(|_, _v: i64| Ok(()))?)?;
+    redis.set("set_repl", lua.create_function(|_, _v: i64| Ok(()))?)?;
+    redis.set("replicate_commands", lua.create_function(|_, ()| Ok(true))?)?;
+    for (i, name) in ["LOG_DEBUG", "LOG_VERBOSE", "LOG_NOTICE", "LOG_WARNING"]
+        .iter()
+        .enumerate()
+    {
+        redis.set(*name, i as i64)?;
+    }
+    for (v, name) in [
+        (0, "REPL_NONE"),
+        (1, "REPL_AOF"),
+        (2, "REPL_SLAVE"),
+        (2, "REPL_REPLICA"),
+        (3, "REPL_ALL"),
+    ] {
+        redis.set(name, v)?;
+    }
+    lua.globals().set("redis", redis)?;
+    lua.load(PROTECT).set_name("@bootstrap").exec()?;
+    let st = state.clone();
+    lua.set_hook(
+        HookTriggers::new().every_nth_instruction(10_000),
+        move |_, _| {
+            let s = &st.scripts;
+            if s.kill.load(Ordering::Acquire) {
+                return Err(mlua::Error::RuntimeError(
+                    "Script killed by user with SCRIPT KILL...".into(),
+                ));
+            }
+            let started = s.started_ms.load(Ordering::Acquire);
+            let limit: i64 = st
+                .config
+                .get("busy-reply-threshold")
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(5000);
+            if started > 0 && now_ms() - started >= limit && !s.busy.swap(true, Ordering::AcqRel) {
+                tracing::warn!("a script has been running for {limit} ms; answering BUSY");
+            }
+            Ok(VmState::Continue)
+        },
+    );
+    Ok(lua)
+}
+
+/// Converts a command reply to a Lua value (Redis's RESP2 conversion rules).
+fn reply_to_lua(lua: &Lua, r: &Reply) -> mlua::Result<Value> {
+    Ok(match r {
+        Reply::Int(n) => Value::Integer(*n),
+        Reply::Bool(b) => Value::Integer(*b as i64),
+        Reply::Bulk(b) => Value::String(lua.create_string(b)?),
+        Reply::Verbatim(s) => Value::String(lua.create_string(s)?),
+        Reply::Double(d) => {
+            Value::String(lua.create_string(crate::resp::reply::format_double(*d))?)
+        }
+        Reply::Nil | Reply::NilArray => Value::Boolean(false),
+        Reply::Status(s) => status_table(lua, s)?,
+        Reply::StatusOwned(s) => status_table(lua, s)?,
+        Reply::Error(e) => {
+            let t = lua.create_table()?;
+            t.set("err", e.as_str())?;
+            Value::Table(t)
+        }
+        Reply::Array(items) | Reply::Set(items) => {
+            let t = lua.create_table()?;
+            for (i, x) in items.iter().enumerate() {
+                t.raw_set(i + 1, reply_to_lua(lua, x)?)?;
+            }
+            Value::Table(t)
+        }
+        Reply::Map(pairs) => {
+            let t = lua.create_table()?;
+            for (i, (k, v)) in pairs.iter().enumerate() {
+                t.raw_set(2 * i + 1, reply_to_lua(lua, k)?)?;
+                t.raw_set(2 * i + 2, reply_to_lua(lua, v)?)?;
+            }
+            Value::Table(t)
+        }
+        Reply::Raw(_) => Value::Boolean(false),
+    })
+}
+
+fn status_table(lua: &Lua, s: &str) -> mlua::Result<Value> {
+    let t = lua.create_table()?;
+    t.set("ok", s)?;
+    Ok(Value::Table(t))
+}
+
+/// Converts a script's return value to a reply (Redis's rules: numbers truncate to integers,
+/// false is nil, tables with `err`/`ok` are errors/statuses, arrays stop at the first nil).
+fn lua_to_reply(v: &Value, depth: usize) -> Reply {
+    match v {
+        Value::Nil => Reply::Nil,
+        Value::Boolean(true) => Reply::Int(1),
+        Value::Boolean(false) => Reply::Nil,
+        Value::Integer(n) => Reply::Int(*n),
+        Value::Number(n) => Reply::Int(*n as i64),
+        Value::String(s) => Reply::Bulk(s.as_bytes().to_vec()),
+        Value::Table(t) => {
+            if let Ok(Value::String(e)) = t.raw_get::<Value>("err") {
+                return Reply::Error(e.to_string_lossy().to_string());
+            }
+            if let Ok(Value::String(s)) = t.raw_get::<Value>("ok") {
+                return Reply::StatusOwned(s.to_string_lossy().to_string());
+            }
+            if depth > 100 {
+                return Reply::err("ERR reached lua stack limit");
+            }
+            let mut out = Vec::new();
+            for i in 1.. {
+                match t.raw_get::<Value>(i) {
+                    Ok(Value::Nil) | Err(_) => break,
+                    Ok(x) => out.push(lua_to_reply(&x, depth + 1)),
+                }
+            }
+            Reply::Array(out)
+        }
+        _ => Reply::Nil,
+    }
+}
+
+/// An error table for `redis.call` to raise or `redis.pcall` to return.
+fn error_table(lua: &Lua, msg: &str) -> mlua::Result<Value> {
+    let t = lua.create_table()?;
+    let msg = if msg.starts_with(|c: char| c.is_ascii_uppercase()) && msg.contains(' ') {
+        msg.to_string()
+    } else {
+        format!("ERR {msg}")
+    };
+    t.set("err", msg)?;
+    Ok(Value::Table(t))
+}
+
+/// The per-call context `redis.call` runs commands in.
+struct CallCtx<'c, 'a> {
+    ctx: &'c mut Ctx<'a>,
+    read_only: bool,
+}
+
+/// Runs one `redis.call`/`redis.pcall` from a script: returns the reply converted to Lua, or
+/// the error table.
+fn script_call(
+    lua: &Lua,
+    cc: &RefCell<CallCtx<'_, '_>>,
+    args: MultiValue,
+) -> mlua::Result<Result<Value, Value>> {
+    let mut argv: Vec<Bytes> = Vec::with_capacity(args.len());
+    for a in args.iter() {
+        match a {
+            Value::String(s) => argv.push(Bytes::copy_from_slice(&s.as_bytes())),
+            Value::Integer(n) => argv.push(Bytes::from(n.to_string())),
+            Value::Number(n) => argv.push(Bytes::from(lua_number(*n))),
+            _ => {
+                return Ok(Err(error_table(
+                    lua,
+                    "Lua redis lib command arguments must be strings or integers",
+                )?))
+            }
+        }
+    }
+    if argv.is_empty() {
+        return Ok(Err(error_table(
+            lua,
+            "Please specify at least one argument for this redis lib call",
+        )?));
+    }
+    let Some(spec) = commands::lookup(&argv[0]) else {
+        return Ok(Err(error_table(
+            lua,
+            "Unknown Redis command called from script",
+        )?));
+    };
+    if !arity_ok(spec.arity, argv.len()) {
+        return Ok(Err(error_table(
+            lua,
+            "Wrong number of args calling Redis command from script",
+        )?));
+    }
+    let no_script = spec.flags & CONN != 0
+        || matches!(
+            spec.name,
+            "eval"
+                | "evalsha"
+                | "eval_ro"
+                | "evalsha_ro"
+                | "script"
+                | "function"
+                | "save"
+                | "bgsave"
+                | "debug"
+        );
+    let Some(handler) = spec.handler.filter(|_| !no_script) else {
+        return Ok(Err(error_table(
+            lua,
+            "This Redis command is not allowed from script",
+        )?));
+    };
+    let mut cc = cc.borrow_mut();
+    if spec.flags & WRITE != 0 {
+        if cc.read_only {
+            return Ok(Err(error_table(
+                lua,
+                "Write commands are not allowed from read-only scripts.",
+            )?));
+        }
+        cc.ctx.state.scripts.wrote.store(true, Ordering::Release);
+    }
+    let reply = handler(cc.ctx, &argv).map_err(|e| mlua::Error::RuntimeError(e.to_string()))?;
+    if let Reply::Error(e) = &reply {
+        return Ok(Err(error_table(lua, e)?));
+    }
+    Ok(Ok(reply_to_lua(lua, &reply)?))
+}
+
+/// Lua's `%.14g` number-to-string conversion, as Redis uses for numeric arguments.
+fn lua_number(n: f64) -> String {
+    if n.fract() == 0.0 && n.abs() < 1e15 {
+        format!("{}", n as i64)
+    } else {
+        let s = format!("{n:.14e}");
+        s.parse::<f64>().map(|v| v.to_string()).unwrap_or(s)
+    }
+}
+
+/// Parses `numkeys key... arg...` (EVAL's arguments after the script).
+fn split_keys(a: &[Bytes]) -> Result<(Vec<Bytes>, Vec<Bytes>), Reply> {
+    let n = int(&a[2]).map_err(|_| err("ERR value is not an integer or out of range"))?;
+    if n < 0 {
+        return Err(err("ERR Number of keys can't be negative"));
+    }
+    let n = n as usize;
+    if n > a.len() - 3 {
+        return Err(err(
+            "ERR Number of keys can't be greater than number of args",
+        ));
+    }
+    Ok((a[3..3 + n].to_vec(), a[3 + n..].to_vec()))
+}
+
+fn run(ctx: &mut Ctx<'_>, sha: &str, body: &Bytes, a: &[Bytes], read_only: bool) -> CmdResult {
+    let (keys, argv) = match split_keys(a) {
+        Ok(x) => x,
+        Err(r) => return Ok(r),
+    };
+    let state = ctx.state.clone();
+    VM.with(|cell| {
+        let mut slot = cell.borrow_mut();
+        if slot.is_none() {
+            match new_vm(&state) {
+                Ok(l) => *slot = Some(l),
+                Err(e) => return Ok(Reply::err(format!("ERR cannot start Lua: {e}"))),
+            }
+        }
+        let Some(lua) = slot.as_ref() else {
+            return Ok(err("ERR Lua is unavailable"));
+        };
+        let s = &state.scripts;
+        s.kill.store(false, Ordering::Release);
+        s.wrote.store(false, Ordering::Release);
+        s.busy.store(false, Ordering::Release);
+        s.started_ms.store(now_ms(), Ordering::Release);
+        let out = execute(lua, ctx, sha, body, &keys, &argv, read_only);
+        s.started_ms.store(0, Ordering::Release);
+        s.busy.store(false, Ordering::Release);
+        s.kill.store(false, Ordering::Release);
+        match out {
+            Ok(r) => Ok(r),
+            Err(ScriptError::Engine(e)) => Err(e),
+            Err(ScriptError::Lua(e)) => Ok(Reply::err(format!("ERR Error running script: {e}"))),
+        }
+    })
+}
+
+enum ScriptError {
+    Engine(rivet::Error),
+    Lua(mlua::Error),
+}
+
+impl From<mlua::Error> for ScriptError {
+    fn from(e: mlua::Error) -> ScriptError {
+        ScriptError::Lua(e)
+    }
+}
+
+fn compile(lua: &Lua, sha: &str, body: &[u8]) -> mlua::Result<Result<Function, String>> {
+    let name = format!("f_{sha}");
+    if let Ok(f) = lua.named_registry_value::<Function>(&name) {
+        return Ok(Ok(f));
+    }
+    match lua.load(body).set_name("@user_script").into_function() {
+        Ok(f) => {
+            lua.set_named_registry_value(&name, f.clone())?;
+            Ok(Ok(f))
+        }
+        Err(e) => Ok(Err(compile_error(&e))),
+    }
+}
+
+fn compile_error(e: &mlua::Error) -> String {
+    let msg = match e {
+        mlua::Error::SyntaxError { message, .. } => message.clone(),
+        other => other.to_string(),
+    };
+    format!(
+        "ERR Error compiling script (new function): {}",
+        msg.trim_start_matches('@')
+    )
+}
+
+fn execute(
+    lua: &Lua,
+    ctx: &mut Ctx<'_>,
+    sha: &str,
+    body: &[u8],
+    keys: &[Bytes],
+    argv: &[Bytes],
+    read_only: bool,
+) -> Result<Reply, ScriptError> {
+    let f = match compile(lua, sha, body)? {
+        Ok(f) => f,
+        Err(msg) => return Ok(Reply::Error(msg)),
+    };
+    let g = lua.globals();
+    g.raw_set("KEYS", string_table(lua, keys)?)?;
+    g.raw_set("ARGV", string_table(lua, argv)?)?;
+    let redis: Table = g.raw_get("redis")?;
+    let handler: Function = g.raw_get("__redis__err__handler")?;
+    let xpcall: Function = g.raw_get("xpcall")?;
+    let engine_error: RefCell<Option<rivet::Error>> = RefCell::new(None);
+    let cc = RefCell::new(CallCtx { ctx, read_only });
+    let result = lua.scope(|scope| {
+        let call =
+            scope.create_function(|lua, args: MultiValue| match script_call(lua, &cc, args) {
+                Ok(Ok(v)) => Ok(v),
+                Ok(Err(t)) => Err(mlua::Error::external(ReplyError(error_text(&t)))),
+                Err(e) => {
+                    *engine_error.borrow_mut() = Some(rivet::Error::Callback(e.to_string()));
+                    Err(e)
+                }
+            })?;
+        let pcall =
+            scope.create_function(|lua, args: MultiValue| match script_call(lua, &cc, args) {
+                Ok(Ok(v)) | Ok(Err(v)) => Ok(v),
+                Err(e) => {
+                    *engine_error.borrow_mut() = Some(rivet::Error::Callback(e.to_string()));
+                    Err(e)
+                }
+            })?;
+        redis.raw_set("call", call)?;
+        redis.raw_set("pcall", pcall)?;
+        let out: MultiValue = xpcall.call((f, handler))?;
+        redis.raw_set("call", Value::Nil)?;
+        redis.raw_set("pcall", Value::Nil)?;
+        Ok(out)
+    })?;
+    if let Some(e) = engine_error.take() {
+        return Err(ScriptError::Engine(e));
+    }
+    let mut vals = result.into_iter();
+    let ok = matches!(vals.next(), Some(Value::Boolean(true)));
+    let v = vals.next().unwrap_or(Value::Nil);
+    if ok {
+        return Ok(lua_to_reply(&v, 0));
+    }
+    Ok(script_error(&v, sha))
+}
+
+/// An error reply raised by `redis.call` (a Rust function, so a script's
+/// `return redis.call(...)` keeps its own frame and line, as with Redis's C function).
+#[derive(Debug)]
+struct ReplyError(String);
+
+impl std::fmt::Display for ReplyError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for ReplyError {}
+
+fn error_text(v: &Value) -> String {
+    match v {
+        Value::Table(t) => t
+            .raw_get::<mlua::String>("err")
+            .map(|s| s.to_string_lossy().to_string())
+            .unwrap_or_else(|_| "ERR unknown error".into()),
+        _ => "ERR unknown error".into(),
+    }
+}
+
+/// Builds the reply for a failed script from the error handler's table, in Redis 7.0's
+/// format: `<err> script: f_<sha>, on @user_script:<line>.`
+fn script_error(v: &Value, sha: &str) -> Reply {
+    let Value::Table(t) = v else {
+        return Reply::err(format!("ERR Error running script {sha}, execution failure"));
+    };
+    let raw = t
+        .raw_get::<mlua::String>("err")
+        .map(|s| s.to_string_lossy().to_string())
+        .unwrap_or_else(|_| "ERR unknown error".into());
+    let wrapped = t.raw_get::<bool>("wrapped").unwrap_or(false);
+    let msg = if wrapped { clean_error(&raw) } else { raw };
+    let source = t
+        .raw_get::<mlua::String>("source")
+        .ok()
+        .map(|s| s.to_string_lossy().to_string());
+    let line = t.raw_get::<i64>("line").ok();
+    match (source, line) {
+        (Some(src), Some(line)) if line > 0 => {
+            Reply::Error(format!("{msg} script: {sha}, on {src}:{line}."))
+        }
+        _ => Reply::Error(msg),
+    }
+}
+
+/// Strips what mlua adds around errors raised through it (`runtime error: `, callback
+/// traces), keeping Redis's `CODE message`.
+fn clean_error(raw: &str) -> String {
+    let first = raw.lines().next().unwrap_or(raw).trim();
+    let mut s = first;
+    for prefix in ["runtime error: ", "callback error: "] {
+        if let Some(rest) = s.strip_prefix(prefix) {
+            s = rest;
+        }
+    }
+    let has_code = s
+        .split_whitespace()
+        .next()
+        .is_some_and(|w| w.len() > 1 && w.chars().all(|c| c.is_ascii_uppercase()));
+    if has_code {
+        s.to_string()
+    } else {
+        format!("ERR {s}")
+    }
+}
+
+fn string_table(lua: &Lua, items: &[Bytes]) -> mlua::Result<Table> {
+    let t = lua.create_table_with_capacity(items.len(), 0)?;
+    for (i, x) in items.iter().enumerate() {
+        t.raw_set(i + 1, lua.create_string(x)?)?;
+    }
+    Ok(t)
+}
+
+/// EVAL script numkeys [key ...] [arg ...] (and EVAL_RO).
+pub fn eval(ctx: &mut Ctx<'_>, a: &[Bytes]) -> CmdResult {
+    let ro = is(&a[0], "eval_ro");
+    let body = a[1].clone();
+    let sha = ctx.state.scripts.add(&body);
+    run(ctx, &sha, &body, a, ro)
+}
+
+/// EVALSHA sha1 numkeys [key ...] [arg ...] (and EVALSHA_RO).
+pub fn evalsha(ctx: &mut Ctx<'_>, a: &[Bytes]) -> CmdResult {
+    let ro = is(&a[0], "evalsha_ro");
+    let sha = String::from_utf8_lossy(&a[1]).to_ascii_lowercase();
+    let Some(body) = ctx.state.scripts.source(&sha) else {
+        return Ok(err("NOSCRIPT No matching script. Please use EVAL."));
+    };
+    run(ctx, &sha, &body, a, ro)
+}
+
+/// SCRIPT LOAD|EXISTS|FLUSH|KILL|HELP (runs on the connection, so KILL works while the writer
+/// is busy with the script).
+pub fn script(ctx: &mut Ctx<'_>, a: &[Bytes]) -> CmdResult {
+    let s = &ctx.state.scripts;
+    match lower(&a[1]).as_str() {
+        "load" if a.len() == 3 => {
+            // Compile in a scratch VM to report syntax errors as Redis does.
+            let lua = Lua::new();
+            if let Err(e) = lua
+                .load(a[2].as_ref())
+                .set_name("@user_script")
+                .into_function()
+            {
+                return Ok(Reply::Error(compile_error(&e)));
+            }
+            Ok(Reply::Bulk(s.add(&a[2]).into_bytes()))
+        }
+        "exists" if a.len() >= 3 => {
+            let cache = lock(&s.cache);
+            Ok(Reply::Array(
+                a[2..]
+                    .iter()
+                    .map(|x| {
+                        let sha = String::from_utf8_lossy(x).to_ascii_lowercase();
+                        Reply::Int(cache.contains_key(&sha) as i64)
+                    })
+                    .collect(),
+            ))
+        }
+        "flush" if a.len() <= 3 => {
+            if a.len() == 3 && !(is(&a[2], "async") || is(&a[2], "sync")) {
+                return Ok(err("ERR SCRIPT FLUSH only support SYNC|ASYNC option"));
+            }
+            lock(&s.cache).clear();
+            Ok(OK)
+        }
+        "kill" if a.len() == 2 => {
+            if s.started_ms.load(Ordering::Acquire) == 0 {
+                return Ok(err("NOTBUSY No scripts in execution right now."));
+            }
+            if s.wrote.load(Ordering::Acquire) {
+                return Ok(err("UNKILLABLE Sorry the script already executed write commands against the dataset. You can either wait the script termination or kill the server in a hard way using the SHUTDOWN NOSAVE command."));
+            }
+            s.kill.store(true, Ordering::Release);
+            Ok(OK)
+        }
+        "help" => Ok(Reply::Array(
+            [
+                "SCRIPT <subcommand> [<arg> [value] [opt] ...]. Subcommands are:",
+                "EXISTS <sha1> [<sha1> ...]",
+                "FLUSH [ASYNC|SYNC]",
+                "KILL",
+                "LOAD <script>",
+                "HELP",
+            ]
+            .iter()
+            .map(|x| Reply::StatusOwned(x.to_string()))
+            .collect(),
+        )),
+        _ => Ok(unknown_subcommand("script", &a[1])),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sha1_matches_redis() {
+        // redis-cli SCRIPT LOAD "return 1"
+        assert_eq!(
+            sha1_hex(b"return 1"),
+            "e0e1f9fabfc9d4800c877a703b823ac0578ff8db"
+        );
+    }
+
+    #[test]
+    fn error_texts_keep_the_code() {
+        assert_eq!(
+            clean_error("runtime error: WRONGTYPE Operation"),
+            "WRONGTYPE Operation"
+        );
+        assert_eq!(
+            clean_error("user_script:1: boom"),
+            "ERR user_script:1: boom"
+        );
+        assert_eq!(clean_error("ERR value is not"), "ERR value is not");
+        assert_eq!(clean_error("oops"), "ERR oops");
+    }
+}
