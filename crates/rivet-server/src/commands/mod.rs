@@ -17,6 +17,7 @@ pub mod lists;
 pub mod member_scan;
 pub mod server;
 pub mod sets;
+pub mod sort;
 pub mod streams;
 pub mod strings;
 mod table;

@@ -5,7 +5,7 @@ use std::collections::HashMap;
 use std::sync::OnceLock;
 
 use super::{
-    bits, hashes, keys, lists, member_scan, server, sets, streams, strings, zsets, Handler,
+    bits, hashes, keys, lists, member_scan, server, sets, sort, streams, strings, zsets, Handler,
 };
 use super::{
     ADMIN, CONN, DENY_OOM, FAST, LOADING, NO_AUTH, NO_MULTI, NO_QUEUE, READONLY, STALE, WRITE,
@@ -170,6 +170,8 @@ pub static COMMANDS: &[Spec] = &[
         "stream"
     ),
     cmd!("xtrim", -4, WRITE, KEY1, Some(streams::xtrim), "stream"),
+    cmd!("sort", -2, W, KEY1, Some(sort::sort), "generic"),
+    cmd!("sort_ro", -2, R, KEY1, Some(sort::sort), "generic"),
     // scripting
     cmd!(
         "eval",
