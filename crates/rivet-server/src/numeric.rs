@@ -15,6 +15,31 @@ struct Decimal {
 }
 
 fn parse_decimal(s: &[u8]) -> Option<Decimal> {
+    // An exponent (`3.0e2`, `1E-5`) shifts the scale.
+    let (s, exp) = match s.iter().position(|&c| c == b'e' || c == b'E') {
+        Some(i) => {
+            let e: i32 = std::str::from_utf8(&s[i + 1..]).ok()?.parse().ok()?;
+            (&s[..i], e)
+        }
+        None => (s, 0),
+    };
+    let d = parse_plain_decimal(s)?;
+    let scale = d.scale as i64 - exp as i64;
+    if scale >= 0 {
+        Some(Decimal {
+            mantissa: d.mantissa,
+            scale: u32::try_from(scale).ok()?,
+        })
+    } else {
+        let factor = 10i128.checked_pow(u32::try_from(-scale).ok()?)?;
+        Some(Decimal {
+            mantissa: d.mantissa.checked_mul(factor)?,
+            scale: 0,
+        })
+    }
+}
+
+fn parse_plain_decimal(s: &[u8]) -> Option<Decimal> {
     let (neg, body) = match s.first()? {
         b'-' => (true, &s[1..]),
         b'+' => (false, &s[1..]),
@@ -143,6 +168,11 @@ mod tests {
         assert_eq!(add("17179869184", "1.5").unwrap(), "17179869185.5");
         assert_eq!(add("0.1", "-0.1").unwrap(), "0");
         assert_eq!(add("5.0e3", "1").unwrap(), "5001");
+        assert_eq!(
+            add("-9223372036854775808", "3.0e2").unwrap(),
+            "-9223372036854775508"
+        );
+        assert_eq!(add("0", "1e-5").unwrap(), "0.00001");
         assert_eq!(add("1", "+inf"), None);
         let third = add("0", "0.024390243902439025").unwrap();
         assert_eq!(third, "0.02439024390243902");

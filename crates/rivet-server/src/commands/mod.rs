@@ -109,17 +109,24 @@ pub fn arity_error(fullname: &str) -> Reply {
 
 /// Redis's reply to an unknown command.
 pub fn unknown_command(args: &[Bytes]) -> Reply {
+    // Redis formats the arguments with `%s`, which stops at a NUL byte.
+    let c_str = |a: &[u8]| {
+        a.iter()
+            .position(|&b| b == 0)
+            .map_or(a.to_vec(), |i| a[..i].to_vec())
+    };
     let mut list = String::new();
     for a in args.iter().skip(1) {
         if list.len() >= 128 {
             break;
         }
         let room = 128 - list.len();
-        let s = String::from_utf8_lossy(a);
+        let a = c_str(a);
+        let s = String::from_utf8_lossy(&a);
         let s: String = s.chars().take(room).collect();
         list.push_str(&format!("'{s}' "));
     }
-    let name: String = String::from_utf8_lossy(&args[0])
+    let name: String = String::from_utf8_lossy(&c_str(&args[0]))
         .chars()
         .take(128)
         .collect();
