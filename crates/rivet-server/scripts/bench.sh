@@ -322,7 +322,7 @@ bench_once() {
 
 # io_bytes PID: "write_bytes wchar" of /proc/PID/io: bytes the process caused to be sent to
 # storage, and bytes it passed to write-type system calls (files and sockets)
-io_bytes() { awk '/^write_bytes:/ {w=$2} /^wchar:/ {c=$2} END {print w+0, c+0}' "/proc/$1/io" 2>/dev/null || echo 0 0; }
+io_bytes() { awk '/^write_bytes:/ {w=$2} /^wchar:/ {c=$2} END {printf "%.0f %.0f\n", w+0, c+0}' "/proc/$1/io" 2>/dev/null || echo 0 0; }
 
 # run_cell ROW SIZE PIPE N SERVER REP PORT PID: one measured run, appended to raw.csv, with the
 # bytes the server wrote to storage during the run (write_bytes of /proc/PID/io)

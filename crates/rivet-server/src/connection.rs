@@ -287,6 +287,9 @@ impl Conn {
     /// Runs or queues one request.
     async fn dispatch(&mut self, args: Vec<Bytes>, out: &mut Vec<u8>) -> Flow {
         let spec = commands::lookup(&args[0]);
+        // Read once: the checks below must agree with the grouping decision.
+        let busy = self.state.scripts.busy();
+        let refused = self.state.writer.refused();
         // Only a valid write outside MULTI joins the pending group; any other reply (errors
         // included) is written now, so the group's replies must go out first to keep replies
         // in request order.
@@ -296,7 +299,8 @@ impl Conn {
                 && arity_ok(s.arity, args.len())
                 && self.authenticated
                 && self.multi.is_none()
-                && !self.state.scripts.busy()
+                && !busy
+                && refused.is_none()
         });
         if !joins_group {
             self.flush_writes(out).await;
@@ -323,7 +327,7 @@ impl Conn {
             self.reject(spec, err("NOAUTH Authentication required."), out);
             return Flow::Continue;
         }
-        if self.state.scripts.busy() && !crate::scripting::allowed_while_busy(spec.name, &args) {
+        if busy && !crate::scripting::allowed_while_busy(spec.name, &args) {
             self.reject(spec, err(crate::scripting::BUSY), out);
             return Flow::Continue;
         }
@@ -345,7 +349,7 @@ impl Conn {
             return self.connection_command(spec, &args, out).await;
         }
         if spec.flags & WRITE != 0 {
-            if let Some(why) = self.state.writer.refused() {
+            if let Some(why) = refused {
                 self.emit(out, refused_reply(&why));
                 return Flow::Continue;
             }

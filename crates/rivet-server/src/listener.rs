@@ -35,6 +35,8 @@ pub struct Options {
     pub databases: usize,
     /// How long to wait for the file lock before giving up.
     pub lock_timeout: Duration,
+    /// Largest size the data file may grow to, in bytes (0 = no limit).
+    pub max_file_size: u64,
 }
 
 /// A started server.
@@ -97,6 +99,7 @@ pub async fn start(opts: Options, config: Config) -> Result<Running, String> {
     let engine = rivet::Options {
         no_sync: opts.no_sync,
         timeout: Some(opts.lock_timeout),
+        max_size: opts.max_file_size,
         ..rivet::Options::default()
     };
     let store = Store::open(&opts.db, opts.databases, engine).map_err(|e| match e {

@@ -55,6 +55,18 @@ struct Args {
     /// Log level: debug, verbose, notice, warning (Redis names) or trace/info/warn/error.
     #[arg(long)]
     loglevel: Option<String>,
+
+    /// Largest size the data file may grow to (bytes, or with a unit: 512mb, 10gb). Writes
+    /// whose commit would grow it further fail with an OOM error; reads and smaller writes go
+    /// on. 0 = no limit.
+    #[arg(long, default_value = "0", value_parser = parse_size)]
+    max_file_size: u64,
+}
+
+fn parse_size(s: &str) -> Result<u64, String> {
+    rivet_server::config::parse_memory(s)
+        .and_then(|n| u64::try_from(n).ok())
+        .ok_or_else(|| format!("not a size: {s:?} (examples: 1048576, 512mb, 10gb)"))
 }
 
 fn tracing_level(redis: &str) -> &str {
@@ -120,6 +132,7 @@ fn setup(args: &Args) -> Result<(Options, Config), String> {
         no_sync: args.no_sync,
         databases,
         lock_timeout: Duration::from_millis(500),
+        max_file_size: args.max_file_size,
     };
     Ok((opts, config))
 }

@@ -307,7 +307,10 @@ fn commit_batch(state: &Arc<ServerState>, jobs: Vec<Job>, sweep: bool) -> bool {
     if let Some(e) = failure {
         tracing::error!(error = %e, "write batch failed; rolled back");
         tx.rollback();
-        let r = Reply::err(format!("ERR {e}"));
+        let r = match e {
+            rivet::Error::MaxSizeReached { limit } => max_size_reply(limit),
+            other => Reply::err(format!("ERR {other}")),
+        };
         for d in done {
             d.fail(&r);
         }
@@ -336,6 +339,17 @@ fn commit_batch(state: &Arc<ServerState>, jobs: Vec<Job>, sweep: bool) -> bool {
                 d.send();
             }
         }
+        Err(rivet::Error::MaxSizeReached { limit }) => {
+            // A quota, not a fault: this commit fails cleanly and later ones may fit.
+            tracing::warn!(
+                limit,
+                "commit refused: the data file reached --max-file-size"
+            );
+            let r = max_size_reply(limit);
+            for d in done {
+                d.fail(&r);
+            }
+        }
         Err(e) => {
             tracing::error!(error = %e, "commit failed: refusing writes until restart");
             state.writer.refuse(e.to_string());
@@ -346,6 +360,13 @@ fn commit_batch(state: &Arc<ServerState>, jobs: Vec<Job>, sweep: bool) -> bool {
         }
     }
     more_due
+}
+
+/// The error of commands whose commit would grow the file past `--max-file-size`.
+fn max_size_reply(limit: u64) -> Reply {
+    Reply::err(format!(
+        "OOM command not allowed: the data file would grow past --max-file-size ({limit} bytes)"
+    ))
 }
 
 fn reject(job: Job, e: &Reply) {

@@ -161,9 +161,12 @@ impl<'a> Header<'a> {
     }
 }
 
+/// A keyspace entry key, on the stack for keys up to 56 bytes (no allocation per lookup).
+pub type SlotKey = smallvec::SmallVec<[u8; 64]>;
+
 /// The keyspace entry key of `key`: its 64-bit hash, then the key.
-pub fn slot_key(key: &[u8]) -> Vec<u8> {
-    let mut k = Vec::with_capacity(8 + key.len());
+pub fn slot_key(key: &[u8]) -> SlotKey {
+    let mut k = SlotKey::with_capacity(8 + key.len());
     k.extend_from_slice(&key_hash(key).to_be_bytes());
     k.extend_from_slice(key);
     k

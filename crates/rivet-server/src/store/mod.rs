@@ -24,7 +24,7 @@ pub mod strings;
 
 use std::cell::RefCell;
 use std::path::Path;
-use std::sync::Mutex;
+use std::sync::RwLock;
 
 use rivet::{Bucket, Db, Tx};
 
@@ -54,7 +54,7 @@ pub struct Store {
     db: Db,
     databases: usize,
     names: Vec<SlotNames>,
-    dbmap: Mutex<DbMapCache>,
+    dbmap: RwLock<DbMapCache>,
 }
 
 /// The bucket names of one physical slot.
@@ -100,7 +100,7 @@ impl Store {
             db,
             databases,
             names,
-            dbmap: Mutex::new(DbMapCache {
+            dbmap: RwLock::new(DbMapCache {
                 map,
                 valid_from: txid,
                 valid_until: u64::MAX,
@@ -145,7 +145,7 @@ impl Store {
 
     fn slot(&self, tx: &Tx, index: usize) -> Result<usize> {
         if !tx.writable() {
-            let cache = self.dbmap.lock().unwrap_or_else(|e| e.into_inner());
+            let cache = self.dbmap.read().unwrap_or_else(|e| e.into_inner());
             if (cache.valid_from..cache.valid_until).contains(&tx.id()) {
                 return Ok(cache.map[index] as usize);
             }
@@ -163,7 +163,7 @@ impl Store {
         let mut map = read_dbmap(tx)?;
         map.swap(a, b);
         meta(tx)?.put(b"dbmap", &map)?;
-        let mut cache = self.dbmap.lock().unwrap_or_else(|e| e.into_inner());
+        let mut cache = self.dbmap.write().unwrap_or_else(|e| e.into_inner());
         // Snapshots from this commit on must read the map from the file until it is published.
         cache.valid_until = cache.valid_until.min(tx.id());
         Ok(())
@@ -174,7 +174,7 @@ impl Store {
     pub fn publish_dbmap(&self, txid: u64) -> Result<()> {
         let tx = self.db.begin_read()?;
         let map = read_dbmap(&tx)?;
-        let mut cache = self.dbmap.lock().unwrap_or_else(|e| e.into_inner());
+        let mut cache = self.dbmap.write().unwrap_or_else(|e| e.into_inner());
         *cache = DbMapCache {
             map,
             valid_from: txid.max(tx.id()),
