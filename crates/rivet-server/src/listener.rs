@@ -96,12 +96,7 @@ impl Running {
 /// Opens the store, starts the writer and binds the listener. `config` holds the runtime
 /// parameters (requirepass, limits...).
 pub async fn start(opts: Options, config: Config) -> Result<Running, String> {
-    let engine = rivet::Options {
-        no_sync: opts.no_sync,
-        timeout: Some(opts.lock_timeout),
-        max_size: opts.max_file_size,
-        ..rivet::Options::default()
-    };
+    let engine = engine_options(&opts);
     let store = Store::open(&opts.db, opts.databases, engine).map_err(|e| match e {
         rivet::Error::Timeout(p) => format!(
             "{}: the file is locked by another process (is another rivet-server using it?)",
@@ -109,6 +104,27 @@ pub async fn start(opts: Options, config: Config) -> Result<Running, String> {
         ),
         other => format!("{}: {other}", opts.db.display()),
     })?;
+    start_store(store, opts, config).await
+}
+
+/// The engine options a server with `opts` opens its file with.
+pub fn engine_options(opts: &Options) -> rivet::Options {
+    rivet::Options {
+        no_sync: opts.no_sync,
+        timeout: Some(opts.lock_timeout),
+        max_size: opts.max_file_size,
+        ..rivet::Options::default()
+    }
+}
+
+/// Like [`start`] on an engine handle opened by the caller (tests use this to run the server
+/// on storage that injects faults).
+pub async fn start_on(db: rivet::Db, opts: Options, config: Config) -> Result<Running, String> {
+    let store = Store::from_db(db, opts.databases).map_err(|e| e.to_string())?;
+    start_store(store, opts, config).await
+}
+
+async fn start_store(store: Store, opts: Options, config: Config) -> Result<Running, String> {
     let listener = TcpListener::bind((opts.bind.as_str(), opts.port))
         .await
         .map_err(|e| format!("cannot listen on {}:{}: {e}", opts.bind, opts.port))?;

@@ -87,12 +87,23 @@ impl Store {
     /// (1..=255). A file made with fewer databases gains the missing ones; one made with more
     /// keeps them, and only the first `databases` are reachable.
     pub fn open(path: &Path, databases: usize, options: rivet::Options) -> Result<Store> {
+        Store::check_databases(databases)?;
+        Store::from_db(Db::open(path, options)?, databases)
+    }
+
+    fn check_databases(databases: usize) -> Result<()> {
         if databases == 0 || databases > 255 {
             return Err(rivet::Error::InvalidOption(format!(
                 "databases must be 1..255, got {databases}"
             )));
         }
-        let db = Db::open(path, options)?;
+        Ok(())
+    }
+
+    /// Builds the store on an open engine handle (for example one opened on a custom
+    /// `rivet::storage::Storage`), creating the layout if missing.
+    pub fn from_db(db: Db, databases: usize) -> Result<Store> {
+        Store::check_databases(databases)?;
         let map = db.update(|tx| init_layout(tx, databases))?;
         let txid = db.begin_read()?.id();
         let names = (0..map.len()).map(SlotNames::new).collect();
