@@ -92,6 +92,77 @@ fn parse_hex_float(s: &str) -> Option<f64> {
     v.is_finite().then_some(v)
 }
 
+/// The options of SCAN and its collection forms: `cursor [MATCH pattern] [COUNT n]` and,
+/// where allowed, `[TYPE type]`.
+pub struct ScanOptions<'a> {
+    /// Where to resume (0 = start).
+    pub cursor: u64,
+    /// Entries to visit, about (COUNT, default 10).
+    pub count: usize,
+    /// MATCH pattern, `None` for none or `*`.
+    pub pattern: Option<&'a [u8]>,
+    /// TYPE filter, lowercase.
+    pub type_filter: Option<String>,
+}
+
+/// Parses `a[at]` as the cursor and the options after it, with Redis's errors.
+pub fn scan_options(
+    a: &[bytes::Bytes],
+    at: usize,
+    allow_type: bool,
+) -> Result<ScanOptions<'_>, Reply> {
+    let cursor = std::str::from_utf8(&a[at])
+        .ok()
+        .and_then(|s| s.parse::<u64>().ok())
+        .ok_or_else(|| err("ERR invalid cursor"))?;
+    let mut o = ScanOptions {
+        cursor,
+        count: 10,
+        pattern: None,
+        type_filter: None,
+    };
+    let mut i = at + 1;
+    while i < a.len() {
+        if i + 1 >= a.len() {
+            return Err(err(SYNTAX));
+        }
+        if is(&a[i], "count") {
+            let n = int(&a[i + 1])?;
+            if n < 1 {
+                return Err(err(SYNTAX));
+            }
+            o.count = n.min(1 << 20) as usize;
+        } else if is(&a[i], "match") {
+            o.pattern = Some(&a[i + 1])
+                .filter(|p| p.as_ref() != b"*")
+                .map(|p| p.as_ref());
+        } else if allow_type && is(&a[i], "type") {
+            o.type_filter = Some(lower(&a[i + 1]));
+        } else {
+            return Err(err(SYNTAX));
+        }
+        i += 2;
+    }
+    Ok(o)
+}
+
+/// An optional positive COUNT argument at `a[at]` (LPOP, RPOP, SPOP): `Ok(None)` when absent.
+pub fn optional_count(a: &[bytes::Bytes], at: usize) -> Result<Option<u64>, Reply> {
+    if a.len() > at + 1 {
+        return Err(err(SYNTAX));
+    }
+    match a.get(at) {
+        None => Ok(None),
+        Some(x) => {
+            let n = int(x)?;
+            if n < 0 {
+                return Err(err("ERR value is out of range, must be positive"));
+            }
+            Ok(Some(n as u64))
+        }
+    }
+}
+
 /// Case-insensitive comparison of an argument with an ASCII keyword.
 pub fn is(a: &[u8], kw: &str) -> bool {
     a.eq_ignore_ascii_case(kw.as_bytes())

@@ -220,40 +220,11 @@ pub fn keys(ctx: &mut Ctx<'_>, a: &[Bytes]) -> CmdResult {
 
 /// SCAN cursor [MATCH pattern] [COUNT count] [TYPE type]
 pub fn scan(ctx: &mut Ctx<'_>, a: &[Bytes]) -> CmdResult {
-    let Some(cursor) = std::str::from_utf8(&a[1])
-        .ok()
-        .and_then(|s| s.parse::<u64>().ok())
-    else {
-        return Ok(err("ERR invalid cursor"));
-    };
-    let mut count = 10usize;
-    let mut pattern: Option<&[u8]> = None;
-    let mut type_filter: Option<String> = None;
-    let mut i = 2;
-    while i < a.len() {
-        if i + 1 >= a.len() {
-            return Ok(err(SYNTAX));
-        }
-        if is(&a[i], "count") {
-            let n = arg!(int(&a[i + 1]));
-            if n < 1 {
-                return Ok(err(SYNTAX));
-            }
-            count = n.min(1 << 20) as usize;
-        } else if is(&a[i], "match") {
-            pattern = Some(&a[i + 1]);
-        } else if is(&a[i], "type") {
-            type_filter = Some(lower(&a[i + 1]));
-        } else {
-            return Ok(err(SYNTAX));
-        }
-        i += 2;
-    }
-    let pattern = pattern.filter(|p| *p != b"*");
+    let o = arg!(super::args::scan_options(a, 1, true));
     let v = ctx.view()?;
-    let page = v.scan(cursor, count, ctx.now_ms, |k, kind| {
-        pattern.is_none_or(|p| crate::glob::matches(p, k, false))
-            && type_filter.as_deref().is_none_or(|t| t == kind.name())
+    let page = v.scan(o.cursor, o.count, ctx.now_ms, |k, kind| {
+        o.pattern.is_none_or(|p| crate::glob::matches(p, k, false))
+            && o.type_filter.as_deref().is_none_or(|t| t == kind.name())
     })?;
     Ok(Reply::Array(vec![
         Reply::Bulk(page.cursor.to_string().into_bytes()),

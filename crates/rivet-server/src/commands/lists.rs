@@ -76,18 +76,7 @@ fn pop_n(v: &DbView<'_>, c: &mut Coll, n: u64, left: bool) -> Result<Vec<Vec<u8>
 }
 
 fn pop(ctx: &mut Ctx<'_>, a: &[Bytes], left: bool) -> CmdResult {
-    if a.len() > 3 {
-        return Ok(err(super::args::SYNTAX));
-    }
-    let count = if a.len() == 3 {
-        let n = arg!(int(&a[2]));
-        if n < 0 {
-            return Ok(err("ERR value is out of range, must be positive"));
-        }
-        Some(n as u64)
-    } else {
-        None
-    };
+    let count = arg!(super::args::optional_count(a, 2));
     let v = ctx.view()?;
     let Some((h, mut c)) = tri!(write(&v, &a[1], ctx.now_ms, Kind::List)) else {
         return Ok(if count.is_some() {

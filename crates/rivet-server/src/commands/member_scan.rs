@@ -8,7 +8,7 @@
 use bytes::Bytes;
 
 use super::access::read;
-use super::args::{err, int, is, SYNTAX};
+
 use super::strings::{arg, tri};
 use super::{CmdResult, Ctx};
 use crate::resp::Reply;
@@ -28,33 +28,8 @@ fn seek_bytes(cursor: u64) -> Vec<u8> {
 }
 
 fn scan_generic(ctx: &mut Ctx<'_>, a: &[Bytes], kind: Kind) -> CmdResult {
-    let Some(cursor) = std::str::from_utf8(&a[2])
-        .ok()
-        .and_then(|s| s.parse::<u64>().ok())
-    else {
-        return Ok(err("ERR invalid cursor"));
-    };
-    let mut count = 10usize;
-    let mut pattern: Option<&[u8]> = None;
-    let mut i = 3;
-    while i < a.len() {
-        if i + 1 >= a.len() {
-            return Ok(err(SYNTAX));
-        }
-        if is(&a[i], "count") {
-            let n = arg!(int(&a[i + 1]));
-            if n < 1 {
-                return Ok(err(SYNTAX));
-            }
-            count = n.min(1 << 20) as usize;
-        } else if is(&a[i], "match") {
-            pattern = Some(&a[i + 1]);
-        } else {
-            return Ok(err(SYNTAX));
-        }
-        i += 2;
-    }
-    let pattern = pattern.filter(|p| *p != b"*");
+    let o = arg!(super::args::scan_options(a, 2, false));
+    let (cursor, count, pattern) = (o.cursor, o.count, o.pattern);
     let v = ctx.view()?;
     let Some((_, c)) = tri!(read(&v, &a[1], ctx.now_ms, kind)) else {
         return Ok(Reply::Array(vec![Reply::bulk(b"0"), Reply::Array(vec![])]));

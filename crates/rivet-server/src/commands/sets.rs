@@ -145,18 +145,7 @@ pub fn srandmember(ctx: &mut Ctx<'_>, a: &[Bytes]) -> CmdResult {
 
 /// SPOP key [count]
 pub fn spop(ctx: &mut Ctx<'_>, a: &[Bytes]) -> CmdResult {
-    if a.len() > 3 {
-        return Ok(err(super::args::SYNTAX));
-    }
-    let count = if a.len() == 3 {
-        let n = arg!(int(&a[2]));
-        if n < 0 {
-            return Ok(err("ERR value is out of range, must be positive"));
-        }
-        Some(n as u64)
-    } else {
-        None
-    };
+    let count = arg!(super::args::optional_count(a, 2));
     let v = ctx.view()?;
     let Some((h, mut c)) = tri!(write(&v, &a[1], ctx.now_ms, Kind::Set)) else {
         return Ok(if count.is_some() {

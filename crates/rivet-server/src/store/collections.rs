@@ -209,18 +209,7 @@ impl<'tx> DbView<'tx> {
 
     /// Deletes every entry of collection `id`.
     pub fn coll_free(&self, id: u64) -> Result<()> {
-        let d = self.data()?;
-        let prefix = id.to_be_bytes();
-        let mut c = d.cursor();
-        let mut e = c.seek(&prefix)?;
-        while let Some(entry) = e {
-            if !entry.key().starts_with(&prefix) {
-                break;
-            }
-            c.delete()?;
-            e = c.next()?;
-        }
-        Ok(())
+        super::delete_prefix(&self.data()?, &id.to_be_bytes())
     }
 
     /// Copies every entry of collection `from_id` (in this database) to `to_id` in `into`.

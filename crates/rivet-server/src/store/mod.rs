@@ -206,6 +206,20 @@ impl Store {
     }
 }
 
+/// Deletes every entry of `b` whose key starts with `prefix` (only those entries are visited).
+fn delete_prefix(b: &Bucket<'_>, prefix: &[u8]) -> Result<()> {
+    let mut c = b.cursor();
+    let mut e = c.seek(prefix)?;
+    while let Some(entry) = e {
+        if !entry.key().starts_with(prefix) {
+            break;
+        }
+        c.delete()?;
+        e = c.next()?;
+    }
+    Ok(())
+}
+
 fn meta(tx: &Tx) -> Result<Bucket<'_>> {
     tx.bucket(META_BUCKET)?
         .ok_or_else(|| rivet::Error::corrupted(0, "bucket rivet-server is missing"))

@@ -221,17 +221,6 @@ impl<'tx> DbView<'tx> {
 
     /// Deletes every chunk of value `id` (only the chunks that exist are visited).
     pub(crate) fn free_chunks(&self, id: u64, _len: u64) -> Result<()> {
-        let chunks = self.chunks()?;
-        let prefix = id.to_be_bytes();
-        let mut c = chunks.cursor();
-        let mut e = c.seek(&prefix)?;
-        while let Some(entry) = e {
-            if !entry.key().starts_with(&prefix) {
-                break;
-            }
-            c.delete()?;
-            e = c.next()?;
-        }
-        Ok(())
+        super::delete_prefix(&self.chunks()?, &id.to_be_bytes())
     }
 }
