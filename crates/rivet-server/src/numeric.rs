@@ -3,7 +3,7 @@
 //! even) and prints the sum with `%.17Lf`, trailing zeros removed. Rust has no 80-bit float,
 //! so this module rounds and prints exactly with big integers: `1 + -1.1` is `-0.1` (not the
 //! `-0.10000000000000009` of an `f64` sum) and `9223372036854775807 + -0.25` stays
-//! `9223372036854775807`, as in Redis. Hexadecimal operands (`0x10`) are added in `f64`.
+//! `9223372036854775807`, as in Redis. Decimal and hexadecimal operands are both exact.
 
 use num_bigint::BigUint;
 use num_integer::Integer;
@@ -249,36 +249,21 @@ fn format_17f(x: &LongDouble) -> String {
     out
 }
 
-/// Formats a float as Redis's human-friendly `%.17Lf` with trailing zeros removed (used for
-/// the `f64` path of hexadecimal operands).
-pub fn format_human(v: f64) -> String {
-    let s = format!("{v:.17}");
-    let s = if s.contains('.') {
-        s.trim_end_matches('0').trim_end_matches('.').to_string()
-    } else {
-        s
-    };
-    if s == "-0" {
-        "0".to_string()
-    } else {
-        s
-    }
+/// Whether `s` is a float INCRBYFLOAT accepts (`strtold`'s range, which is far wider than
+/// `f64`'s: up to about 1.19e4932).
+pub fn is_long_double(s: &[u8]) -> bool {
+    parse_decimal(s).is_some() || crate::commands::args::parse_f64(s).is_some()
 }
 
 /// `a + b` as INCRBYFLOAT prints it; `None` when the sum is NaN or infinite. Both inputs must
-/// already be valid floats (see `commands::args::parse_f64`).
+/// already be valid (see [`is_long_double`]).
 pub fn add_decimal_text(a: &[u8], b: &[u8]) -> Option<String> {
     if let (Some(x), Some(y)) = (parse_decimal(a), parse_decimal(b)) {
         return add(&x, &y).map(|s| format_17f(&s));
     }
-    let x = crate::commands::args::parse_f64(a)?;
-    let y = crate::commands::args::parse_f64(b)?;
-    let s = x + y;
-    if s.is_finite() {
-        Some(format_human(s))
-    } else {
-        None
-    }
+    // Only infinities are left (the parser takes every finite decimal and hex operand):
+    // inf + x, -inf + x and inf + -inf all fail as NaN or Infinity.
+    None
 }
 
 #[cfg(test)]
@@ -317,5 +302,13 @@ mod tests {
         assert_eq!(add(&third, "-0.024390243902439025").unwrap(), "0");
         assert_eq!(add("0x10", "0.5").unwrap(), "16.5");
         assert_eq!(add("0x10", "1e-5").unwrap(), "16.00001");
+        // Beyond f64's range but within long double's, as Redis accepts.
+        let big = format!("3{}", "0".repeat(2007));
+        assert!(is_long_double(big.as_bytes()));
+        assert!(add(&big, "-0.25")
+            .unwrap()
+            .starts_with("300000000000000000002395085444045978160795382760"));
+        assert!(!is_long_double(b"1e5000"));
+        assert!(!is_long_double(b" 1"));
     }
 }

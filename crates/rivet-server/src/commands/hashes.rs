@@ -186,7 +186,7 @@ pub fn hincrby(ctx: &mut Ctx<'_>, a: &[Bytes]) -> CmdResult {
 
 /// HINCRBYFLOAT key field increment
 pub fn hincrbyfloat(ctx: &mut Ctx<'_>, a: &[Bytes]) -> CmdResult {
-    if super::args::parse_f64(&a[3]).is_none() {
+    if !crate::numeric::is_long_double(&a[3]) {
         return Ok(err(super::args::NOT_FLOAT));
     }
     let v = ctx.view()?;
@@ -198,7 +198,7 @@ pub fn hincrbyfloat(ctx: &mut Ctx<'_>, a: &[Bytes]) -> CmdResult {
         .transpose()?
         .flatten()
     {
-        Some(x) if super::args::parse_f64(x).is_none() => {
+        Some(x) if !crate::numeric::is_long_double(x) => {
             return Ok(err("ERR hash value is not a float"))
         }
         Some(x) => x.to_vec(),

@@ -459,7 +459,7 @@ pub fn incrbyfloat(ctx: &mut Ctx<'_>, a: &[Bytes]) -> CmdResult {
         Some(h) => v.string_value(h)?.into_owned(),
         None => b"0".to_vec(),
     };
-    if args::parse_f64(&cur_text).is_none() || args::parse_f64(&a[2]).is_none() {
+    if !crate::numeric::is_long_double(&cur_text) || !crate::numeric::is_long_double(&a[2]) {
         return Ok(err(args::NOT_FLOAT));
     }
     let Some(text) = crate::numeric::add_decimal_text(&cur_text, &a[2]) else {
