@@ -72,6 +72,10 @@ struct Conn {
     /// The snapshot consecutive reads of one batch of requests share; dropped before any
     /// write is sent (so later reads see it) and before the connection waits for input.
     read_tx: Option<rivet::Tx>,
+    /// When the current command started.
+    started: Instant,
+    /// Unix ms at `anchor`, to turn an `Instant` into wall-clock ms without another clock read.
+    anchor: (Instant, i64),
 }
 
 fn now_ms() -> i64 {
@@ -98,6 +102,8 @@ pub async fn serve(mut socket: TcpStream, state: Arc<ServerState>, handle: Arc<C
         group: Vec::new(),
         group_silent: Vec::new(),
         read_tx: None,
+        started: Instant::now(),
+        anchor: (Instant::now(), now_ms()),
     };
     let mut rbuf = BytesMut::with_capacity(16 * 1024);
     let mut out: Vec<u8> = Vec::with_capacity(16 * 1024);
@@ -271,17 +277,31 @@ impl Conn {
         }
     }
 
-    fn note_command(&self, name: &str) {
+    fn note_command(&mut self, name: &str) {
+        // One clock read per command: the command's start time serves CLIENT LIST's idle
+        // time, the command statistics and (through `clock_ms`) the expiry decisions.
+        self.started = Instant::now();
         let mut info = lock(&self.handle.info);
         info.last_cmd.clear();
         info.last_cmd.push_str(name);
-        info.last_active = Instant::now();
+        info.last_active = self.started;
         info.db = self.db;
         info.multi = self
             .multi
             .as_ref()
             .map(|m| m.cmds.len() as i64)
             .unwrap_or(-1);
+    }
+
+    /// Wall-clock ms of the current command's start, from the anchor (re-anchored every
+    /// second so clock adjustments show up quickly).
+    fn clock_ms(&mut self) -> i64 {
+        let since = self.started.saturating_duration_since(self.anchor.0);
+        if since.as_secs() >= 1 {
+            self.anchor = (self.started, now_ms());
+            return self.anchor.1;
+        }
+        self.anchor.1 + since.as_millis() as i64
     }
 
     /// Runs or queues one request.
@@ -410,7 +430,8 @@ impl Conn {
         let Some(handler) = spec.handler else {
             return err("ERR internal: command has no handler");
         };
-        let t0 = Instant::now();
+        let t0 = self.started;
+        let now = self.clock_ms();
         if self.read_tx.is_none() {
             match self.state.store.db().begin_read() {
                 Ok(tx) => self.read_tx = Some(tx),
@@ -428,7 +449,7 @@ impl Conn {
             db: self.db,
             client_id: self.handle.id,
             proto: self.proto,
-            now_ms: now_ms(),
+            now_ms: now,
             log: None,
             flushed: &mut flushed,
         };
