@@ -84,6 +84,99 @@ const fn fixed(name: &'static str, default: &'static str) -> Param {
     }
 }
 
+const fn fixed_int(name: &'static str, default: &'static str, min: i64, max: i64) -> Param {
+    Param {
+        name,
+        default,
+        kind: Kind::Int {
+            min,
+            max,
+            memory: false,
+        },
+        mutable: false,
+    }
+}
+
+/// Redis directives a config file may carry that have no effect here (persistence, replication,
+/// cluster, TLS, allocator and process settings of Redis itself): accepted with a warning, so
+/// an existing redis.conf can be used as it is.
+const IGNORED: &[&str] = &[
+    "tcp-backlog",
+    "pidfile",
+    "logfile",
+    "supervised",
+    "always-show-logo",
+    "set-proc-title",
+    "proc-title-template",
+    "disable-thp",
+    "jemalloc-bg-thread",
+    "oom-score-adj-values",
+    "dynamic-hz",
+    "aof-load-truncated",
+    "aof-rewrite-incremental-fsync",
+    "aof-timestamp-enabled",
+    "aof-use-rdb-preamble",
+    "auto-aof-rewrite-min-size",
+    "auto-aof-rewrite-percentage",
+    "no-appendfsync-on-rewrite",
+    "rdb-del-sync-files",
+    "rdb-save-incremental-fsync",
+    "repl-disable-tcp-nodelay",
+    "repl-diskless-load",
+    "repl-diskless-sync",
+    "repl-diskless-sync-delay",
+    "repl-diskless-sync-max-replicas",
+    "repl-backlog-size",
+    "repl-backlog-ttl",
+    "repl-ping-replica-period",
+    "repl-timeout",
+    "replica-lazy-flush",
+    "replica-priority",
+    "replica-serve-stale-data",
+    "replica-announced",
+    "replica-ignore-disk-write-errors",
+    "replica-ignore-maxmemory",
+    "acllog-max-len",
+    "hll-sparse-max-bytes",
+    "syslog-enabled",
+    "syslog-ident",
+    "syslog-facility",
+    "shutdown-on-sigint",
+    "shutdown-on-sigterm",
+    "shutdown-timeout",
+    "sanitize-dump-payload",
+    "lfu-log-factor",
+    "lfu-decay-time",
+    "active-defrag-ignore-bytes",
+    "active-defrag-threshold-lower",
+    "active-defrag-threshold-upper",
+    "active-defrag-cycle-min",
+    "active-defrag-cycle-max",
+    "active-defrag-max-scan-fields",
+    "maxmemory-clients",
+    "maxmemory-eviction-tenacity",
+    "crash-memcheck-enabled",
+    "enable-protected-configs",
+    "enable-module-command",
+    "latency-tracking",
+    "latency-tracking-info-percentiles",
+    "propagation-error-behavior",
+    "ignore-warnings",
+    "socket-mark-id",
+    "bind-source-addr",
+    "acl-pubsub-default",
+    "min-replicas-max-lag",
+    "daemonize",
+];
+
+/// Directives that would change what the server does in ways it cannot honour: refused unless
+/// they carry the given harmless value.
+const REFUSED: &[(&str, &str)] = &[
+    ("unixsocket", ""),
+    ("tls-port", "0"),
+    ("cluster-enabled", "no"),
+];
+
 const MAX: i64 = i64::MAX;
 
 /// Every parameter CONFIG knows.
@@ -93,11 +186,11 @@ static PARAMS: &[Param] = &[
     int("maxclients", "10000", 1, 1_000_000),
     int("timeout", "0", 0, i32::MAX as i64),
     text("requirepass", ""),
-    fixed("databases", "16"),
-    fixed("port", "6379"),
+    fixed_int("databases", "16", 1, 255),
+    fixed_int("port", "6379", 0, 65535),
     fixed("bind", "127.0.0.1"),
-    fixed("dbfilename", "rivet.db"),
-    text("dir", "."),
+    fixed("dbfilename", "rivet-server.db"),
+    fixed("dir", "."),
     Param {
         name: "loglevel",
         default: "notice",
@@ -157,7 +250,10 @@ static PARAMS: &[Param] = &[
     flag("lazyfree-lazy-user-flush", "no"),
     flag("activerehashing", "yes"),
     flag("activedefrag", "no"),
-    mem("client-output-buffer-limit", "0", 0, MAX),
+    text(
+        "client-output-buffer-limit",
+        "normal 0 0 0 slave 268435456 67108864 60 pubsub 33554432 8388608 60",
+    ),
     int("tcp-keepalive", "300", 0, MAX),
     int("active-expire-effort", "1", 1, 10),
     flag("protected-mode", "no"),
@@ -174,12 +270,16 @@ static PARAMS: &[Param] = &[
     text("oom-score-adj", "no"),
     int("io-threads", "1", 1, 128),
     flag("io-threads-do-reads", "no"),
-    text("cluster-enabled", "no"),
+    flag("cluster-enabled", "no"),
+    text("unixsocket", ""),
+    int("tls-port", "0", 0, 65535),
     int("tracking-table-max-keys", "1000000", 0, MAX),
 ];
 
 /// The live configuration.
 pub struct Config {
+    /// The config file the server was started with, if any (INFO's `config_file`).
+    pub file: std::sync::OnceLock<std::path::PathBuf>,
     values: RwLock<BTreeMap<&'static str, String>>,
     proto_max_bulk_len: AtomicI64,
     query_buffer_limit: AtomicU64,
@@ -201,6 +301,7 @@ impl Default for Config {
             .map(|p| (p.name, p.default.to_string()))
             .collect();
         Config {
+            file: std::sync::OnceLock::new(),
             values: RwLock::new(values),
             proto_max_bulk_len: AtomicI64::new(512 * 1024 * 1024),
             query_buffer_limit: AtomicU64::new(1024 * 1024 * 1024),
@@ -368,27 +469,54 @@ impl Config {
     }
 
     /// Reads a Redis-style config file: one `name value...` per line, `#` comments, quoted
-    /// values allowed. Unknown names are an error naming the line.
-    pub fn load_file(&self, path: &std::path::Path) -> Result<(), String> {
+    /// values allowed. Redis directives with no effect here are accepted with a warning (see
+    /// `IGNORED`); unknown names, missing values, bad values and directives this server
+    /// cannot honour are errors naming the line.
+    /// Returns the lines that were ignored, for the caller to log.
+    pub fn load_file(&self, path: &std::path::Path) -> Result<Vec<String>, String> {
+        let mut ignored = Vec::new();
         let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
         for (i, line) in text.lines().enumerate() {
+            let at = format!("{}:{}", path.display(), i + 1);
             let line = line.trim();
             if line.is_empty() || line.starts_with('#') {
                 continue;
             }
             let Some(words) = crate::resp::parse::split_args(line.as_bytes()) else {
-                return Err(format!("{}:{}: unbalanced quotes", path.display(), i + 1));
+                return Err(format!("{at}: unbalanced quotes"));
             };
-            let name = String::from_utf8_lossy(&words[0]).to_string();
+            let name = String::from_utf8_lossy(&words[0]).to_ascii_lowercase();
+            if words.len() < 2 {
+                return Err(format!("{at}: '{name}' needs a value"));
+            }
             let value = words[1..]
                 .iter()
                 .map(|w| String::from_utf8_lossy(w).to_string())
                 .collect::<Vec<_>>()
                 .join(" ");
+            if let Some((_, ok)) = REFUSED.iter().find(|(n, _)| *n == name) {
+                if !value.eq_ignore_ascii_case(ok) {
+                    return Err(format!(
+                        "{at}: '{name} {value}' is not supported by rivet-server"
+                    ));
+                }
+            }
+            if ["include", "loadmodule", "rename-command", "user", "aclfile"]
+                .contains(&name.as_str())
+            {
+                return Err(format!("{at}: '{name}' is not supported by rivet-server"));
+            }
+            if IGNORED.contains(&name.as_str()) {
+                ignored.push(format!(
+                    "{at}: '{name}' ignored (no effect in rivet-server)"
+                ));
+                continue;
+            }
             self.set_startup(&name, &value)
-                .map_err(|e| format!("{}:{}: '{name}': {e}", path.display(), i + 1))?;
+                .map_err(|e| format!("{at}: '{name}': {e}"))?;
         }
-        Ok(())
+        let _ = self.file.set(path.to_path_buf());
+        Ok(ignored)
     }
 }
 
@@ -402,6 +530,35 @@ mod tests {
         assert_eq!(parse_memory("10k"), Some(10_000));
         assert_eq!(parse_memory("512"), Some(512));
         assert_eq!(parse_memory("x"), None);
+    }
+
+    fn load(text: &str) -> Result<(Config, Vec<String>), String> {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("redis.conf");
+        std::fs::write(&path, text).expect("write config");
+        let c = Config::default();
+        let ignored = c.load_file(&path)?;
+        Ok((c, ignored))
+    }
+
+    #[test]
+    fn config_files_like_redis_conf() {
+        let (c, ignored) = load(
+            "# comment\nport 7000\ndaemonize yes\ntcp-backlog 511\nsave 3600 1\ndir /var/lib/x\ndbfilename data.rdb\nclient-output-buffer-limit normal 0 0 0\nrequirepass \"s3 cret\"\n",
+        )
+        .expect("a redis.conf-style file loads");
+        assert_eq!(c.get("port").as_deref(), Some("7000"));
+        assert_eq!(c.get("dir").as_deref(), Some("/var/lib/x"));
+        assert_eq!(c.get("dbfilename").as_deref(), Some("data.rdb"));
+        assert_eq!(c.requirepass().as_deref(), Some("s3 cret"));
+        assert_eq!(ignored.len(), 2, "{ignored:?}");
+        let e = |t: &str| load(t).map(|_| ()).expect_err("must be refused");
+        assert!(e("port abc\n").contains("redis.conf:1: 'port'"));
+        assert!(e("\n\nrequirepass\n").contains("redis.conf:3: 'requirepass' needs a value"));
+        assert!(e("unixsocket /tmp/r.sock\n").contains("not supported"));
+        assert!(e("include other.conf\n").contains("not supported"));
+        assert!(e("no-such-directive 1\n").contains("unknown"));
+        assert!(e("databases 0\n").contains("databases"));
     }
 
     #[test]

@@ -682,7 +682,7 @@ impl Conn {
             }
         }
         if !self.authenticated {
-            return err("NOAUTH HELLO must be called with the client already authenticated, otherwise the HELLO <proto> AUTH <user> <pass> option can be used to authenticate the client and select the RESP protocol version at the same time");
+            return err("NOAUTH HELLO must be called with the client already authenticated, otherwise the HELLO AUTH <user> <pass> option can be used to authenticate the client and select the RESP protocol version at the same time");
         }
         if let Some(n) = setname {
             if let Err(r) = self.set_name(&n) {

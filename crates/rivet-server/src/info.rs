@@ -86,7 +86,7 @@ pub fn render(state: &ServerState, tx: &rivet::Tx, args: &[Bytes]) -> Result<Str
 fn server(state: &ServerState) -> String {
     let up = state.started.elapsed().as_secs();
     format!(
-        "redis_version:{REDIS_COMPAT_VERSION}\r\nrivet_server_version:{}\r\nredis_mode:standalone\r\nos:{} {}\r\narch_bits:64\r\nmultiplexing_api:epoll\r\nprocess_id:{}\r\ntcp_port:{}\r\nserver_time_usec:{}\r\nuptime_in_seconds:{up}\r\nuptime_in_days:{}\r\nhz:10\r\nexecutable:{}\r\nconfig_file:\r\ndata_file:{}\r\n",
+        "redis_version:{REDIS_COMPAT_VERSION}\r\nrivet_server_version:{}\r\nredis_mode:standalone\r\nos:{} {}\r\narch_bits:64\r\nmultiplexing_api:epoll\r\nprocess_id:{}\r\ntcp_port:{}\r\nserver_time_usec:{}\r\nuptime_in_seconds:{up}\r\nuptime_in_days:{}\r\nhz:10\r\nexecutable:{}\r\nconfig_file:{}\r\ndata_file:{}\r\n",
         env!("CARGO_PKG_VERSION"),
         std::env::consts::OS,
         std::env::consts::ARCH,
@@ -98,6 +98,7 @@ fn server(state: &ServerState) -> String {
             .as_micros(),
         up / 86400,
         std::env::current_exe().map(|p| p.display().to_string()).unwrap_or_default(),
+        state.config.file.get().map(|p| p.display().to_string()).unwrap_or_default(),
         state.db_path.display(),
     )
 }

@@ -96,6 +96,8 @@ impl Running {
 /// Opens the store, starts the writer and binds the listener. `config` holds the runtime
 /// parameters (requirepass, limits...).
 pub async fn start(opts: Options, config: Config) -> Result<Running, String> {
+    // Bind first, so a port in use does not leave a new data file behind.
+    let listener = bind(&opts).await?;
     let engine = engine_options(&opts);
     let store = Store::open(&opts.db, opts.databases, engine).map_err(|e| match e {
         rivet::Error::Timeout(p) => format!(
@@ -104,7 +106,13 @@ pub async fn start(opts: Options, config: Config) -> Result<Running, String> {
         ),
         other => format!("{}: {other}", opts.db.display()),
     })?;
-    start_store(store, opts, config).await
+    start_store(listener, store, opts, config).await
+}
+
+async fn bind(opts: &Options) -> Result<TcpListener, String> {
+    TcpListener::bind((opts.bind.as_str(), opts.port))
+        .await
+        .map_err(|e| format!("cannot listen on {}:{}: {e}", opts.bind, opts.port))
 }
 
 /// The engine options a server with `opts` opens its file with.
@@ -120,14 +128,24 @@ pub fn engine_options(opts: &Options) -> rivet::Options {
 /// Like [`start`] on an engine handle opened by the caller (tests use this to run the server
 /// on storage that injects faults).
 pub async fn start_on(db: rivet::Db, opts: Options, config: Config) -> Result<Running, String> {
+    let listener = bind(&opts).await?;
     let store = Store::from_db(db, opts.databases).map_err(|e| e.to_string())?;
-    start_store(store, opts, config).await
+    start_store(listener, store, opts, config).await
 }
 
-async fn start_store(store: Store, opts: Options, config: Config) -> Result<Running, String> {
-    let listener = TcpListener::bind((opts.bind.as_str(), opts.port))
-        .await
-        .map_err(|e| format!("cannot listen on {}:{}: {e}", opts.bind, opts.port))?;
+async fn start_store(
+    listener: TcpListener,
+    store: Store,
+    opts: Options,
+    config: Config,
+) -> Result<Running, String> {
+    if store.stored_databases() > store.databases() {
+        tracing::warn!(
+            in_file = store.stored_databases(),
+            reachable = store.databases(),
+            "the data file holds more databases than --databases; the extra ones are kept but unreachable (FLUSHALL empties them)"
+        );
+    }
     let addr = listener.local_addr().map_err(|e| e.to_string())?;
     let (handle, rx) = WriterHandle::new();
     let (shutdown, _) = tokio::sync::watch::channel(false);

@@ -18,18 +18,19 @@ struct Args {
     /// Optional Redis-style config file (`name value` per line); flags override it.
     config_file: Option<PathBuf>,
 
-    /// TCP port to listen on (0 picks a free port and logs it).
+    /// TCP port to listen on (0 picks a free port and logs it) [default: 6379].
     #[arg(long)]
     port: Option<u16>,
 
     /// Address to bind. Binding anything but a loopback address without --requirepass
-    /// prints a warning.
+    /// prints a warning [default: 127.0.0.1].
     #[arg(long)]
     bind: Option<String>,
 
-    /// The data file: one bbolt-format file holding every database; created if missing.
-    #[arg(long, default_value = "rivet-server.db")]
-    db: PathBuf,
+    /// The data file: one bbolt-format file holding every database; created if missing
+    /// [default: `dir`/`dbfilename` from the config file, else ./rivet-server.db].
+    #[arg(long)]
+    db: Option<PathBuf>,
 
     /// Password clients must send with AUTH (or HELLO ... AUTH) before any other command.
     #[arg(long)]
@@ -40,19 +41,21 @@ struct Args {
     #[arg(long)]
     no_sync: bool,
 
-    /// Number of logical databases (SELECT 0..N-1).
+    /// Number of logical databases (SELECT 0..N-1) [default: 16].
     #[arg(long)]
     databases: Option<usize>,
 
-    /// Most clients connected at once; further connections get an error and are closed.
+    /// Most clients connected at once; further connections get an error and are closed
+    /// [default: 10000].
     #[arg(long)]
     maxclients: Option<u64>,
 
-    /// Close a client after this many idle seconds (0 = never).
+    /// Close a client after this many idle seconds (0 = never) [default: 0].
     #[arg(long)]
     timeout: Option<u64>,
 
-    /// Log level: debug, verbose, notice, warning (Redis names) or trace/info/warn/error.
+    /// Log level: debug, verbose, notice, warning (Redis names) or trace/info/warn/error
+    /// [default: notice].
     #[arg(long)]
     loglevel: Option<String>,
 
@@ -80,10 +83,11 @@ fn tracing_level(redis: &str) -> &str {
     }
 }
 
-fn setup(args: &Args) -> Result<(Options, Config), String> {
+fn setup(args: &Args) -> Result<(Options, Config, Vec<String>), String> {
     let config = Config::default();
+    let mut ignored = Vec::new();
     if let Some(f) = &args.config_file {
-        config.load_file(f)?;
+        ignored = config.load_file(f)?;
     }
     let set = |name: &str, v: String| {
         config
@@ -117,29 +121,53 @@ fn setup(args: &Args) -> Result<(Options, Config), String> {
             })?;
     }
     let get = |n: &str| config.get(n).unwrap_or_default();
+    // Both were range-checked when they were set.
     let port: u16 = get("port")
         .parse()
         .map_err(|_| "port must be 0..65535".to_string())?;
     let databases: usize = get("databases")
         .parse()
-        .ok()
-        .filter(|d| (1..=255).contains(d))
-        .ok_or("databases must be 1..255")?;
+        .map_err(|_| "databases must be 1..255".to_string())?;
+    // The data file: --db, else the config file's dir/dbfilename; CONFIG GET reports the truth.
+    let db = args
+        .db
+        .clone()
+        .unwrap_or_else(|| PathBuf::from(get("dir")).join(get("dbfilename")));
+    if let Some(name) = db.file_name() {
+        config.set_startup("dbfilename", &name.to_string_lossy())?;
+    }
+    let dir = db
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(std::path::Path::new("."));
+    config.set_startup("dir", &dir.to_string_lossy())?;
+    // Redis's `bind` may list several addresses, `-` marking optional ones; this server
+    // listens on one: the first.
+    let bind_all = get("bind");
+    let mut binds = bind_all
+        .split_whitespace()
+        .map(|b| b.trim_start_matches('-'));
+    let bind = binds.next().unwrap_or("127.0.0.1").to_string();
+    if binds.next().is_some() {
+        ignored.push(format!(
+            "bind {bind_all}: rivet-server listens on the first address only ({bind})"
+        ));
+    }
     let opts = Options {
-        bind: get("bind"),
+        bind,
         port,
-        db: args.db.clone(),
+        db,
         no_sync: args.no_sync,
         databases,
         lock_timeout: Duration::from_millis(500),
         max_file_size: args.max_file_size,
     };
-    Ok((opts, config))
+    Ok((opts, config, ignored))
 }
 
 fn main() -> ExitCode {
     let args = Args::parse();
-    let (opts, config) = match setup(&args) {
+    let (opts, config, ignored) = match setup(&args) {
         Ok(x) => x,
         Err(e) => {
             eprintln!("rivet-server: {e}");
@@ -156,7 +184,11 @@ fn main() -> ExitCode {
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
+    for line in ignored {
+        tracing::warn!("{line}");
+    }
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -186,7 +218,6 @@ async fn serve(opts: Options, config: Config) -> ExitCode {
         Ok(s) => s,
         Err(e) => {
             tracing::error!("{e}");
-            eprintln!("rivet-server: {e}");
             return ExitCode::from(1);
         }
     };

@@ -169,6 +169,11 @@ fn new_vm(state: &Arc<ServerState>) -> mlua::Result<Lua> {
         })?,
     )?;
     redis.set("setresp", lua.create_function(|_, _v: i64| Ok(()))?)?;
+    redis.set(
+        "REDIS_VERSION",
+        crate::commands::server::REDIS_COMPAT_VERSION,
+    )?;
+    redis.set("REDIS_VERSION_NUM", 0x0007_000f)?;
     redis.set("set_repl", lua.create_function(|_, _v: i64| Ok(()))?)?;
     redis.set("replicate_commands", lua.create_function(|_, ()| Ok(true))?)?;
     for (i, name) in ["LOG_DEBUG", "LOG_VERBOSE", "LOG_NOTICE", "LOG_WARNING"]
@@ -193,6 +198,12 @@ fn new_vm(state: &Arc<ServerState>) -> mlua::Result<Lua> {
         HookTriggers::new().every_nth_instruction(10_000),
         move |_, _| {
             let s = &st.scripts;
+            // SHUTDOWN (allowed while busy) and SIGTERM stop a running script, written or not.
+            if st.shutting_down() {
+                return Err(mlua::Error::RuntimeError(
+                    "Script killed because the server is shutting down".into(),
+                ));
+            }
             if s.kill.load(Ordering::Acquire) {
                 return Err(mlua::Error::RuntimeError(
                     "Script killed by user with SCRIPT KILL...".into(),
@@ -273,6 +284,9 @@ fn lua_to_reply(v: &Value, depth: usize) -> Reply {
             if let Ok(Value::String(s)) = t.raw_get::<Value>("ok") {
                 return Reply::StatusOwned(s.to_string_lossy().to_string());
             }
+            if let Some(r) = resp3_table(t, depth) {
+                return r;
+            }
             if depth > 100 {
                 return Reply::err("ERR reached lua stack limit");
             }
@@ -289,15 +303,46 @@ fn lua_to_reply(v: &Value, depth: usize) -> Reply {
     }
 }
 
+/// The RESP3 reply tables scripts may return (`{double=...}`, `{map={...}}`, `{set={...}}`,
+/// `{big_number='...'}`); the connection encodes them for its protocol version.
+fn resp3_table(t: &Table, depth: usize) -> Option<Reply> {
+    match t.raw_get::<Value>("double").ok()? {
+        Value::Number(n) => return Some(Reply::Double(n)),
+        Value::Integer(n) => return Some(Reply::Double(n as f64)),
+        _ => {}
+    }
+    if let Ok(Value::String(s)) = t.raw_get::<Value>("big_number") {
+        return Some(Reply::Bulk(s.as_bytes().to_vec()));
+    }
+    if let Ok(Value::Table(m)) = t.raw_get::<Value>("map") {
+        let mut pairs = Vec::new();
+        for (k, v) in m.pairs::<Value, Value>().flatten() {
+            pairs.push((lua_to_reply(&k, depth + 1), lua_to_reply(&v, depth + 1)));
+        }
+        return Some(Reply::Map(pairs));
+    }
+    if let Ok(Value::Table(m)) = t.raw_get::<Value>("set") {
+        let items = m
+            .pairs::<Value, Value>()
+            .flatten()
+            .map(|(k, _)| lua_to_reply(&k, depth + 1))
+            .collect();
+        return Some(Reply::Set(items));
+    }
+    None
+}
+
 /// An error table for `redis.call` to raise or `redis.pcall` to return.
+/// `msg` is the scripting layer's own message; it gets the `ERR` code, as Redis's
+/// `luaPushError` gives it.
 fn error_table(lua: &Lua, msg: &str) -> mlua::Result<Value> {
+    reply_error_table(lua, &format!("ERR {msg}"))
+}
+
+/// An error table for an error reply of a command, whose text already starts with its code.
+fn reply_error_table(lua: &Lua, err: &str) -> mlua::Result<Value> {
     let t = lua.create_table()?;
-    let msg = if msg.starts_with(|c: char| c.is_ascii_uppercase()) && msg.contains(' ') {
-        msg.to_string()
-    } else {
-        format!("ERR {msg}")
-    };
-    t.set("err", msg)?;
+    t.set("err", err)?;
     Ok(Value::Table(t))
 }
 
@@ -358,6 +403,7 @@ fn script_call(
                 | "save"
                 | "bgsave"
                 | "debug"
+                | "config"
         );
     let Some(handler) = spec.handler.filter(|_| !no_script) else {
         return Ok(Err(error_table(
@@ -377,7 +423,7 @@ fn script_call(
     }
     let reply = handler(cc.ctx, &argv).map_err(|e| mlua::Error::RuntimeError(e.to_string()))?;
     if let Reply::Error(e) = &reply {
-        return Ok(Err(error_table(lua, e)?));
+        return Ok(Err(reply_error_table(lua, e)?));
     }
     Ok(Ok(reply_to_lua(lua, &reply)?))
 }

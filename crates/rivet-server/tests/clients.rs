@@ -229,3 +229,21 @@ fn pipelined_errors_keep_request_order() {
     assert!(replies[5].contains("EXECABORT"), "{replies:?}");
     assert!(replies[6].contains('2'), "{replies:?}");
 }
+
+/// Regression: Redis reads the SCAN cursor with strtoul, so `-1` is 2^64-1 (the end of the
+/// keyspace order), not an error.
+#[test]
+fn scan_cursor_minus_one_is_the_end() {
+    let server = RivetServer::start(&[]);
+    let mut c = server.conn();
+    assert_eq!(
+        c.cmd(&["SET", "k", "v"]),
+        common::Frame::Simple("OK".into())
+    );
+    let reply = c.cmd(&["SCAN", "-1"]).to_string();
+    assert!(reply.contains("\"0\""), "{reply}");
+    assert!(c
+        .cmd(&["SCAN", "abc"])
+        .to_string()
+        .contains("invalid cursor"));
+}

@@ -111,10 +111,13 @@ pub fn scan_options(
     at: usize,
     allow_type: bool,
 ) -> Result<ScanOptions<'_>, Reply> {
-    let cursor = std::str::from_utf8(&a[at])
-        .ok()
-        .and_then(|s| s.parse::<u64>().ok())
-        .ok_or_else(|| err("ERR invalid cursor"))?;
+    // Redis reads the cursor with strtoul, which takes a leading '-' and negates (wrapping).
+    let text = std::str::from_utf8(&a[at]).unwrap_or("");
+    let cursor = match text.strip_prefix('-') {
+        Some(rest) => rest.parse::<u64>().ok().map(u64::wrapping_neg),
+        None => text.parse::<u64>().ok(),
+    }
+    .ok_or_else(|| err("ERR invalid cursor"))?;
     let mut o = ScanOptions {
         cursor,
         count: 10,

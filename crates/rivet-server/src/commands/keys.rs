@@ -552,6 +552,8 @@ pub fn flushall(ctx: &mut Ctx<'_>, a: &[Bytes]) -> CmdResult {
     for i in 0..ctx.store.databases() {
         flush_one(ctx, i)?;
     }
+    // Databases beyond --databases (left by an earlier, larger setting) go too.
+    ctx.store.flush_all_slots(ctx.tx)?;
     Ok(OK)
 }
 

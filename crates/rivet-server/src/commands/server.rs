@@ -236,7 +236,12 @@ pub fn config(ctx: &mut Ctx<'_>, a: &[Bytes]) -> CmdResult {
             }
             Ok(OK)
         }
-        "rewrite" if a.len() == 2 => Ok(err("ERR The server is running without a config file")),
+        "rewrite" if a.len() == 2 => Ok(match ctx.state.config.file.get() {
+            None => err("ERR The server is running without a config file"),
+            Some(_) => {
+                err("ERR CONFIG REWRITE is not supported by rivet-server; edit the config file")
+            }
+        }),
         "help" => Ok(Reply::Array(
             [
                 "CONFIG <subcommand> [<arg> [value] [opt] ...]. Subcommands are:",

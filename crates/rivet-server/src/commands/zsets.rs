@@ -206,6 +206,11 @@ pub fn zrange(ctx: &mut Ctx<'_>, a: &[Bytes]) -> CmdResult {
             withscores = true;
         } else if is(o, "rev") && !is(&a[0], "zrevrange") {
             rev = true;
+        } else if !is(&a[0], "zrevrange") && (is(o, "byscore") || is(o, "bylex") || is(o, "limit"))
+        {
+            return Ok(err(
+                "ERR ZRANGE BYSCORE, BYLEX and LIMIT are not supported by rivet-server yet",
+            ));
         } else {
             return Ok(err(SYNTAX));
         }

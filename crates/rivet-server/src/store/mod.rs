@@ -129,6 +129,23 @@ impl Store {
         self.databases
     }
 
+    /// Number of databases the file holds (more than [`Store::databases`] when it was last
+    /// used with a larger `--databases`; the extra ones are kept but unreachable).
+    pub fn stored_databases(&self) -> usize {
+        self.names.len()
+    }
+
+    /// Empties every database slot of the file, reachable or not (FLUSHALL).
+    pub fn flush_all_slots(&self, tx: &Tx) -> Result<()> {
+        for n in &self.names {
+            for name in [&n.keys, &n.expires, &n.chunks, &n.data] {
+                tx.delete_bucket(name)?;
+                tx.create_bucket(name)?;
+            }
+        }
+        Ok(())
+    }
+
     /// Opens logical database `index` inside `tx` for reading. `index` must be below
     /// [`Store::databases`].
     pub fn view<'tx>(&'tx self, tx: &'tx Tx, index: usize) -> Result<DbView<'tx>> {
@@ -235,6 +252,21 @@ fn read_dbmap(tx: &Tx) -> Result<Vec<u8>> {
 /// Creates the metadata bucket and every database's buckets that are missing; returns the
 /// database map.
 fn init_layout(tx: &Tx, databases: usize) -> Result<Vec<u8>> {
+    if tx.bucket(META_BUCKET)?.is_none() {
+        // Never write our layout into another application's bbolt file.
+        let mut others = Vec::new();
+        tx.for_each_bucket(|name| {
+            others.push(String::from_utf8_lossy(name).to_string());
+            Ok(())
+        })?;
+        if !others.is_empty() {
+            others.truncate(5);
+            return Err(rivet::Error::InvalidOption(format!(
+                "not a rivet-server data file: it already holds other buckets ({}); give rivet-server a file of its own",
+                others.join(", ")
+            )));
+        }
+    }
     let meta = tx.create_bucket_if_not_exists(META_BUCKET)?;
     match meta.get(b"schema")? {
         None => meta.put(b"schema", SCHEMA_VERSION)?,
@@ -328,5 +360,27 @@ impl<'tx> DbView<'tx> {
     /// A new id for a chunked value or a collection (never reused within the file).
     pub fn new_id(&self) -> Result<u64> {
         meta(self.tx)?.next_sequence()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn another_applications_file_is_refused_untouched() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("other.db");
+        let db = Db::open(&path, rivet::Options::default()).expect("open");
+        db.update(|tx| tx.create_bucket(b"invoices")?.put(b"k", b"v"))
+            .expect("write");
+        let before = db.begin_read().expect("read").id();
+        let e = Store::from_db(db.clone(), 16).expect_err("refused");
+        assert!(e.to_string().contains("invoices"), "{e}");
+        assert_eq!(
+            db.begin_read().expect("read").id(),
+            before,
+            "nothing was written"
+        );
     }
 }
