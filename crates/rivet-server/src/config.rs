@@ -31,70 +31,64 @@ struct Param {
     mutable: bool,
 }
 
-const fn int(name: &'static str, default: &'static str, min: i64, max: i64) -> Param {
+const fn param(name: &'static str, default: &'static str, kind: Kind, mutable: bool) -> Param {
     Param {
         name,
         default,
-        kind: Kind::Int {
+        kind,
+        mutable,
+    }
+}
+
+const fn int(name: &'static str, default: &'static str, min: i64, max: i64) -> Param {
+    param(
+        name,
+        default,
+        Kind::Int {
             min,
             max,
             memory: false,
         },
-        mutable: true,
-    }
+        true,
+    )
 }
 
 const fn mem(name: &'static str, default: &'static str, min: i64, max: i64) -> Param {
-    Param {
+    param(
         name,
         default,
-        kind: Kind::Int {
+        Kind::Int {
             min,
             max,
             memory: true,
         },
-        mutable: true,
-    }
+        true,
+    )
 }
 
 const fn flag(name: &'static str, default: &'static str) -> Param {
-    Param {
-        name,
-        default,
-        kind: Kind::Bool,
-        mutable: true,
-    }
+    param(name, default, Kind::Bool, true)
 }
 
 const fn text(name: &'static str, default: &'static str) -> Param {
-    Param {
-        name,
-        default,
-        kind: Kind::Text,
-        mutable: true,
-    }
+    param(name, default, Kind::Text, true)
 }
 
 const fn fixed(name: &'static str, default: &'static str) -> Param {
-    Param {
-        name,
-        default,
-        kind: Kind::Text,
-        mutable: false,
-    }
+    param(name, default, Kind::Text, false)
 }
 
 const fn fixed_int(name: &'static str, default: &'static str, min: i64, max: i64) -> Param {
-    Param {
+    param(
         name,
         default,
-        kind: Kind::Int {
+        Kind::Int {
             min,
             max,
             memory: false,
         },
-        mutable: false,
-    }
+        false,
+    )
 }
 
 /// Redis directives a config file may carry that have no effect here (persistence, replication,
