@@ -610,7 +610,7 @@ impl Conn {
             };
             self.state
                 .watches
-                .watch(self.handle.id, &self.dirty, self.db, k);
+                .watch(self.handle.id, &self.dirty, self.db, k, was_expired);
             self.watched.push(Watched {
                 db: self.db,
                 key: k.to_vec(),

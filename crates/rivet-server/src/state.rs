@@ -160,8 +160,9 @@ pub struct ClientInfo {
     pub no_touch: bool,
 }
 
-/// The watchers of one key: (client id, that client's dirty flag).
-type Watchers = Vec<(u64, Arc<AtomicBool>)>;
+/// The watchers of one key: (client id, that client's dirty flag, whether the key was
+/// already expired (but present) when the client watched it).
+type Watchers = Vec<(u64, Arc<AtomicBool>, bool)>;
 
 /// WATCH registrations: which connections watch which keys.
 #[derive(Debug, Default)]
@@ -171,12 +172,20 @@ pub struct Watches {
 }
 
 impl Watches {
-    /// Registers that `client` (whose dirty flag is `flag`) watches `key` in `db`.
-    pub fn watch(&self, client: u64, flag: &Arc<AtomicBool>, db: usize, key: &[u8]) {
+    /// Registers that `client` (whose dirty flag is `flag`) watches `key` in `db`;
+    /// `was_expired` when the key was present but already expired.
+    pub fn watch(
+        &self,
+        client: u64,
+        flag: &Arc<AtomicBool>,
+        db: usize,
+        key: &[u8],
+        was_expired: bool,
+    ) {
         let mut m = lock(&self.map);
         let list = m.entry((db, key.to_vec())).or_default();
-        if !list.iter().any(|(c, _)| *c == client) {
-            list.push((client, flag.clone()));
+        if !list.iter().any(|(c, _, _)| *c == client) {
+            list.push((client, flag.clone(), was_expired));
             self.count.fetch_add(1, Ordering::Relaxed);
         }
     }
@@ -187,7 +196,7 @@ impl Watches {
         for k in keys {
             if let Some(list) = m.get_mut(k) {
                 let before = list.len();
-                list.retain(|(c, _)| *c != client);
+                list.retain(|(c, _, _)| *c != client);
                 self.count.fetch_sub(before - list.len(), Ordering::Relaxed);
                 if list.is_empty() {
                     m.remove(k);
@@ -203,8 +212,27 @@ impl Watches {
         }
         // The map is keyed by owned keys; build the probe only when someone watches.
         if let Some(list) = lock(&self.map).get(&(db, key.to_vec())) {
-            for (_, f) in list {
+            for (_, f, _) in list {
                 f.store(true, Ordering::Release);
+            }
+        }
+    }
+
+    /// An expired `key` was deleted (sweeper or a write that met it). Like Redis's
+    /// `touchWatchedKey`: a watcher that saw the key already expired sees no change (the key is
+    /// logically the same: absent) and from now on watches an absent key; a watcher that saw
+    /// it live is told.
+    pub fn touch_expired(&self, db: usize, key: &[u8]) {
+        if self.count.load(Ordering::Relaxed) == 0 {
+            return;
+        }
+        if let Some(list) = lock(&self.map).get_mut(&(db, key.to_vec())) {
+            for (_, f, was_expired) in list.iter_mut() {
+                if *was_expired {
+                    *was_expired = false;
+                } else {
+                    f.store(true, Ordering::Release);
+                }
             }
         }
     }

@@ -390,8 +390,12 @@ fn notify_touched(state: &Arc<ServerState>, log: &WriteLog) {
         .stats
         .dirty
         .fetch_add(touched.len() as u64, Ordering::Relaxed);
-    for (db, key) in touched {
-        state.watches.touch(db, &key);
+    for t in touched {
+        if t.expired {
+            state.watches.touch_expired(t.db, &t.key);
+        } else {
+            state.watches.touch(t.db, &t.key);
+        }
     }
 }
 
@@ -563,7 +567,7 @@ fn sweep_expired(
             budget -= 1;
             match v.lookup_raw(&key)? {
                 Some(h) if h.expire_at == Some(at) && h.is_expired(now) => {
-                    v.delete_entry(&key, &h)?;
+                    v.delete_expired(&key, &h)?;
                     state.stats.expired_keys.fetch_add(1, Ordering::Relaxed);
                 }
                 _ => v.drop_deadline(at, &key)?,

@@ -53,7 +53,7 @@ use rivet::Tx;
 use rivet_server::store::collections::Coll;
 use rivet_server::store::keyspace::{key_hash, Body, Header, Kind};
 use rivet_server::store::strings::{string_len, CHUNK, INLINE_MAX};
-use rivet_server::store::{DbView, Store, WriteLog};
+use rivet_server::store::{DbView, Store, Touched, WriteLog};
 
 // ---------------------------------------------------------------------------------------
 // Configuration
@@ -893,7 +893,7 @@ impl Harness {
                     for (at, k) in due {
                         match v.lookup_raw(&k).tc()? {
                             Some(h) if h.expire_at == Some(at) && h.is_expired(now) => {
-                                v.delete_entry(&k, &h).tc()?;
+                                v.delete_expired(&k, &h).tc()?;
                             }
                             other => {
                                 return Err(TestCaseError::fail(format!(
@@ -903,8 +903,14 @@ impl Harness {
                         }
                         model.map.remove(&(*db, k));
                     }
-                    let touched: Vec<(usize, Vec<u8>)> =
-                        want.into_iter().map(|(_, k)| (*db, k)).collect();
+                    let touched: Vec<Touched> = want
+                        .into_iter()
+                        .map(|(_, key)| Touched {
+                            db: *db,
+                            key,
+                            expired: true,
+                        })
+                        .collect();
                     prop_assert_eq!(log.take(), touched, "write log of the sweep");
                     return self.check_cheap(None);
                 }
@@ -914,7 +920,7 @@ impl Harness {
         let logged = log.take();
         if mutated {
             prop_assert!(
-                logged.contains(&(db, key.clone())),
+                logged.iter().any(|t| t.db == db && t.key == key),
                 "write log {logged:?} lacks ({db}, {key:?})"
             );
         } else {

@@ -222,7 +222,7 @@ impl<'tx> DbView<'tx> {
     pub fn lookup_for_write(&self, key: &[u8], now_ms: i64) -> Result<Option<Header<'tx>>> {
         match self.lookup_raw(key)? {
             Some(h) if h.is_expired(now_ms) => {
-                self.delete_entry(key, &h)?;
+                self.delete_expired(key, &h)?;
                 Ok(None)
             }
             other => Ok(other),
@@ -280,6 +280,15 @@ impl<'tx> DbView<'tx> {
     /// Removes `key` (whose current header is `h`) with its deadline entry and its out-of-line
     /// data.
     pub fn delete_entry(&self, key: &[u8], h: &Header<'_>) -> Result<()> {
+        self.remove(key, h, false)
+    }
+
+    /// Deletes the expired `key` (header `h`): recorded as an expiry, not a change, for WATCH.
+    pub fn delete_expired(&self, key: &[u8], h: &Header<'_>) -> Result<()> {
+        self.remove(key, h, true)
+    }
+
+    fn remove(&self, key: &[u8], h: &Header<'_>, expired: bool) -> Result<()> {
         let slot = slot_key(key);
         if let Some(e) = h.expire_at {
             let idx = self.expires()?;
@@ -292,7 +301,7 @@ impl<'tx> DbView<'tx> {
         let keys = self.keys()?;
         keys.delete(&slot)?;
         keys.set_sequence(keys.sequence().saturating_sub(1))?;
-        self.touch(key);
+        self.record(key, expired);
         Ok(())
     }
 

@@ -297,14 +297,25 @@ fn init_layout(tx: &Tx, databases: usize) -> Result<Vec<u8>> {
 /// (later) blocked clients are told from it.
 #[derive(Debug, Default)]
 pub struct WriteLog {
-    touched: RefCell<Vec<(usize, Vec<u8>)>>,
+    touched: RefCell<Vec<Touched>>,
 }
 
 impl WriteLog {
     /// Takes the keys recorded so far.
-    pub fn take(&self) -> Vec<(usize, Vec<u8>)> {
+    pub fn take(&self) -> Vec<Touched> {
         std::mem::take(&mut *self.touched.borrow_mut())
     }
+}
+
+/// A key a write transaction changed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Touched {
+    /// Logical database.
+    pub db: usize,
+    /// The key.
+    pub key: Vec<u8>,
+    /// The change was the deletion of an expired key (WATCH treats it specially).
+    pub expired: bool,
 }
 
 /// One logical database inside one transaction.
@@ -323,8 +334,16 @@ impl<'tx> DbView<'tx> {
 
     /// Records that `key` changed.
     pub fn touch(&self, key: &[u8]) {
+        self.record(key, false);
+    }
+
+    fn record(&self, key: &[u8], expired: bool) {
         if let Some(log) = self.log {
-            log.touched.borrow_mut().push((self.index, key.to_vec()));
+            log.touched.borrow_mut().push(Touched {
+                db: self.index,
+                key: key.to_vec(),
+                expired,
+            });
         }
     }
 

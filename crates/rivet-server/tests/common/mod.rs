@@ -54,6 +54,20 @@ fn spawn_ready(mut cmd: Command, port: u16, log: &Path, what: &str) -> Child {
     child
 }
 
+/// The port in the first "ready to accept connections addr=IP:PORT" line written to `log`
+/// after byte `from`.
+fn bound_port(log: &Path, from: u64) -> Option<u16> {
+    let text = std::fs::read(log).ok()?;
+    let text = String::from_utf8_lossy(text.get(from as usize..)?);
+    let line = text
+        .lines()
+        .find(|l| l.contains("ready to accept connections"))?;
+    let addr = line
+        .split_whitespace()
+        .find_map(|w| w.strip_prefix("addr="))?;
+    addr.rsplit(':').next()?.parse().ok()
+}
+
 /// Polls until a connection to `port` answers PING with PONG.
 fn wait_ready(child: &mut Child, port: u16) -> Result<(), String> {
     let deadline = Instant::now() + START_TIMEOUT;
@@ -147,20 +161,51 @@ impl RivetServer {
         s
     }
 
+    /// Starts the server on `--port 0` and reads the port it bound from its log, so that
+    /// parallel tests never race for a port picked in advance.
     fn spawn(&mut self) {
-        self.port = free_port();
+        let log = self.log_path();
+        let seen = std::fs::metadata(&log).map(|m| m.len()).unwrap_or(0);
         let mut cmd = Command::new(RIVET_BIN);
-        cmd.arg("--port")
-            .arg(self.port.to_string())
-            .args(["--bind", "127.0.0.1", "--db"])
+        cmd.args(["--port", "0", "--bind", "127.0.0.1", "--db"])
             .arg(self.db_path())
             .args(&self.extra);
-        self.child = Some(spawn_ready(
-            cmd,
-            self.port,
-            &self.log_path(),
-            "rivet-server",
-        ));
+        let deadline = Instant::now() + START_TIMEOUT;
+        let out = OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&log)
+            .unwrap_or_else(|e| panic!("open {}: {e}", log.display()));
+        let err = out.try_clone().expect("clone the log file handle");
+        cmd.stdin(Stdio::null()).stdout(out).stderr(err);
+        let mut child = cmd
+            .spawn()
+            .unwrap_or_else(|e| panic!("spawn rivet-server ({cmd:?}): {e}"));
+        let port = loop {
+            if let Some(p) = bound_port(&log, seen) {
+                break p;
+            }
+            let exited = child.try_wait().ok().flatten();
+            if exited.is_some() || Instant::now() > deadline {
+                let _ = child.kill();
+                let _ = child.wait();
+                panic!(
+                    "rivet-server did not start ({exited:?})\n--- command: {cmd:?}\n--- output:\n{}",
+                    read_log(&log)
+                );
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        };
+        if let Err(why) = wait_ready(&mut child, port) {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!(
+                "rivet-server did not answer on port {port}: {why}\n{}",
+                read_log(&log)
+            );
+        }
+        self.port = port;
+        self.child = Some(child);
     }
 
     pub fn port(&self) -> u16 {
