@@ -20,7 +20,7 @@ use crate::commands::{self, arity_error, arity_ok, unknown_subcommand, Ctx, Spec
 use crate::commands::{CONN, NO_AUTH, NO_MULTI, NO_QUEUE, WRITE};
 use crate::resp::parse::{Limits, RequestParser};
 use crate::resp::{Reply, OK};
-use crate::state::{lock, ClientHandle, ServerState};
+use crate::state::{lock, now_ms, ClientHandle, ServerState};
 use crate::writer::{refused_reply, Job, Queued, Watched};
 
 /// Writes gathered before they are sent to the writer regardless of what follows.
@@ -76,13 +76,6 @@ struct Conn {
     started: Instant,
     /// Unix ms at `anchor`, to turn an `Instant` into wall-clock ms without another clock read.
     anchor: (Instant, i64),
-}
-
-fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or(0)
 }
 
 /// Serves one accepted connection until it closes, is killed, or the server shuts down.
@@ -441,7 +434,6 @@ impl Conn {
         let Some(tx) = self.read_tx.take() else {
             return err("ERR internal: no read transaction");
         };
-        let mut flushed = Vec::new();
         let mut ctx = Ctx {
             store: &self.state.store,
             tx: &tx,
@@ -451,7 +443,6 @@ impl Conn {
             proto: self.proto,
             now_ms: now,
             log: None,
-            flushed: &mut flushed,
         };
         let r = match handler(&mut ctx, args) {
             Ok(r) => r,

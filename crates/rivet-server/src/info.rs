@@ -92,10 +92,7 @@ fn server(state: &ServerState) -> String {
         std::env::consts::ARCH,
         std::process::id(),
         state.port,
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap_or_default()
-            .as_micros(),
+        crate::state::unix_now().as_micros(),
         up / 86400,
         std::env::current_exe().map(|p| p.display().to_string()).unwrap_or_default(),
         state.config.file.get().map(|p| p.display().to_string()).unwrap_or_default(),

@@ -149,10 +149,7 @@ async fn start_store(
     let addr = listener.local_addr().map_err(|e| e.to_string())?;
     let (handle, rx) = WriterHandle::new();
     let (shutdown, _) = tokio::sync::watch::channel(false);
-    let now_unix = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap_or_default()
-        .as_secs();
+    let now_unix = crate::state::unix_now().as_secs();
     let stats = Stats::default();
     stats.lastsave.store(now_unix, Ordering::Relaxed);
     let state = Arc::new(ServerState {

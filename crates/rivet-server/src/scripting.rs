@@ -25,7 +25,7 @@ use mlua::{Function, HookTriggers, Lua, LuaOptions, MultiValue, StdLib, Table, V
 use crate::commands::args::{err, int, is, lower};
 use crate::commands::{self, arity_ok, unknown_subcommand, CmdResult, Ctx, CONN, WRITE};
 use crate::resp::{Reply, OK};
-use crate::state::{lock, ServerState};
+use crate::state::{lock, now_ms, ServerState};
 
 /// The BUSY error text.
 pub const BUSY: &str =
@@ -77,13 +77,6 @@ pub fn allowed_while_busy(name: &str, args: &[Bytes]) -> bool {
 /// Lowercase hex SHA1 of `b` (Redis's script ids).
 pub fn sha1_hex(b: &[u8]) -> String {
     sha1_smol::Sha1::from(b).digest().to_string()
-}
-
-fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or(0)
 }
 
 thread_local! {

@@ -10,6 +10,18 @@ use crate::config::Config;
 use crate::store::Store;
 use crate::writer::WriterHandle;
 
+/// Time since the Unix epoch (zero if the clock is before it).
+pub fn unix_now() -> std::time::Duration {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default()
+}
+
+/// Unix time in milliseconds: the clock every expiry decision uses.
+pub fn now_ms() -> i64 {
+    unix_now().as_millis() as i64
+}
+
 /// Locks a mutex, ignoring poisoning (the protected data stays consistent across panics:
 /// every critical section is a single insert, remove or counter update).
 pub fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {

@@ -18,7 +18,7 @@ use tokio::sync::oneshot;
 
 use crate::commands::{self, Ctx};
 use crate::resp::Reply;
-use crate::state::{lock, ServerState};
+use crate::state::{lock, now_ms, ServerState};
 use crate::store::WriteLog;
 
 /// Most jobs folded into one commit.
@@ -121,13 +121,6 @@ pub fn refused_reply(why: &str) -> Reply {
     Reply::err(format!(
         "MISCONF Errors writing to the data file: {why}. Writes are refused until the server is restarted; reads still work."
     ))
-}
-
-fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or(0)
 }
 
 /// What applying one job produced, sent after the commit.
@@ -278,7 +271,6 @@ fn commit_batch(state: &Arc<ServerState>, jobs: Vec<Job>, sweep: bool) -> bool {
     };
     let log = WriteLog::default();
     let mut done = Vec::with_capacity(jobs.len());
-    let mut swapped = false;
     let mut failure: Option<rivet::Error> = None;
     for job in jobs {
         if failure.is_some() {
@@ -288,7 +280,7 @@ fn commit_batch(state: &Arc<ServerState>, jobs: Vec<Job>, sweep: bool) -> bool {
             );
             continue;
         }
-        match apply_job(state, &tx, &log, job, &mut swapped) {
+        match apply_job(state, &tx, &log, job) {
             Ok(d) => done.push(d),
             Err((e, d)) => {
                 failure = Some(e);
@@ -307,6 +299,7 @@ fn commit_batch(state: &Arc<ServerState>, jobs: Vec<Job>, sweep: bool) -> bool {
     if let Some(e) = failure {
         tracing::error!(error = %e, "write batch failed; rolled back");
         tx.rollback();
+        publish_dbmap(&store);
         let r = match e {
             rivet::Error::MaxSizeReached { limit } => max_size_reply(limit),
             other => Reply::err(format!("ERR {other}")),
@@ -316,7 +309,6 @@ fn commit_batch(state: &Arc<ServerState>, jobs: Vec<Job>, sweep: bool) -> bool {
         }
         return false;
     }
-    let txid = tx.id();
     let writes: u64 = done.iter().map(Done::write_count).sum();
     let t0 = Instant::now();
     match tx.commit() {
@@ -330,11 +322,7 @@ fn commit_batch(state: &Arc<ServerState>, jobs: Vec<Job>, sweep: bool) -> bool {
             s.writes_committed.fetch_add(writes, Ordering::Relaxed);
             s.commit_usec_total.fetch_add(us, Ordering::Relaxed);
             s.commit_usec_max.fetch_max(us, Ordering::Relaxed);
-            if swapped {
-                if let Err(e) = store.publish_dbmap(txid) {
-                    tracing::error!(error = %e, "reading the database map after SWAPDB");
-                }
-            }
+            publish_dbmap(&store);
             for d in done {
                 d.send();
             }
@@ -360,6 +348,13 @@ fn commit_batch(state: &Arc<ServerState>, jobs: Vec<Job>, sweep: bool) -> bool {
         }
     }
     more_due
+}
+
+/// Makes a SWAPDB of the ended transaction (committed or not) visible to readers' cache.
+fn publish_dbmap(store: &crate::store::Store) {
+    if let Err(e) = store.publish_dbmap() {
+        tracing::error!(error = %e, "reading the database map after SWAPDB");
+    }
 }
 
 /// The error of commands whose commit would grow the file past `--max-file-size`.
@@ -407,12 +402,10 @@ fn run_command(
     client: (u64, u8),
     db: &mut usize,
     args: &[Bytes],
-    swapped: &mut bool,
 ) -> Result<Reply, rivet::Error> {
     let Some(spec) = commands::lookup(&args[0]) else {
         return Ok(commands::unknown_command(args));
     };
-    let mut flushed = Vec::new();
     let t0 = Instant::now();
     let reply = {
         let mut ctx = Ctx {
@@ -424,7 +417,6 @@ fn run_command(
             proto: client.1,
             now_ms: now_ms(),
             log: Some(log),
-            flushed: &mut flushed,
         };
         let r = match spec.handler {
             Some(h) => h(&mut ctx, args)?,
@@ -441,22 +433,13 @@ fn run_command(
         .stats
         .commands_processed
         .fetch_add(1, Ordering::Relaxed);
-    if spec.name == "swapdb" && !flushed.is_empty() {
-        *swapped = true;
-    }
     notify_touched(state, log);
     Ok(reply)
 }
 
 type JobResult = Result<Done, (rivet::Error, Done)>;
 
-fn apply_job(
-    state: &Arc<ServerState>,
-    tx: &rivet::Tx,
-    log: &WriteLog,
-    job: Job,
-    swapped: &mut bool,
-) -> JobResult {
+fn apply_job(state: &Arc<ServerState>, tx: &rivet::Tx, log: &WriteLog, job: Job) -> JobResult {
     match job {
         Job::Commands {
             client,
@@ -466,7 +449,7 @@ fn apply_job(
             let mut replies = Vec::with_capacity(cmds.len());
             for q in &cmds {
                 let mut db = q.db;
-                match run_command(state, tx, log, client, &mut db, &q.args, swapped) {
+                match run_command(state, tx, log, client, &mut db, &q.args) {
                     Ok(r) => replies.push(r),
                     Err(e) => {
                         replies.resize(cmds.len(), Reply::Nil);
@@ -494,7 +477,7 @@ fn apply_job(
             }
             let mut replies = Vec::with_capacity(cmds.len());
             for args in &cmds {
-                match run_command(state, tx, log, client, &mut db, args, swapped) {
+                match run_command(state, tx, log, client, &mut db, args) {
                     Ok(r) => replies.push(r),
                     Err(e) => return Err((e, Done::Exec(reply, Reply::NilArray, start_db))),
                 }

@@ -572,10 +572,9 @@ impl Harness {
 
     fn commit(&mut self) -> Result<(), TestCaseError> {
         let tx = self.tx.take().expect("tx");
-        let txid = tx.id();
         tx.commit().tc()?;
         if std::mem::take(&mut self.swapped) {
-            self.store().publish_dbmap(txid).tc()?;
+            self.store().publish_dbmap().tc()?;
         }
         self.committed = self.model.clone();
         Ok(())

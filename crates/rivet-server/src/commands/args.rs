@@ -166,6 +166,26 @@ pub fn optional_count(a: &[bytes::Bytes], at: usize) -> Result<Option<u64>, Repl
     }
 }
 
+/// Redis's inclusive index range over `len` items as LRANGE, LTRIM and ZRANGE read it
+/// (negative indexes count from the end); `None` when empty.
+pub fn list_range(len: i64, start: i64, end: i64) -> Option<(i64, i64)> {
+    let s = if start < 0 { start + len } else { start }.max(0);
+    let e = if end < 0 { end + len } else { end };
+    if s > e || s >= len {
+        return None;
+    }
+    Some((s, e.min(len - 1)))
+}
+
+/// Redis's inclusive index range over `len` bytes (or bits) as GETRANGE, BITCOUNT and BITPOS
+/// read it: like [`list_range`], but an end still negative after counting from the end
+/// becomes 0. `None` when empty.
+pub fn string_range(len: i64, start: i64, end: i64) -> Option<(i64, i64)> {
+    let s = if start < 0 { start + len } else { start }.max(0);
+    let e = if end < 0 { end + len } else { end }.max(0).min(len - 1);
+    (s <= e).then_some((s, e))
+}
+
 /// Case-insensitive comparison of an argument with an ASCII keyword.
 pub fn is(a: &[u8], kw: &str) -> bool {
     a.eq_ignore_ascii_case(kw.as_bytes())

@@ -69,21 +69,7 @@ pub fn getbit(ctx: &mut Ctx<'_>, a: &[Bytes]) -> CmdResult {
 /// bit range; `None` when empty.
 fn bit_range(len: u64, start: i64, end: i64, isbit: bool) -> Option<(u64, u64)> {
     let total = if isbit { len as i64 * 8 } else { len as i64 };
-    let (mut s, mut e) = (start, end);
-    if s < 0 {
-        s += total;
-    }
-    if e < 0 {
-        e += total;
-    }
-    s = s.max(0);
-    e = e.max(0);
-    if e >= total {
-        e = total - 1;
-    }
-    if s > e {
-        return None;
-    }
+    let (s, e) = super::args::string_range(total, start, end)?;
     Some(if isbit {
         (s as u64, e as u64)
     } else {

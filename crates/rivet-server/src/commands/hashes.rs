@@ -162,12 +162,7 @@ pub fn hincrby(ctx: &mut Ctx<'_>, a: &[Bytes]) -> CmdResult {
     let v = ctx.view()?;
     let found = tri!(write(&v, &a[1], ctx.now_ms, Kind::Hash));
     let mut c = or_new(&v, &found, Kind::Hash)?;
-    let cur = match found
-        .as_ref()
-        .map(|_| v.coll_get(c.id, &a[2]))
-        .transpose()?
-        .flatten()
-    {
+    let cur = match v.coll_get(c.id, &a[2])? {
         Some(x) => match crate::resp::parse::parse_i64(x) {
             Some(n) => Some(n),
             None => return Ok(err("ERR hash value is not an integer")),
@@ -192,12 +187,7 @@ pub fn hincrbyfloat(ctx: &mut Ctx<'_>, a: &[Bytes]) -> CmdResult {
     let v = ctx.view()?;
     let found = tri!(write(&v, &a[1], ctx.now_ms, Kind::Hash));
     let mut c = or_new(&v, &found, Kind::Hash)?;
-    let cur = match found
-        .as_ref()
-        .map(|_| v.coll_get(c.id, &a[2]))
-        .transpose()?
-        .flatten()
-    {
+    let cur = match v.coll_get(c.id, &a[2])? {
         Some(x) if !crate::numeric::is_long_double(x) => {
             return Ok(err("ERR hash value is not a float"))
         }

@@ -524,8 +524,6 @@ pub fn swapdb(ctx: &mut Ctx<'_>, a: &[Bytes]) -> CmdResult {
             }
         }
         ctx.store.swap_databases(ctx.tx, x, y)?;
-        ctx.flushed.push(x);
-        ctx.flushed.push(y);
     }
     Ok(OK)
 }
@@ -566,6 +564,5 @@ fn flush_one(ctx: &mut Ctx<'_>, db: usize) -> Result<(), rivet::Error> {
             ctx.state.watches.touch(db, &k);
         }
     }
-    ctx.flushed.push(db);
     ctx.store.flush(ctx.tx, db)
 }

@@ -145,22 +145,6 @@ pub fn lset(ctx: &mut Ctx<'_>, a: &[Bytes]) -> CmdResult {
     Ok(OK)
 }
 
-/// Normalises LRANGE/LTRIM bounds to an inclusive index range, if non-empty.
-fn range(len: i64, start: i64, end: i64) -> Option<(i64, i64)> {
-    let mut s = if start < 0 { start + len } else { start };
-    let mut e = if end < 0 { end + len } else { end };
-    if s < 0 {
-        s = 0;
-    }
-    if s > e || s >= len {
-        return None;
-    }
-    if e >= len {
-        e = len - 1;
-    }
-    Some((s, e))
-}
-
 /// LRANGE key start stop
 pub fn lrange(ctx: &mut Ctx<'_>, a: &[Bytes]) -> CmdResult {
     let start = arg!(int(&a[2]));
@@ -169,7 +153,7 @@ pub fn lrange(ctx: &mut Ctx<'_>, a: &[Bytes]) -> CmdResult {
     let Some((_, c)) = tri!(read(&v, &a[1], ctx.now_ms, Kind::List)) else {
         return Ok(Reply::Array(vec![]));
     };
-    let Some((s, e)) = range(c.len as i64, start, end) else {
+    let Some((s, e)) = super::args::list_range(c.len as i64, start, end) else {
         return Ok(Reply::Array(vec![]));
     };
     let mut out = Vec::with_capacity((e - s + 1) as usize);
@@ -188,7 +172,7 @@ pub fn ltrim(ctx: &mut Ctx<'_>, a: &[Bytes]) -> CmdResult {
     let Some((h, mut c)) = tri!(write(&v, &a[1], ctx.now_ms, Kind::List)) else {
         return Ok(OK);
     };
-    let (keep_from, keep_to) = range(c.len as i64, start, end).unwrap_or((0, -1));
+    let (keep_from, keep_to) = super::args::list_range(c.len as i64, start, end).unwrap_or((0, -1));
     let len = c.len as i64;
     for i in (0..keep_from.min(len)).chain((keep_to + 1).max(0)..len) {
         v.coll_del(c.id, &list_pos(c.head + i))?;

@@ -81,8 +81,6 @@ pub struct Ctx<'a> {
     pub now_ms: i64,
     /// Present in the writer: records touched keys.
     pub log: Option<&'a WriteLog>,
-    /// Set by FLUSHDB/FLUSHALL/SWAPDB: databases whose watchers must all be told.
-    pub flushed: &'a mut Vec<usize>,
 }
 
 impl<'a> Ctx<'a> {

@@ -36,9 +36,7 @@ pub fn echo(_ctx: &mut Ctx<'_>, a: &[Bytes]) -> CmdResult {
 
 /// TIME: [unix seconds, microseconds]
 pub fn time(_ctx: &mut Ctx<'_>, _a: &[Bytes]) -> CmdResult {
-    let d = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap_or_default();
+    let d = crate::state::unix_now();
     Ok(Reply::Array(vec![
         Reply::Bulk(d.as_secs().to_string().into_bytes()),
         Reply::Bulk(d.subsec_micros().to_string().into_bytes()),
@@ -68,10 +66,7 @@ pub fn write_backup(state: &ServerState) -> Result<u64, rivet::Error> {
     drop(tx);
     std::fs::rename(&tmp, &dst)
         .map_err(|e| rivet::Error::io(format!("rename to {}", dst.display()), e))?;
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap_or_default()
-        .as_secs();
+    let now = crate::state::unix_now().as_secs();
     state.stats.lastsave.store(now, Ordering::Relaxed);
     state.stats.dirty.store(0, Ordering::Relaxed);
     Ok(n)

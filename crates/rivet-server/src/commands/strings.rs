@@ -355,8 +355,8 @@ pub fn strlen(ctx: &mut Ctx<'_>, a: &[Bytes]) -> CmdResult {
 
 /// GETRANGE key start end (and SUBSTR): inclusive, negative indexes from the end.
 pub fn getrange(ctx: &mut Ctx<'_>, a: &[Bytes]) -> CmdResult {
-    let mut start = arg!(int(&a[2]));
-    let mut end = arg!(int(&a[3]));
+    let start = arg!(int(&a[2]));
+    let end = arg!(int(&a[3]));
     let v = ctx.view()?;
     let Some(h) = tri!(read_string(&v, &a[1], ctx.now_ms)) else {
         return Ok(Reply::Bulk(Vec::new()));
@@ -365,25 +365,10 @@ pub fn getrange(ctx: &mut Ctx<'_>, a: &[Bytes]) -> CmdResult {
     if start < 0 && end < 0 && start > end {
         return Ok(Reply::Bulk(Vec::new()));
     }
-    if start < 0 {
-        start += len;
-    }
-    if end < 0 {
-        end += len;
-    }
-    start = start.max(0);
-    end = end.max(0);
-    if end >= len {
-        end = len - 1;
-    }
-    if start > end || len == 0 {
+    let Some((s, e)) = args::string_range(len, start, end) else {
         return Ok(Reply::Bulk(Vec::new()));
-    }
-    Ok(Reply::Bulk(v.string_range(
-        &h,
-        start as u64,
-        end as u64 + 1,
-    )?))
+    };
+    Ok(Reply::Bulk(v.string_range(&h, s as u64, e as u64 + 1)?))
 }
 
 /// SETRANGE key offset value

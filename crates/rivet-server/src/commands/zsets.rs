@@ -221,16 +221,9 @@ pub fn zrange(ctx: &mut Ctx<'_>, a: &[Bytes]) -> CmdResult {
     let Some((_, c)) = tri!(read(&v, &a[1], ctx.now_ms, Kind::ZSet)) else {
         return Ok(Reply::Array(vec![]));
     };
-    let len = c.len as i64;
-    let mut s = if start < 0 { start + len } else { start };
-    let mut e = if end < 0 { end + len } else { end };
-    s = s.max(0);
-    if s > e || s >= len {
+    let Some((s, e)) = super::args::list_range(c.len as i64, start, end) else {
         return Ok(Reply::Array(vec![]));
-    }
-    if e >= len {
-        e = len - 1;
-    }
+    };
     let mut out = Vec::new();
     let mut idx = 0i64;
     v.coll_scan(c.id, b"s", None, rev, |k, _| {

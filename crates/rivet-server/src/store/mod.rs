@@ -186,7 +186,7 @@ impl Store {
     }
 
     /// Swaps logical databases `a` and `b` inside the write transaction `tx`. Readers keep
-    /// their snapshot's mapping; call [`Store::publish_dbmap`] after the commit.
+    /// their snapshot's mapping; call [`Store::publish_dbmap`] once the transaction is over.
     pub fn swap_databases(&self, tx: &Tx, a: usize, b: usize) -> Result<()> {
         let mut map = read_dbmap(tx)?;
         map.swap(a, b);
@@ -197,15 +197,25 @@ impl Store {
         Ok(())
     }
 
-    /// After a commit (txid `txid`) that changed the database map, lets readers use the new
-    /// map from memory again.
-    pub fn publish_dbmap(&self, txid: u64) -> Result<()> {
+    /// After a write transaction ends (committed or rolled back): if it swapped databases,
+    /// lets readers use the file's current map from memory again. A no-op otherwise (the
+    /// cache is pending exactly when a swap lowered its `valid_until`).
+    pub fn publish_dbmap(&self) -> Result<()> {
+        if self
+            .dbmap
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .valid_until
+            == u64::MAX
+        {
+            return Ok(());
+        }
         let tx = self.db.begin_read()?;
         let map = read_dbmap(&tx)?;
         let mut cache = self.dbmap.write().unwrap_or_else(|e| e.into_inner());
         *cache = DbMapCache {
             map,
-            valid_from: txid.max(tx.id()),
+            valid_from: tx.id(),
             valid_until: u64::MAX,
         };
         Ok(())

@@ -21,6 +21,19 @@ fn chunk_key(id: u64, n: u64) -> [u8; 12] {
     k
 }
 
+/// The header of a chunked string value `id` of `len` bytes.
+fn chunked(id: u64, len: u64, expire_at: Option<i64>) -> Header<'static> {
+    Header {
+        kind: Kind::String,
+        expire_at,
+        body: Body::Id {
+            id,
+            len,
+            extra: &[],
+        },
+    }
+}
+
 /// The length in bytes of a string header's value.
 pub fn string_len(h: &Header<'_>) -> u64 {
     match h.body {
@@ -34,7 +47,7 @@ impl<'tx> DbView<'tx> {
     pub fn string_value(&self, h: &Header<'tx>) -> Result<Cow<'tx, [u8]>> {
         match h.body {
             Body::Inline(b) => Ok(Cow::Borrowed(b)),
-            Body::Id { len, .. } => Ok(Cow::Owned(self.string_range(h, 0, len)?)),
+            Body::Id { .. } => Ok(Cow::Owned(self.string_bytes(h)?)),
         }
     }
 
@@ -59,32 +72,28 @@ impl<'tx> DbView<'tx> {
         }
     }
 
-    /// Bytes `start..end` (already clamped to `len`) of chunked value `id`.
+    /// Bytes `start..end` (clamped to `len`) of chunked value `id`.
     fn chunk_range(&self, id: u64, len: u64, start: u64, end: u64) -> Result<Vec<u8>> {
         let end = end.min(len);
         if start >= end {
             return Ok(Vec::new());
         }
-        {
-            {
-                let chunks = self.chunks()?;
-                let mut out = Vec::with_capacity((end - start) as usize);
-                let mut pos = start;
-                while pos < end {
-                    let n = pos / CHUNK as u64;
-                    let within = (pos % CHUNK as u64) as usize;
-                    let take = ((CHUNK - within) as u64).min(end - pos) as usize;
-                    let data = chunks.get(&chunk_key(id, n))?.unwrap_or(&[]);
-                    let have = data.len().saturating_sub(within).min(take);
-                    if have > 0 {
-                        out.extend_from_slice(&data[within..within + have]);
-                    }
-                    out.resize(out.len() + (take - have), 0);
-                    pos += take as u64;
-                }
-                Ok(out)
+        let chunks = self.chunks()?;
+        let mut out = Vec::with_capacity((end - start) as usize);
+        let mut pos = start;
+        while pos < end {
+            let n = pos / CHUNK as u64;
+            let within = (pos % CHUNK as u64) as usize;
+            let take = ((CHUNK - within) as u64).min(end - pos) as usize;
+            let data = chunks.get(&chunk_key(id, n))?.unwrap_or(&[]);
+            let have = data.len().saturating_sub(within).min(take);
+            if have > 0 {
+                out.extend_from_slice(&data[within..within + have]);
             }
+            out.resize(out.len() + (take - have), 0);
+            pos += take as u64;
         }
+        Ok(out)
     }
 
     /// Replaces the value of `key` (current live header `old`, any type) with the string
@@ -96,19 +105,15 @@ impl<'tx> DbView<'tx> {
         value: &[u8],
         expire_at: Option<i64>,
     ) -> Result<()> {
-        if let Some(Header {
-            body: Body::Id { id, len, .. },
-            kind,
-            ..
-        }) = old
-        {
-            if *kind == Kind::String {
-                self.free_chunks(*id, *len)?;
-            } else {
-                // Replacing a collection with a string: drop the whole old entry first.
-                let o = *old.expect("matched Some");
-                self.delete_entry(key, &o)?;
-                return self.write_string(key, None, value, expire_at);
+        if let Some(o) = old {
+            match o.body {
+                Body::Id { id, .. } if o.kind == Kind::String => self.free_chunks(id)?,
+                Body::Id { .. } => {
+                    // Replacing a collection with a string: drop the whole old entry first.
+                    self.delete_entry(key, o)?;
+                    return self.write_string(key, None, value, expire_at);
+                }
+                Body::Inline(_) => {}
             }
         }
         if value.len() <= INLINE_MAX {
@@ -121,16 +126,7 @@ impl<'tx> DbView<'tx> {
         }
         let id = self.new_id()?;
         self.write_chunks(id, 0, value)?;
-        let h = Header {
-            kind: Kind::String,
-            expire_at,
-            body: Body::Id {
-                id,
-                len: value.len() as u64,
-                extra: &[],
-            },
-        };
-        self.put_header(key, old, &h)
+        self.put_header(key, old, &chunked(id, value.len() as u64, expire_at))
     }
 
     /// Writes `data` at byte `offset` of the string `key` (current live string header `old`,
@@ -159,16 +155,7 @@ impl<'tx> DbView<'tx> {
             }
             Some(Body::Id { id, .. }) => {
                 self.write_chunks(id, offset, data)?;
-                let h = Header {
-                    kind: Kind::String,
-                    expire_at,
-                    body: Body::Id {
-                        id,
-                        len: new_len,
-                        extra: &[],
-                    },
-                };
-                self.put_header(key, old, &h)?;
+                self.put_header(key, old, &chunked(id, new_len, expire_at))?;
             }
             _ => {
                 // Inline (or new) growing past the inline limit: move to chunks.
@@ -177,16 +164,7 @@ impl<'tx> DbView<'tx> {
                     self.write_chunks(id, 0, b)?;
                 }
                 self.write_chunks(id, offset, data)?;
-                let h = Header {
-                    kind: Kind::String,
-                    expire_at,
-                    body: Body::Id {
-                        id,
-                        len: new_len,
-                        extra: &[],
-                    },
-                };
-                self.put_header(key, old, &h)?;
+                self.put_header(key, old, &chunked(id, new_len, expire_at))?;
             }
         }
         Ok(new_len)
@@ -220,7 +198,7 @@ impl<'tx> DbView<'tx> {
     }
 
     /// Deletes every chunk of value `id` (only the chunks that exist are visited).
-    pub(crate) fn free_chunks(&self, id: u64, _len: u64) -> Result<()> {
+    pub(crate) fn free_chunks(&self, id: u64) -> Result<()> {
         super::delete_prefix(&self.chunks()?, &id.to_be_bytes())
     }
 }
