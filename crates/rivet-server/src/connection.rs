@@ -74,8 +74,6 @@ struct Conn {
     read_tx: Option<rivet::Tx>,
     /// When the current command started.
     started: Instant,
-    /// Unix ms at `anchor`, to turn an `Instant` into wall-clock ms without another clock read.
-    anchor: (Instant, i64),
 }
 
 /// Serves one accepted connection until it closes, is killed, or the server shuts down.
@@ -96,7 +94,6 @@ pub async fn serve(mut socket: TcpStream, state: Arc<ServerState>, handle: Arc<C
         group_silent: Vec::new(),
         read_tx: None,
         started: Instant::now(),
-        anchor: (Instant::now(), now_ms()),
     };
     let mut rbuf = BytesMut::with_capacity(16 * 1024);
     let mut out: Vec<u8> = Vec::with_capacity(16 * 1024);
@@ -271,8 +268,7 @@ impl Conn {
     }
 
     fn note_command(&mut self, name: &str) {
-        // One clock read per command: the command's start time serves CLIENT LIST's idle
-        // time, the command statistics and (through `clock_ms`) the expiry decisions.
+        // The command's start serves CLIENT LIST's idle time and the command statistics.
         self.started = Instant::now();
         let mut info = lock(&self.handle.info);
         info.last_cmd.clear();
@@ -284,17 +280,6 @@ impl Conn {
             .as_ref()
             .map(|m| m.cmds.len() as i64)
             .unwrap_or(-1);
-    }
-
-    /// Wall-clock ms of the current command's start, from the anchor (re-anchored every
-    /// second so clock adjustments show up quickly).
-    fn clock_ms(&mut self) -> i64 {
-        let since = self.started.saturating_duration_since(self.anchor.0);
-        if since.as_secs() >= 1 {
-            self.anchor = (self.started, now_ms());
-            return self.anchor.1;
-        }
-        self.anchor.1 + since.as_millis() as i64
     }
 
     /// Runs or queues one request.
@@ -424,7 +409,9 @@ impl Conn {
             return err("ERR internal: command has no handler");
         };
         let t0 = self.started;
-        let now = self.clock_ms();
+        // The wall clock itself, as the writer reads it: a derived time could run a
+        // millisecond behind and show a TTL longer than the one just set.
+        let now = now_ms();
         if self.read_tx.is_none() {
             match self.state.store.db().begin_read() {
                 Ok(tx) => self.read_tx = Some(tx),

@@ -247,3 +247,22 @@ fn scan_cursor_minus_one_is_the_end() {
         .to_string()
         .contains("invalid cursor"));
 }
+
+/// Regression: reads once took their time from a clock derived from an earlier reading, up to
+/// a millisecond behind the writer's, so PTTL right after PEXPIRE 1000 could say 1001.
+#[test]
+fn pttl_never_exceeds_the_ttl_just_set() {
+    let server = RivetServer::start(&[]);
+    let mut c = server.conn();
+    for _ in 0..300 {
+        assert_eq!(
+            c.cmd(&["SET", "k", "v"]),
+            common::Frame::Simple("OK".into())
+        );
+        assert_eq!(c.cmd(&["PEXPIRE", "k", "1000"]), common::Frame::Integer(1));
+        match c.cmd(&["PTTL", "k"]) {
+            common::Frame::Integer(t) => assert!((900..=1000).contains(&t), "PTTL {t}"),
+            other => panic!("PTTL answered {other}"),
+        }
+    }
+}
