@@ -21,6 +21,8 @@ pub mod sort;
 pub mod streams;
 pub mod strings;
 mod table;
+pub mod zrange;
+pub mod zsetops;
 pub mod zsets;
 
 use std::sync::Arc;

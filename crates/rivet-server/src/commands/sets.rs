@@ -1,14 +1,12 @@
-//! Set commands (Redis `t_set.c`): each member is its own entry. SRANDMEMBER and SPOP pick
-//! by random position, which walks the set (O(n)); a rank index to make that O(log n) is
-//! planned with the sorted-set rank work.
+//! Set commands (Redis `t_set.c`): each member is its own entry, and the rank index
+//! (`store::rank`) lets SRANDMEMBER and SPOP pick uniformly random members in O(log n) each.
 
 use bytes::Bytes;
-use rand::seq::SliceRandom;
-use rand::Rng;
 
 use super::access::{or_new, read, write};
 use super::args::{err, int};
 use super::strings::{arg, tri};
+use super::zsets::random_members;
 use super::{CmdResult, Ctx};
 use crate::resp::Reply;
 use crate::store::keyspace::Kind;
@@ -21,7 +19,7 @@ pub fn sadd(ctx: &mut Ctx<'_>, a: &[Bytes]) -> CmdResult {
     let mut c = or_new(&v, &found, Kind::Set)?;
     let mut added = 0;
     for m in &a[2..] {
-        if v.coll_put(c.id, m, b"")? {
+        if v.set_add(c.id, m)? {
             added += 1;
         }
     }
@@ -40,7 +38,7 @@ pub fn srem(ctx: &mut Ctx<'_>, a: &[Bytes]) -> CmdResult {
     };
     let mut n = 0;
     for m in &a[2..] {
-        if v.coll_del(c.id, m)? {
+        if v.set_remove(c.id, m)? {
             n += 1;
         }
     }
@@ -112,10 +110,10 @@ pub fn srandmember(ctx: &mut Ctx<'_>, a: &[Bytes]) -> CmdResult {
     } else {
         None
     };
-    if let Some(n) = count {
-        if n == i64::MIN || n.unsigned_abs() > (i64::MAX as u64) / 2 {
-            return Ok(err("ERR value is out of range"));
-        }
+    if count == Some(i64::MIN) {
+        return Ok(err(
+            "ERR value is out of range, value must between -9223372036854775807 and 9223372036854775807",
+        ));
     }
     let v = ctx.view()?;
     let Some((_, c)) = tri!(read(&v, &a[1], ctx.now_ms, Kind::Set)) else {
@@ -125,21 +123,11 @@ pub fn srandmember(ctx: &mut Ctx<'_>, a: &[Bytes]) -> CmdResult {
             Reply::Nil
         });
     };
-    let all = members(&v, c.id)?;
-    let mut rng = rand::thread_rng();
+    let picked = random_members(&v, Kind::Set, &c, count.unwrap_or(1))?;
+    let mut members = picked.into_iter().map(|(m, _)| Reply::Bulk(m));
     match count {
-        None => Ok(Reply::Bulk(all[rng.gen_range(0..all.len())].clone())),
-        Some(n) if n >= 0 => {
-            let mut picked = all;
-            picked.shuffle(&mut rng);
-            picked.truncate(n as usize);
-            Ok(Reply::Array(picked.into_iter().map(Reply::Bulk).collect()))
-        }
-        Some(n) => Ok(Reply::Array(
-            (0..n.unsigned_abs())
-                .map(|_| Reply::Bulk(all[rng.gen_range(0..all.len())].clone()))
-                .collect(),
-        )),
+        None => Ok(members.next().unwrap_or(Reply::Nil)),
+        Some(_) => Ok(Reply::Array(members.collect())),
     }
 }
 
@@ -154,16 +142,19 @@ pub fn spop(ctx: &mut Ctx<'_>, a: &[Bytes]) -> CmdResult {
             Reply::Nil
         });
     };
-    let mut all = members(&v, c.id)?;
-    all.shuffle(&mut rand::thread_rng());
-    all.truncate(count.unwrap_or(1) as usize);
-    for m in &all {
-        v.coll_del(c.id, m)?;
+    let n = count.unwrap_or(1).min(i64::MAX as u64) as i64;
+    let picked: Vec<Vec<u8>> = random_members(&v, Kind::Set, &c, n)?
+        .into_iter()
+        .map(|(m, _)| m)
+        .collect();
+    for m in &picked {
+        v.set_remove(c.id, m)?;
     }
-    c.len -= all.len() as u64;
+    c.len -= picked.len() as u64;
     v.coll_save(&a[1], Some(&h), &c)?;
+    let mut members = picked.into_iter().map(Reply::Bulk);
     Ok(match count {
-        None => Reply::Bulk(all.pop().unwrap_or_default()),
-        Some(_) => Reply::Set(all.into_iter().map(Reply::Bulk).collect()),
+        None => members.next().unwrap_or(Reply::Nil),
+        Some(_) => Reply::Set(members.collect()),
     })
 }

@@ -5,7 +5,8 @@ use std::collections::HashMap;
 use std::sync::OnceLock;
 
 use super::{
-    bits, hashes, keys, lists, member_scan, server, sets, sort, streams, strings, zsets, Handler,
+    bits, hashes, keys, lists, member_scan, server, sets, sort, streams, strings, zrange, zsetops,
+    zsets, Handler,
 };
 use super::{
     ADMIN, CONN, DENY_OOM, FAST, LOADING, NO_AUTH, NO_MULTI, NO_QUEUE, READONLY, STALE, WRITE,
@@ -142,6 +143,7 @@ pub static COMMANDS: &[Spec] = &[
     cmd!("zadd", -4, WF, KEY1, Some(zsets::zadd), "sorted-set"),
     cmd!("zincrby", 4, WF, KEY1, Some(zsets::zincrby), "sorted-set"),
     cmd!("zscore", 3, RF, KEY1, Some(zsets::zscore), "sorted-set"),
+    cmd!("zmscore", -3, RF, KEY1, Some(zsets::zmscore), "sorted-set"),
     cmd!("zcard", 2, RF, KEY1, Some(zsets::zcard), "sorted-set"),
     cmd!(
         "zrem",
@@ -151,8 +153,143 @@ pub static COMMANDS: &[Spec] = &[
         Some(zsets::zrem),
         "sorted-set"
     ),
-    cmd!("zrange", -4, R, KEY1, Some(zsets::zrange), "sorted-set"),
-    cmd!("zrevrange", -4, R, KEY1, Some(zsets::zrange), "sorted-set"),
+    cmd!("zrank", 3, RF, KEY1, Some(zsets::zrank), "sorted-set"),
+    cmd!("zrevrank", 3, RF, KEY1, Some(zsets::zrank), "sorted-set"),
+    cmd!("zcount", 4, RF, KEY1, Some(zsets::zcount), "sorted-set"),
+    cmd!(
+        "zlexcount",
+        4,
+        RF,
+        KEY1,
+        Some(zsets::zlexcount),
+        "sorted-set"
+    ),
+    cmd!("zrange", -4, R, KEY1, Some(zrange::zrange), "sorted-set"),
+    cmd!(
+        "zrangestore",
+        -5,
+        W,
+        KEY12,
+        Some(zrange::zrange),
+        "sorted-set"
+    ),
+    cmd!("zrevrange", -4, R, KEY1, Some(zrange::zrange), "sorted-set"),
+    cmd!(
+        "zrangebyscore",
+        -4,
+        R,
+        KEY1,
+        Some(zrange::zrange),
+        "sorted-set"
+    ),
+    cmd!(
+        "zrevrangebyscore",
+        -4,
+        R,
+        KEY1,
+        Some(zrange::zrange),
+        "sorted-set"
+    ),
+    cmd!(
+        "zrangebylex",
+        -4,
+        R,
+        KEY1,
+        Some(zrange::zrange),
+        "sorted-set"
+    ),
+    cmd!(
+        "zrevrangebylex",
+        -4,
+        R,
+        KEY1,
+        Some(zrange::zrange),
+        "sorted-set"
+    ),
+    cmd!(
+        "zremrangebyrank",
+        4,
+        WRITE,
+        KEY1,
+        Some(zsets::zremrange),
+        "sorted-set"
+    ),
+    cmd!(
+        "zremrangebyscore",
+        4,
+        WRITE,
+        KEY1,
+        Some(zsets::zremrange),
+        "sorted-set"
+    ),
+    cmd!(
+        "zremrangebylex",
+        4,
+        WRITE,
+        KEY1,
+        Some(zsets::zremrange),
+        "sorted-set"
+    ),
+    cmd!(
+        "zpopmin",
+        -2,
+        WRITE | FAST,
+        KEY1,
+        Some(zsets::zpop),
+        "sorted-set"
+    ),
+    cmd!(
+        "zpopmax",
+        -2,
+        WRITE | FAST,
+        KEY1,
+        Some(zsets::zpop),
+        "sorted-set"
+    ),
+    cmd!("zmpop", -4, WRITE, NOKEYS, Some(zsets::zmpop), "sorted-set"),
+    cmd!(
+        "zrandmember",
+        -2,
+        R,
+        KEY1,
+        Some(zsets::zrandmember),
+        "sorted-set"
+    ),
+    cmd!("zunion", -3, R, NOKEYS, Some(zsetops::zsetop), "sorted-set"),
+    cmd!("zinter", -3, R, NOKEYS, Some(zsetops::zsetop), "sorted-set"),
+    cmd!("zdiff", -3, R, NOKEYS, Some(zsetops::zsetop), "sorted-set"),
+    cmd!(
+        "zintercard",
+        -3,
+        R,
+        NOKEYS,
+        Some(zsetops::zsetop),
+        "sorted-set"
+    ),
+    cmd!(
+        "zunionstore",
+        -4,
+        W,
+        KEY1,
+        Some(zsetops::zsetop),
+        "sorted-set"
+    ),
+    cmd!(
+        "zinterstore",
+        -4,
+        W,
+        KEY1,
+        Some(zsetops::zsetop),
+        "sorted-set"
+    ),
+    cmd!(
+        "zdiffstore",
+        -4,
+        W,
+        KEY1,
+        Some(zsetops::zsetop),
+        "sorted-set"
+    ),
     cmd!("sscan", -3, R, KEY1, Some(member_scan::sscan), "set"),
     cmd!("hscan", -3, R, KEY1, Some(member_scan::hscan), "hash"),
     cmd!("zscan", -3, R, KEY1, Some(member_scan::zscan), "sorted-set"),

@@ -18,6 +18,7 @@
 use rivet::Bucket;
 
 use super::keyspace::{Body, Header, Kind};
+use super::rank::RankIndex;
 use super::{DbView, Result};
 
 /// Builds `id | sub`.
@@ -207,9 +208,10 @@ impl<'tx> DbView<'tx> {
         Ok(())
     }
 
-    /// Deletes every entry of collection `id`.
+    /// Deletes every entry of collection `id`, and its rank index.
     pub fn coll_free(&self, id: u64) -> Result<()> {
-        super::delete_prefix(&self.data()?, &id.to_be_bytes())
+        super::delete_prefix(&self.data()?, &id.to_be_bytes())?;
+        super::delete_prefix(&self.rank()?, &id.to_be_bytes())
     }
 
     /// Copies every entry of collection `from_id` (in this database) to `to_id` in `into`.
@@ -223,8 +225,133 @@ impl<'tx> DbView<'tx> {
         for (k, v) in entries {
             d.put(&member_key(to_id, &k), &v)?;
         }
+        let rank = into.rank()?;
+        for (k, v) in RankIndex::new(self, from_id, b"", 0).records()? {
+            rank.put(&member_key(to_id, k.get(8..).unwrap_or(&[])), &v)?;
+        }
         Ok(())
     }
+}
+
+/// A sorted-set member's sub-key: `'m' | member` → score.
+pub fn zset_member_sub(m: &[u8]) -> Vec<u8> {
+    let mut k = Vec::with_capacity(1 + m.len());
+    k.push(b'm');
+    k.extend_from_slice(m);
+    k
+}
+
+/// A sorted-set order key (after the `'s'` prefix): sortable score then member.
+pub fn zset_order_key(score: f64, m: &[u8]) -> Vec<u8> {
+    let mut k = Vec::with_capacity(8 + m.len());
+    k.extend_from_slice(&sortable_score(score));
+    k.extend_from_slice(m);
+    k
+}
+
+/// Splits a sorted-set order key into (score, member).
+pub fn split_order_key(k: &[u8]) -> (f64, &[u8]) {
+    match k.split_first_chunk::<8>() {
+        Some((s, m)) => (score_from_sortable(*s), m),
+        None => (f64::NAN, k),
+    }
+}
+
+/// The sub-key prefix of a sorted set's score order.
+pub const ZSET_ORDER: &[u8] = b"s";
+
+impl<'tx> DbView<'tx> {
+    /// The rank index of a set (over its members) or sorted set (over its score order).
+    pub fn rank_index(&self, kind: Kind, id: u64) -> RankIndex<'_, 'tx> {
+        match kind {
+            Kind::ZSet => RankIndex::new(self, id, ZSET_ORDER, 8),
+            _ => RankIndex::new(self, id, b"", 0),
+        }
+    }
+
+    /// Adds `m` to set `id`; returns whether it is new.
+    pub fn set_add(&self, id: u64, m: &[u8]) -> Result<bool> {
+        let new = self.coll_put(id, m, b"")?;
+        if new {
+            self.rank_index(Kind::Set, id).insert(m)?;
+        }
+        Ok(new)
+    }
+
+    /// Removes `m` from set `id`; returns whether it was there.
+    pub fn set_remove(&self, id: u64, m: &[u8]) -> Result<bool> {
+        let had = self.coll_del(id, m)?;
+        if had {
+            self.rank_index(Kind::Set, id).remove(m)?;
+        }
+        Ok(had)
+    }
+
+    /// The score of member `m` of sorted set `id`.
+    pub fn zset_score(&self, id: u64, m: &[u8]) -> Result<Option<f64>> {
+        match self.coll_get(id, &zset_member_sub(m))? {
+            None => Ok(None),
+            Some(b) => match b.first_chunk::<8>() {
+                Some(a) => Ok(Some(f64::from_bits(u64::from_be_bytes(*a)))),
+                None => Err(rivet::Error::corrupted(
+                    0,
+                    format!("sorted set {id}: a score is not 8 bytes"),
+                )),
+            },
+        }
+    }
+
+    /// Sets member `m` of sorted set `id` to `score` (`old`: its current score, if any).
+    pub fn zset_put(&self, id: u64, m: &[u8], old: Option<f64>, score: f64) -> Result<()> {
+        let rank = self.rank_index(Kind::ZSet, id);
+        if let Some(o) = old {
+            if sortable_score(o) == sortable_score(score) {
+                return Ok(());
+            }
+            let ok = zset_order_key(o, m);
+            rank.remove(&ok)?;
+            self.coll_del(id, &member_key_sub(ZSET_ORDER, &ok))?;
+        }
+        self.coll_put(id, &zset_member_sub(m), &score.to_bits().to_be_bytes())?;
+        let nk = zset_order_key(score, m);
+        self.coll_put(id, &member_key_sub(ZSET_ORDER, &nk), b"")?;
+        rank.insert(&nk)
+    }
+
+    /// Removes member `m` (current score `score`) from sorted set `id`.
+    pub fn zset_remove(&self, id: u64, m: &[u8], score: f64) -> Result<()> {
+        let ok = zset_order_key(score, m);
+        self.rank_index(Kind::ZSet, id).remove(&ok)?;
+        self.coll_del(id, &member_key_sub(ZSET_ORDER, &ok))?;
+        self.coll_del(id, &zset_member_sub(m))?;
+        Ok(())
+    }
+
+    /// Builds the rank index of every set and sorted set of this database (upgrade of a
+    /// file written before the index existed).
+    pub(super) fn build_rank_indexes(&self) -> Result<()> {
+        let mut todo = Vec::new();
+        for e in self.keys()?.iter() {
+            let e = e?;
+            if let Some(h) = e.value().and_then(Header::decode) {
+                if let (Kind::Set | Kind::ZSet, Body::Id { id, .. }) = (h.kind, h.body) {
+                    todo.push((h.kind, id));
+                }
+            }
+        }
+        for (kind, id) in todo {
+            self.rank_index(kind, id).rebuild()?;
+        }
+        Ok(())
+    }
+}
+
+/// `prefix | k` as one sub-key.
+fn member_key_sub(prefix: &[u8], k: &[u8]) -> Vec<u8> {
+    let mut v = Vec::with_capacity(prefix.len() + k.len());
+    v.extend_from_slice(prefix);
+    v.extend_from_slice(k);
+    v
 }
 
 /// The smallest key greater than every key starting with `p` (None if `p` is all 0xff).

@@ -16,9 +16,11 @@
 //! - `redis/<slot>/chunks`: big strings: value id (8 bytes) and chunk number (4 bytes) →
 //!   up to [`strings::CHUNK`] bytes. A missing chunk reads as zeros.
 //! - `redis/<slot>/data`: collection members, keyed by collection id (see [`collections`]).
+//! - `redis/<slot>/rank`: the rank index of every set and sorted set (see [`rank`]).
 
 pub mod collections;
 pub mod keyspace;
+pub mod rank;
 pub mod scan;
 pub mod strings;
 
@@ -30,8 +32,9 @@ use rivet::{Bucket, Db, Tx};
 
 pub use keyspace::{Header, Kind};
 
-/// Layout version written to `rivet-server/schema`.
-pub const SCHEMA_VERSION: &[u8] = b"1";
+/// Layout version written to `rivet-server/schema`. Version 1 had no rank index; such a
+/// file is upgraded in place when opened (the index is built for every set and sorted set).
+pub const SCHEMA_VERSION: &[u8] = b"2";
 
 /// The metadata bucket.
 pub const META_BUCKET: &[u8] = b"rivet-server";
@@ -63,6 +66,7 @@ struct SlotNames {
     expires: Vec<u8>,
     chunks: Vec<u8>,
     data: Vec<u8>,
+    rank: Vec<u8>,
 }
 
 impl SlotNames {
@@ -72,7 +76,18 @@ impl SlotNames {
             expires: format!("redis/{slot}/expires").into_bytes(),
             chunks: format!("redis/{slot}/chunks").into_bytes(),
             data: format!("redis/{slot}/data").into_bytes(),
+            rank: format!("redis/{slot}/rank").into_bytes(),
         }
+    }
+
+    fn all(&self) -> [&Vec<u8>; 5] {
+        [
+            &self.keys,
+            &self.expires,
+            &self.chunks,
+            &self.data,
+            &self.rank,
+        ]
     }
 }
 
@@ -138,7 +153,7 @@ impl Store {
     /// Empties every database slot of the file, reachable or not (FLUSHALL).
     pub fn flush_all_slots(&self, tx: &Tx) -> Result<()> {
         for n in &self.names {
-            for name in [&n.keys, &n.expires, &n.chunks, &n.data] {
+            for name in n.all() {
                 tx.delete_bucket(name)?;
                 tx.create_bucket(name)?;
             }
@@ -225,7 +240,7 @@ impl Store {
     pub fn flush(&self, tx: &Tx, index: usize) -> Result<()> {
         let slot = self.slot(tx, index)?;
         let n = &self.names[slot];
-        for name in [&n.keys, &n.expires, &n.chunks, &n.data] {
+        for name in n.all() {
             tx.delete_bucket(name)?;
             tx.create_bucket(name)?;
         }
@@ -278,9 +293,11 @@ fn init_layout(tx: &Tx, databases: usize) -> Result<Vec<u8>> {
         }
     }
     let meta = tx.create_bucket_if_not_exists(META_BUCKET)?;
+    let mut upgrade = false;
     match meta.get(b"schema")? {
         None => meta.put(b"schema", SCHEMA_VERSION)?,
         Some(v) if v == SCHEMA_VERSION => {}
+        Some(b"1") => upgrade = true,
         Some(v) => {
             return Err(rivet::Error::InvalidOption(format!(
                 "the file's rivet-server schema is {:?}; this build reads {:?}",
@@ -294,11 +311,23 @@ fn init_layout(tx: &Tx, databases: usize) -> Result<Vec<u8>> {
         map.push(map.len() as u8);
     }
     meta.put(b"dbmap", &map)?;
-    for slot in 0..map.len() {
-        let n = SlotNames::new(slot);
-        for name in [&n.keys, &n.expires, &n.chunks, &n.data] {
+    let names: Vec<SlotNames> = (0..map.len()).map(SlotNames::new).collect();
+    for n in &names {
+        for name in n.all() {
             tx.create_bucket_if_not_exists(name)?;
         }
+    }
+    if upgrade {
+        for (slot, n) in names.iter().enumerate() {
+            let view = DbView {
+                tx,
+                index: slot,
+                names: n,
+                log: None,
+            };
+            view.build_rank_indexes()?;
+        }
+        meta.put(b"schema", SCHEMA_VERSION)?;
     }
     Ok(map)
 }
@@ -384,6 +413,11 @@ impl<'tx> DbView<'tx> {
     /// The big-value chunk bucket.
     pub fn chunks(&self) -> Result<Bucket<'tx>> {
         self.bucket(&self.names.chunks)
+    }
+
+    /// The rank index bucket.
+    pub fn rank(&self) -> Result<Bucket<'tx>> {
+        self.bucket(&self.names.rank)
     }
 
     /// A new id for a chunked value or a collection (never reused within the file).
