@@ -22,6 +22,9 @@ use crate::store::DbView;
 /// A member with its score.
 pub type Scored = (Vec<u8>, f64);
 
+/// The key popped from and the members popped.
+pub type Popped = (Bytes, Vec<Scored>);
+
 /// ZADD key [NX|XX] [GT|LT] [CH] [INCR] score member [score member ...]
 pub fn zadd(ctx: &mut Ctx<'_>, a: &[Bytes]) -> CmdResult {
     zadd_generic(ctx, a, false)
@@ -420,7 +423,7 @@ pub fn pop_first(
     keys: &[Bytes],
     max: bool,
     count: u64,
-) -> Result<Result<Option<(Bytes, Vec<Scored>)>, Reply>, rivet::Error> {
+) -> Result<Result<Option<Popped>, Reply>, rivet::Error> {
     for k in keys {
         let (h, mut c) = match write(v, k, now, Kind::ZSet)? {
             Ok(Some(found)) => found,
