@@ -17,8 +17,8 @@ use tokio::sync::oneshot;
 
 use crate::commands::args::{err, int, is, lower};
 use crate::commands::{self, arity_error, arity_ok, unknown_subcommand, Ctx, Spec};
-use crate::commands::{CONN, NO_AUTH, NO_MULTI, NO_QUEUE, WRITE};
-use crate::resp::parse::{Limits, RequestParser};
+use crate::commands::{BLOCKING, CONN, NO_AUTH, NO_MULTI, NO_QUEUE, WRITE};
+use crate::resp::parse::{parse_i64, Limits, RequestParser};
 use crate::resp::{Reply, OK};
 use crate::state::{lock, now_ms, ClientHandle, ServerState};
 use crate::writer::{refused_reply, Job, Queued, Watched};
@@ -39,9 +39,12 @@ enum ReplyMode {
 }
 
 /// What to do after a command.
-#[derive(Debug, PartialEq, Eq)]
+#[derive(Debug)]
 enum Flow {
     Continue,
+    /// A blocking command went to the writer: send what is buffered, then wait for its
+    /// reply (watching the socket for a disconnect).
+    Block(oneshot::Receiver<Reply>),
     /// Send what is buffered, then close.
     Close,
 }
@@ -109,12 +112,25 @@ pub async fn serve(mut socket: TcpStream, state: Arc<ServerState>, handle: Arc<C
             };
             match parser.next(&mut rbuf, limits) {
                 Ok(Some(args)) if args.is_empty() => continue,
-                Ok(Some(args)) => {
-                    if conn.dispatch(args, &mut out).await == Flow::Close {
+                Ok(Some(args)) => match conn.dispatch(args, &mut out).await {
+                    Flow::Continue => {}
+                    Flow::Close => {
                         close = true;
                         break;
                     }
-                }
+                    Flow::Block(rx) => {
+                        if write_out(&mut socket, &mut out, &state).await.is_err() {
+                            break 'conn;
+                        }
+                        let waited =
+                            wait_parked(&mut socket, &mut rbuf, rx, &state, &handle, &mut shutdown)
+                                .await;
+                        match waited {
+                            Some(r) => conn.emit(&mut out, r),
+                            None => break 'conn,
+                        }
+                    }
+                },
                 Ok(None) => break,
                 Err(e) => {
                     conn.flush_writes(&mut out).await;
@@ -187,6 +203,40 @@ pub async fn serve(mut socket: TcpStream, state: Arc<ServerState>, handle: Arc<C
     }
     conn.unwatch_all();
     lock(&state.clients).remove(&handle.id);
+}
+
+/// Waits for the reply of a parked blocking command. Bytes the client sends meanwhile are
+/// kept for later (Redis reads nothing from a blocked client either). `None` when the
+/// client goes away, is killed, or the server shuts down: the writer is told to forget it.
+async fn wait_parked(
+    socket: &mut TcpStream,
+    rbuf: &mut BytesMut,
+    mut rx: oneshot::Receiver<Reply>,
+    state: &ServerState,
+    handle: &ClientHandle,
+    shutdown: &mut tokio::sync::watch::Receiver<bool>,
+) -> Option<Reply> {
+    loop {
+        tokio::select! {
+            r = &mut rx => {
+                return Some(r.unwrap_or_else(|_| err("ERR server is shutting down")));
+            }
+            n = socket.read_buf(rbuf) => match n {
+                Ok(0) | Err(_) => break,
+                Ok(_) if rbuf.len() as u64 > state.config.query_buffer_limit() => break,
+                Ok(_) => {}
+            },
+            _ = handle.kill_notify.notified() => break,
+            _ = shutdown.changed() => break,
+        }
+    }
+    drop(rx);
+    state.writer.send(Job::Unblock {
+        id: handle.id,
+        error: false,
+        done: None,
+    });
+    None
 }
 
 async fn write_out(
@@ -293,7 +343,7 @@ impl Conn {
         // in request order.
         let joins_group = spec.is_some_and(|s| {
             s.flags & WRITE != 0
-                && s.flags & CONN == 0
+                && s.flags & (CONN | BLOCKING) == 0
                 && arity_ok(s.arity, args.len())
                 && self.authenticated
                 && self.multi.is_none()
@@ -350,6 +400,22 @@ impl Conn {
             if let Some(why) = refused {
                 self.emit(out, refused_reply(&why));
                 return Flow::Continue;
+            }
+            if spec.flags & BLOCKING != 0 {
+                self.flush_writes(out).await;
+                self.read_tx = None;
+                let (tx, rx) = oneshot::channel();
+                let job = Job::Block {
+                    client: (self.handle.id, self.proto),
+                    db: self.db,
+                    args,
+                    reply: tx,
+                };
+                if !self.state.writer.send(job) {
+                    self.emit(out, err("ERR server is shutting down"));
+                    return Flow::Continue;
+                }
+                return Flow::Block(rx);
             }
             let silent = self.silent_next();
             self.group.push(Queued { db: self.db, args });
@@ -430,6 +496,8 @@ impl Conn {
             proto: self.proto,
             now_ms: now,
             log: None,
+            may_block: false,
+            would_block: None,
         };
         let r = match handler(&mut ctx, args) {
             Ok(r) => r,
@@ -510,6 +578,7 @@ impl Conn {
                 self.unwatch_all();
                 OK
             }
+            "client" if a.len() >= 2 && is(&a[1], "unblock") => self.client_unblock(a).await,
             "client" => return self.client(a, out),
             "shutdown" => return self.shutdown(a, out),
             _ => err("ERR internal: unhandled connection command"),
@@ -773,6 +842,32 @@ impl Conn {
         };
         self.emit(out, r);
         Flow::Continue
+    }
+
+    /// CLIENT UNBLOCK id [TIMEOUT|ERROR]: 1 if that client was parked by a blocking command.
+    async fn client_unblock(&mut self, a: &[Bytes]) -> Reply {
+        if a.len() < 3 || a.len() > 4 {
+            return crate::commands::arity_error("client|unblock");
+        }
+        let Some(id) = parse_i64(&a[2]) else {
+            return err("ERR value is not an integer or out of range");
+        };
+        let error = match a.get(3) {
+            None => false,
+            Some(o) if is(o, "timeout") => false,
+            Some(o) if is(o, "error") => true,
+            Some(_) => return err("ERR CLIENT UNBLOCK reason should be TIMEOUT or ERROR"),
+        };
+        let (tx, rx) = oneshot::channel();
+        let job = Job::Unblock {
+            id: id as u64,
+            error,
+            done: Some(tx),
+        };
+        if !self.state.writer.send(job) {
+            return Reply::Int(0);
+        }
+        Reply::Int(rx.await.unwrap_or(false) as i64)
     }
 
     fn client_list(&self, a: &[Bytes]) -> Reply {

@@ -102,9 +102,11 @@ fn server(state: &ServerState) -> String {
 
 fn clients(state: &ServerState) -> String {
     format!(
-        "connected_clients:{}\r\ncluster_connections:0\r\nmaxclients:{}\r\nclient_recent_max_input_buffer:0\r\nclient_recent_max_output_buffer:0\r\nblocked_clients:0\r\ntracking_clients:0\r\nclients_in_timeout_table:0\r\n",
+        "connected_clients:{}\r\ncluster_connections:0\r\nmaxclients:{}\r\nclient_recent_max_input_buffer:0\r\nclient_recent_max_output_buffer:0\r\nblocked_clients:{}\r\ntracking_clients:0\r\nclients_in_timeout_table:{}\r\n",
         state.client_count(),
-        state.config.maxclients()
+        state.config.maxclients(),
+        state.stats.blocked_clients.load(std::sync::atomic::Ordering::Relaxed),
+        state.stats.blocked_clients.load(std::sync::atomic::Ordering::Relaxed),
     )
 }
 

@@ -17,6 +17,7 @@
 
 #![warn(missing_docs)]
 
+pub mod blocking;
 pub mod commands;
 pub mod config;
 pub mod connection;

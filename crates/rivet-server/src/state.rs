@@ -33,6 +33,8 @@ pub fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 pub struct Stats {
     /// Connections accepted.
     pub connections_received: AtomicU64,
+    /// Clients parked by blocking commands (INFO's `blocked_clients`).
+    pub blocked_clients: AtomicU64,
     /// Connections refused by `maxclients`.
     pub rejected_connections: AtomicU64,
     /// Commands processed.

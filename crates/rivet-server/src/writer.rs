@@ -4,7 +4,9 @@
 //! connection, or one MULTI/EXEC), applies them in arrival order inside one write
 //! transaction, commits (fdatasync before and after the meta page unless `--no-sync`), and
 //! only then sends the replies: group commit. Between jobs it runs the active expiry sweep
-//! in the same transaction. A failed commit fails every command of that commit and refuses
+//! in the same transaction. It also owns the clients parked by blocking commands
+//! ([`crate::blocking`]): after every command it serves the ones whose keys it made ready,
+//! and it answers the ones whose timeout passed. A failed commit fails every command of that commit and refuses
 //! all later writes until restart (reads go on), because the engine cannot safely retry a
 //! failed fsync.
 
@@ -16,6 +18,7 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use tokio::sync::oneshot;
 
+use crate::blocking::{Parked, Registry, WouldBlock};
 use crate::commands::{self, Ctx};
 use crate::resp::Reply;
 use crate::state::{lock, now_ms, ServerState};
@@ -74,6 +77,27 @@ pub enum Job {
         /// EXEC's reply and the database selected afterwards.
         reply: oneshot::Sender<(Reply, usize)>,
     },
+    /// One blocking command (BLPOP...): answered at once if it can be served, otherwise
+    /// parked until a write serves it or its timeout passes.
+    Block {
+        /// Client id and protocol version.
+        client: (u64, u8),
+        /// Database selected.
+        db: usize,
+        /// The command.
+        args: Vec<Bytes>,
+        /// Where the one reply goes.
+        reply: oneshot::Sender<Reply>,
+    },
+    /// Unparks client `id` (CLIENT UNBLOCK, or its connection went away).
+    Unblock {
+        /// The client.
+        id: u64,
+        /// Answer it with Redis's UNBLOCKED error instead of its timeout reply.
+        error: bool,
+        /// Told whether the client was parked.
+        done: Option<oneshot::Sender<bool>>,
+    },
     /// Stop after committing what is queued.
     Shutdown(oneshot::Sender<()>),
 }
@@ -127,6 +151,10 @@ pub fn refused_reply(why: &str) -> Reply {
 enum Done {
     Commands(oneshot::Sender<Vec<Reply>>, Vec<Reply>),
     Exec(oneshot::Sender<(Reply, usize)>, Reply, usize),
+    /// A blocking command's reply (served at once or after being parked).
+    Single(oneshot::Sender<Reply>, Reply),
+    /// Nothing to send (a blocking command was parked).
+    Nothing,
 }
 
 impl Done {
@@ -138,6 +166,10 @@ impl Done {
             Done::Exec(tx, _, db) => {
                 let _ = tx.send((e.clone(), db));
             }
+            Done::Single(tx, _) => {
+                let _ = tx.send(e.clone());
+            }
+            Done::Nothing => {}
         }
     }
 
@@ -149,13 +181,18 @@ impl Done {
             Done::Exec(tx, reply, db) => {
                 let _ = tx.send((reply, db));
             }
+            Done::Single(tx, reply) => {
+                let _ = tx.send(reply);
+            }
+            Done::Nothing => {}
         }
     }
 
     fn write_count(&self) -> u64 {
         match self {
             Done::Commands(_, r) => r.len() as u64,
-            Done::Exec(..) => 1,
+            Done::Exec(..) | Done::Single(..) => 1,
+            Done::Nothing => 0,
         }
     }
 }
@@ -164,8 +201,12 @@ impl Done {
 pub fn run(state: Arc<ServerState>, rx: Receiver<Job>) {
     let mut next_sweep = Instant::now() + SWEEP_INTERVAL;
     let mut last_batch = 0usize;
+    let mut reg = Registry::default();
     loop {
-        let wait = next_sweep.saturating_duration_since(Instant::now());
+        let wake = reg
+            .next_deadline()
+            .map_or(next_sweep, |d| d.min(next_sweep));
+        let wait = wake.saturating_duration_since(Instant::now());
         let first = match rx.recv_timeout(wait) {
             Ok(j) => Some(j),
             Err(RecvTimeoutError::Timeout) => None,
@@ -186,10 +227,17 @@ pub fn run(state: Arc<ServerState>, rx: Receiver<Job>) {
                     stop = Some(s);
                     None
                 }
+                Job::Unblock { id, error, done } => {
+                    unblock(&state, &mut reg, id, error, done);
+                    None
+                }
                 other => Some(other),
             })
             .collect();
-        let more_due = commit_batch(&state, work, sweep);
+        let more_due = commit_batch(&state, &mut reg, work, sweep);
+        if !reg.is_empty() {
+            reg.expire(&state, Instant::now());
+        }
         if sweep {
             next_sweep = if more_due {
                 Instant::now()
@@ -200,10 +248,33 @@ pub fn run(state: Arc<ServerState>, rx: Receiver<Job>) {
         if let Some(s) = stop {
             // Drain anything that raced with the shutdown request, then stop.
             let rest: Vec<Job> = rx.try_iter().collect();
-            commit_batch(&state, rest, false);
+            commit_batch(&state, &mut reg, rest, false);
             let _ = s.send(());
             return;
         }
+    }
+}
+
+/// Unparks client `id`: its timeout reply, or Redis's UNBLOCKED error.
+fn unblock(
+    state: &ServerState,
+    reg: &mut Registry,
+    id: u64,
+    error: bool,
+    done: Option<oneshot::Sender<bool>>,
+) {
+    let found = reg.remove(state, id);
+    let was = found.is_some();
+    if let Some(p) = found {
+        let r = if error {
+            Reply::err("UNBLOCKED client unblocked via CLIENT UNBLOCK")
+        } else {
+            p.wait.timeout_reply
+        };
+        let _ = p.reply.send(r);
+    }
+    if let Some(d) = done {
+        let _ = d.send(was);
     }
 }
 
@@ -246,7 +317,7 @@ fn gather_stragglers(rx: &Receiver<Job>, jobs: &mut Vec<Job>, last_batch: usize)
 
 /// Applies `jobs` (and a sweep step if `sweep`) in one write transaction, commits, and
 /// replies. Returns true when the sweeper left due keys behind.
-fn commit_batch(state: &Arc<ServerState>, jobs: Vec<Job>, sweep: bool) -> bool {
+fn commit_batch(state: &Arc<ServerState>, reg: &mut Registry, jobs: Vec<Job>, sweep: bool) -> bool {
     let sweep = sweep && state.active_expire.load(Ordering::Relaxed);
     if jobs.is_empty() && !(sweep && anything_due(state)) {
         return false;
@@ -280,11 +351,11 @@ fn commit_batch(state: &Arc<ServerState>, jobs: Vec<Job>, sweep: bool) -> bool {
             );
             continue;
         }
-        match apply_job(state, &tx, &log, job) {
-            Ok(d) => done.push(d),
+        match apply_job(state, &tx, &log, reg, job) {
+            Ok(d) => done.extend(d),
             Err((e, d)) => {
                 failure = Some(e);
-                done.push(d);
+                done.extend(d);
             }
         }
     }
@@ -294,7 +365,7 @@ fn commit_batch(state: &Arc<ServerState>, jobs: Vec<Job>, sweep: bool) -> bool {
             Ok(m) => more_due = m,
             Err(e) => failure = Some(e),
         }
-        notify_touched(state, &log);
+        notify_touched(state, &log, reg);
     }
     if let Some(e) = failure {
         tracing::error!(error = %e, "write batch failed; rolled back");
@@ -372,14 +443,22 @@ fn reject(job: Job, e: &Reply) {
         Job::Exec { reply, db, .. } => {
             let _ = reply.send((e.clone(), db));
         }
+        Job::Block { reply, .. } => {
+            let _ = reply.send(e.clone());
+        }
+        Job::Unblock { done, .. } => {
+            if let Some(d) = done {
+                let _ = d.send(false);
+            }
+        }
         Job::Shutdown(s) => {
             let _ = s.send(());
         }
     }
 }
 
-/// Tells watchers about every key the log recorded.
-fn notify_touched(state: &Arc<ServerState>, log: &WriteLog) {
+/// Tells watchers (and parked clients) about every key the log recorded.
+fn notify_touched(state: &Arc<ServerState>, log: &WriteLog, reg: &mut Registry) {
     let touched = log.take();
     state
         .stats
@@ -390,21 +469,31 @@ fn notify_touched(state: &Arc<ServerState>, log: &WriteLog) {
             state.watches.touch_expired(t.db, &t.key);
         } else {
             state.watches.touch(t.db, &t.key);
+            reg.touched(t.db, &t.key);
         }
     }
 }
 
-/// Runs one command in the writer's transaction.
+/// Where a command runs in the writer.
+struct Run<'a> {
+    state: &'a Arc<ServerState>,
+    tx: &'a rivet::Tx,
+    log: &'a WriteLog,
+}
+
+/// Runs one command in the writer's transaction. A blocking command may park only when
+/// `may_block` (never inside MULTI or a script); then its wish comes back beside the reply.
 fn run_command(
-    state: &Arc<ServerState>,
-    tx: &rivet::Tx,
-    log: &WriteLog,
+    run: &Run<'_>,
+    reg: &mut Registry,
     client: (u64, u8),
     db: &mut usize,
     args: &[Bytes],
-) -> Result<Reply, rivet::Error> {
+    may_block: bool,
+) -> Result<(Reply, Option<WouldBlock>), rivet::Error> {
+    let Run { state, tx, log } = *run;
     let Some(spec) = commands::lookup(&args[0]) else {
-        return Ok(commands::unknown_command(args));
+        return Ok((commands::unknown_command(args), None));
     };
     let t0 = Instant::now();
     let reply = {
@@ -417,6 +506,8 @@ fn run_command(
             proto: client.1,
             now_ms: now_ms(),
             log: Some(log),
+            may_block,
+            would_block: None,
         };
         let r = match spec.handler {
             Some(h) => h(&mut ctx, args)?,
@@ -426,20 +517,59 @@ fn run_command(
             )),
         };
         *db = ctx.db;
-        r
+        (r, ctx.would_block.take())
     };
-    state.record_call(spec, t0.elapsed().as_micros() as u64, reply.is_error());
+    state.record_call(spec, t0.elapsed().as_micros() as u64, reply.0.is_error());
     state
         .stats
         .commands_processed
         .fetch_add(1, Ordering::Relaxed);
-    notify_touched(state, log);
+    notify_touched(state, log, reg);
     Ok(reply)
 }
 
-type JobResult = Result<Done, (rivet::Error, Done)>;
+/// Runs the parked commands that the writes so far made servable, first come first served
+/// per key, until no key is ready (a served BLMOVE may make another key ready).
+fn serve_parked(
+    run: &Run<'_>,
+    reg: &mut Registry,
+    done: &mut Vec<Done>,
+) -> Result<(), rivet::Error> {
+    while let Some((db, key)) = reg.next_ready() {
+        for id in reg.waiting(db, &key) {
+            let Some(p) = reg.get(id) else {
+                continue;
+            };
+            if p.reply.is_closed() {
+                reg.remove(run.state, id);
+                continue;
+            }
+            let (client, mut pdb, args) = (p.client, p.db, p.args.clone());
+            let (r, wait) = run_command(run, reg, client, &mut pdb, &args, true)?;
+            // Still nothing to take (or the key now holds another type, which Redis also
+            // leaves the client waiting on): the clients behind it wait too.
+            if wait.is_some() || r.is_wrongtype() {
+                break;
+            }
+            if let Some(p) = reg.remove(run.state, id) {
+                done.push(Done::Single(p.reply, r));
+            }
+        }
+    }
+    Ok(())
+}
 
-fn apply_job(state: &Arc<ServerState>, tx: &rivet::Tx, log: &WriteLog, job: Job) -> JobResult {
+type JobResult = Result<Vec<Done>, (rivet::Error, Vec<Done>)>;
+
+fn apply_job(
+    state: &Arc<ServerState>,
+    tx: &rivet::Tx,
+    log: &WriteLog,
+    reg: &mut Registry,
+    job: Job,
+) -> JobResult {
+    let run = Run { state, tx, log };
+    let mut done = Vec::new();
     match job {
         Job::Commands {
             client,
@@ -449,15 +579,51 @@ fn apply_job(state: &Arc<ServerState>, tx: &rivet::Tx, log: &WriteLog, job: Job)
             let mut replies = Vec::with_capacity(cmds.len());
             for q in &cmds {
                 let mut db = q.db;
-                match run_command(state, tx, log, client, &mut db, &q.args) {
-                    Ok(r) => replies.push(r),
-                    Err(e) => {
-                        replies.resize(cmds.len(), Reply::Nil);
-                        return Err((e, Done::Commands(reply, replies)));
-                    }
+                let step =
+                    run_command(&run, reg, client, &mut db, &q.args, false).and_then(|(r, _)| {
+                        replies.push(r);
+                        serve_parked(&run, reg, &mut done)
+                    });
+                if let Err(e) = step {
+                    replies.resize(cmds.len(), Reply::Nil);
+                    done.push(Done::Commands(reply, replies));
+                    return Err((e, done));
                 }
             }
-            Ok(Done::Commands(reply, replies))
+            done.push(Done::Commands(reply, replies));
+            Ok(done)
+        }
+        Job::Block {
+            client,
+            mut db,
+            args,
+            reply,
+        } => {
+            let start_db = db;
+            match run_command(&run, reg, client, &mut db, &args, true) {
+                Ok((_, Some(wait))) => {
+                    reg.park(
+                        state,
+                        Parked {
+                            client,
+                            db: start_db,
+                            args,
+                            wait,
+                            reply,
+                        },
+                    );
+                    done.push(Done::Nothing);
+                }
+                Ok((r, None)) => done.push(Done::Single(reply, r)),
+                Err(e) => {
+                    done.push(Done::Single(reply, Reply::Nil));
+                    return Err((e, done));
+                }
+            }
+            match serve_parked(&run, reg, &mut done) {
+                Ok(()) => Ok(done),
+                Err(e) => Err((e, done)),
+            }
         }
         Job::Exec {
             client,
@@ -470,19 +636,37 @@ fn apply_job(state: &Arc<ServerState>, tx: &rivet::Tx, log: &WriteLog, job: Job)
             let start_db = db;
             let aborted = match watch_broken(state, tx, &dirty, &watched) {
                 Ok(b) => b,
-                Err(e) => return Err((e, Done::Exec(reply, Reply::NilArray, start_db))),
+                Err(e) => {
+                    done.push(Done::Exec(reply, Reply::NilArray, start_db));
+                    return Err((e, done));
+                }
             };
             if aborted {
-                return Ok(Done::Exec(reply, Reply::NilArray, db));
+                done.push(Done::Exec(reply, Reply::NilArray, db));
+                return Ok(done);
             }
             let mut replies = Vec::with_capacity(cmds.len());
             for args in &cmds {
-                match run_command(state, tx, log, client, &mut db, args) {
-                    Ok(r) => replies.push(r),
-                    Err(e) => return Err((e, Done::Exec(reply, Reply::NilArray, start_db))),
+                match run_command(&run, reg, client, &mut db, args, false) {
+                    Ok((r, _)) => replies.push(r),
+                    Err(e) => {
+                        done.push(Done::Exec(reply, Reply::NilArray, start_db));
+                        return Err((e, done));
+                    }
                 }
             }
-            Ok(Done::Exec(reply, Reply::Array(replies), db))
+            done.push(Done::Exec(reply, Reply::Array(replies), db));
+            match serve_parked(&run, reg, &mut done) {
+                Ok(()) => Ok(done),
+                Err(e) => Err((e, done)),
+            }
+        }
+        Job::Unblock { done: tell, .. } => {
+            // Handled by run() before the batch; one that slipped through finds nobody.
+            if let Some(t) = tell {
+                let _ = t.send(false);
+            }
+            Ok(done)
         }
         Job::Shutdown(_) => unreachable!("filtered out by run()"),
     }

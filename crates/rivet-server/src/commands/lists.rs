@@ -53,7 +53,12 @@ pub fn rpushx(ctx: &mut Ctx<'_>, a: &[Bytes]) -> CmdResult {
 }
 
 /// Removes and returns up to `n` elements from one end.
-fn pop_n(v: &DbView<'_>, c: &mut Coll, n: u64, left: bool) -> Result<Vec<Vec<u8>>, rivet::Error> {
+pub fn pop_n(
+    v: &DbView<'_>,
+    c: &mut Coll,
+    n: u64,
+    left: bool,
+) -> Result<Vec<Vec<u8>>, rivet::Error> {
     let mut out = Vec::new();
     for _ in 0..n.min(c.len) {
         let pos = if left {

@@ -11,6 +11,7 @@
 pub mod access;
 pub mod args;
 pub mod bits;
+pub mod bpop;
 pub mod hashes;
 pub mod keys;
 pub mod lists;
@@ -64,6 +65,9 @@ pub const LOADING: u32 = 1 << 8;
 pub const STALE: u32 = 1 << 9;
 /// Refused inside MULTI ("Command not allowed inside a transaction"), as Redis's `no-multi`.
 pub const NO_MULTI: u32 = 1 << 10;
+/// May park the client until a key is written (Redis's `blocking`): sent to the writer as
+/// its own job outside MULTI.
+pub const BLOCKING: u32 = 1 << 11;
 
 /// Where and when a handler runs.
 pub struct Ctx<'a> {
@@ -83,6 +87,11 @@ pub struct Ctx<'a> {
     pub now_ms: i64,
     /// Present in the writer: records touched keys.
     pub log: Option<&'a WriteLog>,
+    /// A blocking command may park the client (only as its own writer job: never inside
+    /// MULTI or a script, where it answers as if it timed out).
+    pub may_block: bool,
+    /// Set by a blocking command that found nothing to serve and may block.
+    pub would_block: Option<crate::blocking::WouldBlock>,
 }
 
 impl<'a> Ctx<'a> {

@@ -271,6 +271,7 @@ fn flag_names(flags: u32) -> Vec<Reply> {
         (LOADING, "loading"),
         (STALE, "stale"),
         (FAST, "fast"),
+        (BLOCKING, "blocking"),
     ] {
         if flags & bit != 0 {
             out.push(Reply::Status(name));

@@ -5,11 +5,12 @@ use std::collections::HashMap;
 use std::sync::OnceLock;
 
 use super::{
-    bits, hashes, keys, lists, member_scan, server, sets, sort, streams, strings, zrange, zsetops,
-    zsets, Handler,
+    bits, bpop, hashes, keys, lists, member_scan, server, sets, sort, streams, strings, zrange,
+    zsetops, zsets, Handler,
 };
 use super::{
-    ADMIN, CONN, DENY_OOM, FAST, LOADING, NO_AUTH, NO_MULTI, NO_QUEUE, READONLY, STALE, WRITE,
+    ADMIN, BLOCKING, CONN, DENY_OOM, FAST, LOADING, NO_AUTH, NO_MULTI, NO_QUEUE, READONLY, STALE,
+    WRITE,
 };
 
 /// One command.
@@ -136,6 +137,22 @@ pub static COMMANDS: &[Spec] = &[
     cmd!("rpop", -2, WRITE | FAST, KEY1, Some(lists::rpop), "list"),
     cmd!("llen", 2, RF, KEY1, Some(lists::llen), "list"),
     cmd!("lindex", 3, R, KEY1, Some(lists::lindex), "list"),
+    cmd!(
+        "blpop",
+        -3,
+        W | BLOCKING,
+        (1, -2, 1),
+        Some(bpop::blpop),
+        "list"
+    ),
+    cmd!(
+        "brpop",
+        -3,
+        W | BLOCKING,
+        (1, -2, 1),
+        Some(bpop::blpop),
+        "list"
+    ),
     cmd!("lset", 4, W, KEY1, Some(lists::lset), "list"),
     cmd!("lrange", 4, R, KEY1, Some(lists::lrange), "list"),
     cmd!("ltrim", 4, WRITE, KEY1, Some(lists::ltrim), "list"),
@@ -253,6 +270,30 @@ pub static COMMANDS: &[Spec] = &[
         R,
         KEY1,
         Some(zsets::zrandmember),
+        "sorted-set"
+    ),
+    cmd!(
+        "bzpopmin",
+        -3,
+        WF | BLOCKING,
+        (1, -2, 1),
+        Some(bpop::bzpop),
+        "sorted-set"
+    ),
+    cmd!(
+        "bzpopmax",
+        -3,
+        WF | BLOCKING,
+        (1, -2, 1),
+        Some(bpop::bzpop),
+        "sorted-set"
+    ),
+    cmd!(
+        "bzmpop",
+        -5,
+        W | BLOCKING,
+        NOKEYS,
+        Some(bpop::bzmpop),
         "sorted-set"
     ),
     cmd!("zunion", -3, R, NOKEYS, Some(zsetops::zsetop), "sorted-set"),
