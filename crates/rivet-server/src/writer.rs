@@ -28,6 +28,8 @@ use crate::store::WriteLog;
 const MAX_JOBS_PER_COMMIT: usize = 1024;
 /// Most keys the sweeper expires in one commit.
 const SWEEP_BATCH: usize = 500;
+/// Most entries of deleted big collections freed in one commit (a few milliseconds).
+const TRASH_BATCH: usize = 4096;
 /// Time between sweeps when nothing is due sooner (Redis's default `hz 10`).
 const SWEEP_INTERVAL: Duration = Duration::from_millis(100);
 
@@ -318,8 +320,9 @@ fn gather_stragglers(rx: &Receiver<Job>, jobs: &mut Vec<Job>, last_batch: usize)
 /// Applies `jobs` (and a sweep step if `sweep`) in one write transaction, commits, and
 /// replies. Returns true when the sweeper left due keys behind.
 fn commit_batch(state: &Arc<ServerState>, reg: &mut Registry, jobs: Vec<Job>, sweep: bool) -> bool {
-    let sweep = sweep && state.active_expire.load(Ordering::Relaxed);
-    if jobs.is_empty() && !(sweep && anything_due(state)) {
+    // DEBUG SET-ACTIVE-EXPIRE 0 stops expiry, not the freeing of deleted collections.
+    let expire = state.active_expire.load(Ordering::Relaxed);
+    if jobs.is_empty() && !(sweep && anything_due(state, expire)) {
         return false;
     }
     if let Some(why) = state.writer.refused() {
@@ -361,7 +364,11 @@ fn commit_batch(state: &Arc<ServerState>, reg: &mut Registry, jobs: Vec<Job>, sw
     }
     let mut more_due = false;
     if sweep && failure.is_none() {
-        match sweep_expired(state, &tx, &log) {
+        let step = |tx: &rivet::Tx| -> Result<bool, rivet::Error> {
+            let more = expire && sweep_expired(state, tx, &log)?;
+            Ok(empty_trash(state, tx)? || more)
+        };
+        match step(&tx) {
             Ok(m) => more_due = m,
             Err(e) => failure = Some(e),
         }
@@ -695,8 +702,9 @@ fn watch_broken(
     Ok(false)
 }
 
-/// Cheap check (one read transaction) whether any database has a due deadline.
-fn anything_due(state: &Arc<ServerState>) -> bool {
+/// Cheap check (one read transaction) whether any database has a due deadline (when
+/// `expire`) or trash to free.
+fn anything_due(state: &Arc<ServerState>, expire: bool) -> bool {
     let Ok(tx) = state.store.db().begin_read() else {
         return false;
     };
@@ -705,10 +713,28 @@ fn anything_due(state: &Arc<ServerState>) -> bool {
         state
             .store
             .view(&tx, i)
-            .and_then(|v| v.due(now, 1))
-            .map(|d| !d.is_empty())
+            .and_then(|v| {
+                Ok(
+                    (expire && !v.due(now, 1)?.is_empty())
+                        || v.trash()?.cursor().first()?.is_some(),
+                )
+            })
             .unwrap_or(false)
     })
+}
+
+/// Frees up to [`TRASH_BATCH`] entries of deleted big collections; true if more are left.
+fn empty_trash(state: &Arc<ServerState>, tx: &rivet::Tx) -> Result<bool, rivet::Error> {
+    let mut budget = TRASH_BATCH;
+    for i in 0..state.store.stored_databases().min(state.store.databases()) {
+        let v = state.store.view(tx, i)?;
+        let (n, more) = v.trash_step(budget)?;
+        budget -= n;
+        if more || budget == 0 {
+            return Ok(true);
+        }
+    }
+    Ok(false)
 }
 
 /// Deletes up to [`SWEEP_BATCH`] expired keys; returns true if more are due.

@@ -353,6 +353,12 @@ pub fn command(_ctx: &mut Ctx<'_>, a: &[Bytes]) -> CmdResult {
             if !super::arity_ok(s.arity, args.len()) {
                 return Ok(err("ERR Invalid number of arguments specified for command"));
             }
+            if let Some(keys) = movable_keys(s.name, args) {
+                return Ok(match keys {
+                    Some(k) => Reply::Array(k.into_iter().map(Reply::bulk).collect()),
+                    None => err("ERR Invalid arguments specified for command"),
+                });
+            }
             if s.first_key == 0 {
                 return Ok(err("ERR The command has no key arguments"));
             }
@@ -371,6 +377,48 @@ pub fn command(_ctx: &mut Ctx<'_>, a: &[Bytes]) -> CmdResult {
         }
         _ => Ok(unknown_subcommand("command", &a[1])),
     }
+}
+
+/// The keys of commands whose key positions depend on their arguments (Redis's
+/// `movablekeys`): `None` for other commands; `Some(None)` when the arguments are invalid.
+fn movable_keys<'a>(name: &str, args: &'a [Bytes]) -> Option<Option<Vec<&'a [u8]>>> {
+    // Commands whose keys follow a `numkeys` argument at `at`, with `dst` keys before it.
+    let numkeys = |at: usize, dst: usize| -> Option<Vec<&'a [u8]>> {
+        let n = std::str::from_utf8(args.get(at)?)
+            .ok()?
+            .parse::<usize>()
+            .ok()?;
+        let ks = args.get(at + 1..at + 1 + n)?;
+        let mut out: Vec<&[u8]> = args[1..1 + dst].iter().map(|k| &k[..]).collect();
+        out.extend(ks.iter().map(|k| &k[..]));
+        Some(out)
+    };
+    Some(match name {
+        "sort" | "sort_ro" => {
+            let mut out = vec![&args[1][..]];
+            let mut i = 2;
+            while i < args.len() {
+                let o = &args[i];
+                if super::args::is(o, "store") && i + 1 < args.len() {
+                    out.push(&args[i + 1][..]);
+                    i += 1;
+                } else if super::args::is(o, "limit") {
+                    i += 2;
+                } else if super::args::is(o, "by") || super::args::is(o, "get") {
+                    i += 1;
+                }
+                i += 1;
+            }
+            Some(out)
+        }
+        "zunion" | "zinter" | "zdiff" | "zintercard" | "sintercard" | "zmpop" | "lmpop" => {
+            numkeys(1, 0)
+        }
+        "zunionstore" | "zinterstore" | "zdiffstore" => numkeys(2, 1),
+        "bzmpop" | "blmpop" | "eval" | "evalsha" | "eval_ro" | "evalsha_ro" | "fcall"
+        | "fcall_ro" => numkeys(2, 0),
+        _ => return None,
+    })
 }
 
 /// INFO [section ...]

@@ -208,6 +208,49 @@ impl<'tx> DbView<'tx> {
         Ok(())
     }
 
+    /// Frees collection `id` of `len` elements: at once when small, otherwise by putting it
+    /// in the trash, which [`DbView::trash_step`] empties in bounded steps (so deleting or
+    /// expiring a collection of millions of members never stalls other clients).
+    pub fn coll_discard(&self, id: u64, len: u64) -> Result<()> {
+        if len <= FREE_AT_ONCE {
+            self.coll_free(id)
+        } else {
+            self.trash()?.put(&id.to_be_bytes(), b"")
+        }
+    }
+
+    /// Deletes up to about `budget` entries of trashed collections; returns how many it
+    /// deleted and whether trash is left.
+    pub fn trash_step(&self, budget: usize) -> Result<(usize, bool)> {
+        let trash = self.trash()?;
+        let mut deleted = 0;
+        loop {
+            let Some(first) = trash.cursor().first()? else {
+                return Ok((deleted, false));
+            };
+            let id_key = first.key().to_vec();
+            let d = self.data()?;
+            let mut c = d.cursor();
+            let mut e = c.seek(&id_key)?;
+            while let Some(entry) = e {
+                if !entry.key().starts_with(&id_key) {
+                    break;
+                }
+                if deleted >= budget {
+                    return Ok((deleted, true));
+                }
+                c.delete()?;
+                deleted += 1;
+                e = c.next()?;
+            }
+            super::delete_prefix(&self.rank()?, &id_key)?;
+            trash.delete(&id_key)?;
+            if deleted >= budget {
+                return Ok((deleted, trash.cursor().first()?.is_some()));
+            }
+        }
+    }
+
     /// Deletes every entry of collection `id`, and its rank index.
     pub fn coll_free(&self, id: u64) -> Result<()> {
         super::delete_prefix(&self.data()?, &id.to_be_bytes())?;
@@ -232,6 +275,10 @@ impl<'tx> DbView<'tx> {
         Ok(())
     }
 }
+
+/// Collections up to this many elements are freed inside the command that deletes them;
+/// bigger ones go to the trash.
+pub const FREE_AT_ONCE: u64 = 1024;
 
 /// A sorted-set member's sub-key: `'m' | member` → score.
 pub fn zset_member_sub(m: &[u8]) -> Vec<u8> {
@@ -396,6 +443,67 @@ mod tests {
                 if s == 0.0 { 0.0 } else { s }
             );
         }
+    }
+
+    /// A big collection leaves the keyspace at once and its entries go in bounded steps.
+    #[test]
+    fn big_collections_are_freed_in_steps() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store =
+            crate::store::Store::open(&dir.path().join("t.db"), 1, rivet::Options::default())
+                .expect("open");
+        let log = crate::store::WriteLog::default();
+        let tx = store.db().begin_write().expect("tx");
+        let v = store.view_mut(&tx, 0, &log).expect("view");
+        let mut c = v.coll_new(Kind::Set).expect("new");
+        let n = FREE_AT_ONCE * 3;
+        for i in 0..n {
+            assert!(v.set_add(c.id, &i.to_be_bytes()).expect("add"));
+        }
+        c.len = n;
+        v.coll_save(b"big", None, &c).expect("save");
+        let small = v.coll_new(Kind::Set).expect("new");
+        v.set_add(small.id, b"x").expect("add");
+        v.coll_save(b"small", None, &Coll { len: 1, ..small })
+            .expect("save");
+        for k in [&b"big"[..], b"small"] {
+            let h = v.lookup_raw(k).expect("lookup").expect("present");
+            v.delete_entry(k, &h).expect("delete");
+        }
+        let left = |id: u64| {
+            let mut n = 0;
+            v.coll_scan(id, &[], None, false, |_, _| {
+                n += 1;
+                Ok(true)
+            })
+            .expect("scan");
+            n
+        };
+        assert_eq!(left(small.id), 0, "a small collection is freed at once");
+        assert_eq!(left(c.id), n, "a big one waits in the trash");
+        let mut steps = 0;
+        loop {
+            let (freed, more) = v.trash_step(1000).expect("step");
+            assert!(freed <= 1000);
+            steps += 1;
+            if !more {
+                break;
+            }
+        }
+        assert_eq!(steps, 4);
+        assert_eq!(left(c.id), 0);
+        assert!(v
+            .rank_index(Kind::Set, c.id)
+            .records()
+            .expect("records")
+            .is_empty());
+        assert!(v
+            .trash()
+            .expect("trash")
+            .cursor()
+            .first()
+            .expect("first")
+            .is_none());
     }
 
     #[test]

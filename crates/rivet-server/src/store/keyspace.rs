@@ -295,8 +295,8 @@ impl<'tx> DbView<'tx> {
             idx.delete(&deadline_key(e, &slot))?;
             idx.set_sequence(idx.sequence().saturating_sub(1))?;
         }
-        if let Body::Id { id, .. } = h.body {
-            self.free_data(h.kind, id)?;
+        if let Body::Id { id, len, .. } = h.body {
+            self.free_data(h.kind, id, len)?;
         }
         let keys = self.keys()?;
         keys.delete(&slot)?;
@@ -327,10 +327,10 @@ impl<'tx> DbView<'tx> {
     }
 
     /// Frees the out-of-line storage of a value.
-    fn free_data(&self, kind: Kind, id: u64) -> Result<()> {
+    fn free_data(&self, kind: Kind, id: u64, len: u64) -> Result<()> {
         match kind {
             Kind::String => self.free_chunks(id),
-            _ => self.coll_free(id),
+            _ => self.coll_discard(id, len),
         }
     }
 

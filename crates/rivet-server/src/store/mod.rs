@@ -17,6 +17,8 @@
 //!   up to [`strings::CHUNK`] bytes. A missing chunk reads as zeros.
 //! - `redis/<slot>/data`: collection members, keyed by collection id (see [`collections`]).
 //! - `redis/<slot>/rank`: the rank index of every set and sorted set (see [`rank`]).
+//! - `redis/<slot>/trash`: ids of deleted big collections whose entries the writer is
+//!   still freeing, a bounded step per commit (id → empty).
 
 pub mod collections;
 pub mod keyspace;
@@ -67,6 +69,7 @@ struct SlotNames {
     chunks: Vec<u8>,
     data: Vec<u8>,
     rank: Vec<u8>,
+    trash: Vec<u8>,
 }
 
 impl SlotNames {
@@ -77,16 +80,18 @@ impl SlotNames {
             chunks: format!("redis/{slot}/chunks").into_bytes(),
             data: format!("redis/{slot}/data").into_bytes(),
             rank: format!("redis/{slot}/rank").into_bytes(),
+            trash: format!("redis/{slot}/trash").into_bytes(),
         }
     }
 
-    fn all(&self) -> [&Vec<u8>; 5] {
+    fn all(&self) -> [&Vec<u8>; 6] {
         [
             &self.keys,
             &self.expires,
             &self.chunks,
             &self.data,
             &self.rank,
+            &self.trash,
         ]
     }
 }
@@ -418,6 +423,11 @@ impl<'tx> DbView<'tx> {
     /// The rank index bucket.
     pub fn rank(&self) -> Result<Bucket<'tx>> {
         self.bucket(&self.names.rank)
+    }
+
+    /// The bucket of deleted big collections still being freed.
+    pub fn trash(&self) -> Result<Bucket<'tx>> {
+        self.bucket(&self.names.trash)
     }
 
     /// A new id for a chunked value or a collection (never reused within the file).
