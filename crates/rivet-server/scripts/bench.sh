@@ -3,6 +3,7 @@
 #
 #   crates/rivet-server/scripts/bench.sh OUTDIR            # the main matrix (GET, durable SET, no-sync SET)
 #   crates/rivet-server/scripts/bench.sh --memory OUTDIR   # 10M keys: RSS, file size, cold/warm GET
+#   crates/rivet-server/scripts/bench.sh --scale OUTDIR    # collections of 10k and 10M members
 #
 # Main matrix: for every row × value size (3, 150 bytes) × pipeline depth (1, 16) it runs
 #   redis-benchmark -h 127.0.0.1 -p PORT -c 50 -n N -r 1000000 -d SIZE -P PIPE -t TEST --csv
@@ -31,7 +32,9 @@
 #   BENCH_SECONDS    target seconds for the slower server of a cell (default 8)
 #   BENCH_RUNS       runs per server per cell (default 3)
 #   BENCH_SIZES      value sizes (default "3 150");  BENCH_PIPES  pipeline depths (default "1 16")
-#   BENCH_ROWS       rows to run (default "get set_durable set_nosync")
+#   BENCH_ROWS       rows to run (default "get set_durable set_nosync"); also TEST_durable and
+#                    TEST_nosync for TEST in lpush lpop sadd hset zadd lrange_100 (the collection
+#                    rows; ratios only, no goal)
 #   BENCH_LABEL      a line printed at the top of the report (e.g. "TRIAL - not for publication")
 #   BENCH_BUILD      1 (default) runs `cargo build --release -p rivet-server` first; 0 skips it
 #   BENCH_KEYSPACE   -r key space and GET preload (default 1000000; smaller only for smoke tests)
@@ -44,19 +47,28 @@
 #   BENCH_MEM_GETS   GETs per cold/warm run (default 200000)
 #   BENCH_MEM_MIN_FREE_GB  free space needed in BENCH_DIR, else skip (default 10)
 #   BENCH_MEM_REDIS  1 (default) also loads the same keys into redis-server for a memory reference
+# Scale mode only (one hash h, set s, list l and sorted set z of SIZE members %012d each, loaded
+# by a --no-sync server through redis-cli --pipe, 1000 members per command; then per operation
+# `redis-benchmark -c 50 -P 16 -n OPS -r SIZE --csv CMD...` with __rand_int__ = a random member;
+# cost = 1e6 / rps µs of server time per operation; RssAnon and file size; then, at the largest
+# size, the server is restarted in the default (durable) mode and DEL h s l z runs while GET and
+# SET clients measure their latency until INFO's lazyfree_pending_objects is 0):
+#   BENCH_SCALE_SIZES  collection sizes (default "10000 10000000")
+#   BENCH_SCALE_OPS    operations per measurement (default 200000)
 #
 # Output (OUTDIR): table.md (the report), raw.csv (one line per redis-benchmark run),
 # raw/ (every redis-benchmark output and server log), machine.md (machine, disk, commit, versions).
 set -euo pipefail
 
 usage() {
-    sed -n '2,6p' "$0" | sed 's/^# \{0,1\}//'
+    sed -n '2,7p' "$0" | sed 's/^# \{0,1\}//'
     echo "(see the comment at the top of $0 for the environment variables)"
     exit 2
 }
 
 MODE=matrix
 if [[ ${1:-} == --memory ]]; then MODE=memory; shift; fi
+if [[ ${1:-} == --scale ]]; then MODE=scale; shift; fi
 [[ $# -eq 1 && ${1:-} != -* ]] || usage
 
 SCRIPT_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -242,7 +254,7 @@ START_S=$SECONDS
 LOAD_BEFORE=$(cat /proc/loadavg)
 BUSY_BEFORE=$(busy_processes)
 COMMAND_LINE="$0 $OUT"
-[[ $MODE == matrix ]] || COMMAND_LINE="$0 --memory $OUT"
+[[ $MODE == matrix ]] || COMMAND_LINE="$0 --$MODE $OUT"
 
 if [[ $BENCH_BUILD == 1 ]]; then
     log "cargo build --release -p rivet-server"
@@ -285,31 +297,41 @@ log "fdatasync floor in $BENCH_DIR: $FLOOR_START; load average $LOAD_BEFORE"
 # ---------------------------------------------------------------------------------------------
 # Main matrix
 # ---------------------------------------------------------------------------------------------
-row_title() { case $1 in get) echo GET;; set_durable) echo "durable SET";; set_nosync) echo "no-sync SET";; esac; }
-row_goal()  { case $1 in get) echo 1.0;; set_durable) echo 1.5;; set_nosync) echo 0.8;; esac; }
-row_test()  { case $1 in get) echo get;; *) echo set;; esac; }
+# Rows: get, and TEST_durable / TEST_nosync for TEST in set lpush lpop sadd hset zadd lrange_100
+# (redis-benchmark's own tests: LPUSH/LPOP on one list, SADD/HSET/ZADD of -r random members
+# into one collection, LRANGE_100 after redis-benchmark's own LPUSH prefill).
+row_base()  { echo "${1%_durable}" | sed 's/_nosync$//'; }
+row_title() {
+    local t; t=$(row_base "$1" | tr a-z A-Z)
+    case $1 in get) echo GET;; *_durable) echo "durable $t";; *_nosync) echo "no-sync $t";; esac
+}
+row_goal()  { case $1 in get) echo 1.0;; set_durable) echo 1.5;; set_nosync) echo 0.8;; *) echo "";; esac; }
+# row_test ROW: the -t list (LPOP needs the LPUSH before it in the same run to pop anything)
+row_test()  { case $(row_base "$1") in lpop) echo lpush,lpop;; *) row_base "$1";; esac; }
+# row_result ROW: the result line to read
+row_result() { row_base "$1"; }
 # row_args ROW rivet|redis: the server's extra arguments for that row
 row_args() {
     case $1/$2 in
-        get/rivet|set_durable/rivet) echo "" ;;
-        set_nosync/rivet) echo "--no-sync" ;;
-        get/redis|set_nosync/redis) echo "--save '' --appendonly no" ;;
-        set_durable/redis) echo "--save '' --appendonly yes --appendfsync always" ;;
+        get/rivet|*_durable/rivet) echo "" ;;
+        *_nosync/rivet) echo "--no-sync" ;;
+        get/redis|*_nosync/redis) echo "--save '' --appendonly no" ;;
+        *_durable/redis) echo "--save '' --appendonly yes --appendfsync always" ;;
     esac
 }
 
 RAW=$OUT/raw.csv
 
-# bench_once WHAT PORT N SIZE PIPE TEST: output kept in raw/WHAT.csv; the result line (without
-# quotes) in raw/WHAT.csv.line, absent on failure.
+# bench_once WHAT PORT N SIZE PIPE TESTS [RESULT]: output kept in raw/WHAT.csv; the line of test
+# RESULT (default: TESTS) without quotes in raw/WHAT.csv.line, absent on failure.
 bench_once() {
-    local what=$1 port=$2 n=$3 size=$4 pipe=$5 test=$6 f rc=0
+    local what=$1 port=$2 n=$3 size=$4 pipe=$5 tests=$6 test=${7:-$6} f rc=0
     f=$OUT/raw/$what.csv
     timeout "$BENCH_TIMEOUT" "$REDIS_BENCHMARK" -h 127.0.0.1 -p "$port" -c $CLIENTS -n "$n" -r $KEYSPACE \
-        -d "$size" -P "$pipe" -t "$test" --csv >"$f" 2>"$f.err" || rc=$?
+        -d "$size" -P "$pipe" -t "$tests" --csv >"$f" 2>"$f.err" || rc=$?
     (( rc != 124 )) || note_issue "$what: redis-benchmark timed out after $BENCH_TIMEOUT s (N=$n)"
     (( rc == 0 || rc == 124 )) || note_issue "$what: redis-benchmark exited with status $rc: $(head -c 300 "$f.err" | tr '\n' ' ')"
-    local line; line=$(grep -i "^\"${test}\"" "$f" | head -1 || true)
+    local line; line=$(grep -iE "^\"${test}( |\")" "$f" | head -1 || true)
     if [[ -z $line ]]; then
         note_issue "$what: no result line from redis-benchmark: $(head -c 300 "$f" "$f.err" | tr '\n' ' ')"
         return 0
@@ -331,7 +353,7 @@ run_cell() {
     what="${row}_d${size}_P${pipe}_${srv}_run${rep}"
     read -r w0 c0 <<<"$(io_bytes "$pid")"
     t0=$(date +%s.%N)
-    bench_once "$what" "$port" "$n" "$size" "$pipe" "$(row_test "$row")"
+    bench_once "$what" "$port" "$n" "$size" "$pipe" "$(row_test "$row")" "$(row_result "$row")"
     t1=$(date +%s.%N)
     read -r w1 c1 <<<"$(io_bytes "$pid")"
     local wall; wall=$(python3 -c "print(f'{$t1-$t0:.2f}')")
@@ -340,7 +362,7 @@ run_cell() {
         echo "$row,$size,$pipe,$n,$srv,$rep,$line,$wall,$((w1 - w0)),$((c1 - c0))" >>"$RAW"
         log "$what: N=$n $(cut -d, -f2 <<<"$line") rps, p99 $(cut -d, -f7 <<<"$line") ms; per op: wchar $(( (c1 - c0) / n )) B, write_bytes $(( (w1 - w0) / n )) B"
     else
-        echo "$row,$size,$pipe,$n,$srv,$rep,$(row_test "$row" | tr a-z A-Z),,,,,,,,$wall,$((w1 - w0)),$((c1 - c0))" >>"$RAW"
+        echo "$row,$size,$pipe,$n,$srv,$rep,$(row_result "$row" | tr a-z A-Z),,,,,,,,$wall,$((w1 - w0)),$((c1 - c0))" >>"$RAW"
     fi
 }
 
@@ -348,7 +370,7 @@ run_cell() {
 probe() {
     local row=$1 size=$2 pipe=$3 port=$4 srv=$5 what
     what="probe_${row}_d${size}_P${pipe}_${srv}"
-    bench_once "$what" "$port" $((20000 * pipe)) "$size" "$pipe" "$(row_test "$row")"
+    bench_once "$what" "$port" $((20000 * pipe)) "$size" "$pipe" "$(row_test "$row")" "$(row_result "$row")"
     PROBE_RPS=$(cut -d, -f2 "$OUT/raw/$what.csv.line" 2>/dev/null || true)
 }
 
@@ -462,9 +484,18 @@ report_matrix() {
         python3 - "$RAW" <<'EOF'
 import csv, sys, statistics
 rows = list(csv.DictReader(open(sys.argv[1])))
-titles = {"get": ("GET", "default", "--appendonly no", 1.0),
-          "set_durable": ("durable SET", "default", "--appendonly yes --appendfsync always", 1.5),
-          "set_nosync": ("no-sync SET", "--no-sync", "--appendonly no", 0.8)}
+goals = {"get": 1.0, "set_durable": 1.5, "set_nosync": 0.8}
+def title(row):
+    if row == "get":
+        return ("GET", "default", "--appendonly no", 1.0)
+    base, mode = row.rsplit("_", 1)
+    if mode == "durable":
+        return (f"durable {base.upper()}", "default", "--appendonly yes --appendfsync always", goals.get(row))
+    return (f"no-sync {base.upper()}", "--no-sync", "--appendonly no", goals.get(row))
+order = []
+for r in rows:
+    if r["row"] not in order:
+        order.append(r["row"])
 cells = {}
 for r in rows:
     cells.setdefault((r["row"], int(r["size"]), int(r["pipeline"]), int(r["n"])), {}).setdefault(r["server"], []).append(r)
@@ -472,10 +503,9 @@ def fmt(x, d=0):
     return "—" if x is None else (f"{x:,.{d}f}")
 print("| row | rivet / redis config | value | -P | N | rivet rps (spread) | redis rps (spread) | ratio | goal | status | rivet p99 ms | redis p99 ms | written B/op rivet / redis |")
 print("|---|---|---:|---:|---:|---:|---:|---:|---:|---|---:|---:|---:|")
-order = list(titles)
 for key in sorted(cells, key=lambda k: (order.index(k[0]), k[1], k[2])):
     row, size, pipe, n = key
-    title, rc, dc, goal = titles[row]
+    name, rc, dc, goal = title(row)
     out = {}
     for srv in ("rivet", "redis"):
         rs = [r for r in cells[key].get(srv, []) if r["rps"]]
@@ -488,13 +518,13 @@ for key in sorted(cells, key=lambda k: (order.index(k[0]), k[1], k[2])):
                     statistics.median(wb) if wb else None)
     a, b = out["rivet"], out["redis"]
     ratio = a[0] / b[0] if a[0] and b[0] else None
-    status = "—" if ratio is None else ("met" if ratio >= goal else "**missed**")
+    status = "—" if ratio is None or goal is None else ("met" if ratio >= goal else "**missed**")
     def cell(o):
         s = f"{fmt(o[0])} ({fmt(o[1])}–{fmt(o[2])})" if o[0] else "failed"
         if o[5]: s += f" [{o[5]} failed run(s)]"
         return s
-    print(f"| {title} | {rc} / {dc} | {size} B | {pipe} | {n:,} | {cell(a)} | {cell(b)} | "
-          f"{'—' if ratio is None else f'{ratio:.2f}×'} | ≥ {goal}× | {status} | {fmt(a[3], 3)} | {fmt(b[3], 3)} | "
+    print(f"| {name} | {rc} / {dc} | {size} B | {pipe} | {n:,} | {cell(a)} | {cell(b)} | "
+          f"{'—' if ratio is None else f'{ratio:.2f}×'} | {'—' if goal is None else f'≥ {goal}×'} | {status} | {fmt(a[3], 3)} | {fmt(b[3], 3)} | "
           f"{'—' if row == 'get' else fmt(a[6]) + ' / ' + fmt(b[6])} |")
 EOF
         echo
@@ -585,7 +615,170 @@ run_memory() {
     } >"$R.body"
 }
 
-if [[ $MODE == memory ]]; then
+# ---------------------------------------------------------------------------------------------
+# Scale mode
+# ---------------------------------------------------------------------------------------------
+# gen_coll KIND COUNT: RESP commands filling one collection with members %012d (1000 per command)
+gen_coll() {
+    python3 - "$1" "$2" <<'EOF'
+import sys
+kind, n = sys.argv[1], int(sys.argv[2])
+out = sys.stdout.buffer
+def cmd(args):
+    return b"*%d\r\n" % len(args) + b"".join(b"$%d\r\n%s\r\n" % (len(a), a) for a in args)
+buf = []
+for start in range(0, n, 1000):
+    ms = [b"%012d" % i for i in range(start, min(n, start + 1000))]
+    if kind == "hash":
+        args = [b"HSET", b"h"] + [x for m in ms for x in (m, b"v")]
+    elif kind == "set":
+        args = [b"SADD", b"s"] + ms
+    elif kind == "list":
+        args = [b"RPUSH", b"l"] + ms
+    else:
+        args = [b"ZADD", b"z"] + [x for m in ms for x in (b"%d" % int(m), m)]
+    buf.append(cmd(args))
+    if len(buf) >= 100:
+        out.write(b"".join(buf)); buf.clear()
+out.write(b"".join(buf))
+EOF
+}
+
+# scale_op PORT SIZE OPS NAME CMD...: one measurement; prints "rps p50 p99" (empty on failure)
+scale_op() {
+    local port=$1 size=$2 ops=$3 name=$4; shift 4
+    local f=$OUT/raw/scale_${size}_${name}.csv rc=0
+    timeout "$BENCH_TIMEOUT" "$REDIS_BENCHMARK" -h 127.0.0.1 -p "$port" -c $CLIENTS -P 16 -n "$ops" -r "$size" \
+        --csv "$@" >"$f" 2>"$f.err" || rc=$?
+    (( rc == 0 )) || note_issue "scale $size $name: redis-benchmark exited with status $rc"
+    if grep -qiE 'error' "$f" "$f.err"; then
+        note_issue "scale $size $name: redis-benchmark reported errors: $(grep -hi error "$f" "$f.err" | head -2 | tr '\n' ' ')"
+    fi
+    tail -1 "$f" | tr -d '"' | awk -F, '$2+0 > 0 {print $2, $5, $7}'
+}
+
+# latency_during PORT SECONDS TAG: GET and SET clients (-c 25 each, -P 1, 100-byte values,
+# 100000 keys) for about SECONDS; prints "get_p99 get_max set_p99 set_max" in ms
+latency_during() {
+    local port=$1 secs=$2 tag=$3 t
+    for t in get set; do
+        timeout "$BENCH_TIMEOUT" "$REDIS_BENCHMARK" -h 127.0.0.1 -p "$port" -c 25 -n $((secs * ${SCALE_RPS[$t]})) \
+            -r 100000 -d 100 -t "$t" --csv >"$OUT/raw/delete_${tag}_$t.csv" 2>&1 &
+    done
+    wait
+    for t in get set; do
+        grep -i "^\"$t\"" "$OUT/raw/delete_${tag}_$t.csv" | tr -d '"' | awk -F, '{printf "%s %s ", $7, $8}'
+    done
+    echo
+}
+
+run_scale() {
+    local sizes=${BENCH_SCALE_SIZES:-"10000 10000000"} ops=${BENCH_SCALE_OPS:-200000}
+    local R=$OUT/scale.md.body size lines=() largest
+    largest=$(tr ' ' '\n' <<<"$sizes" | sort -n | tail -1)
+    add() { lines+=("$*"); log "$*"; }
+    echo "size,op,rps,p50_ms,p99_ms" >"$OUT/scale.csv"
+    for size in $sizes; do
+        local dir=$RUN_DIR/scale_$size
+        start_server rivet "$dir" --no-sync
+        local pid=$SRV_PID port=$SRV_PORT kind t0 t1 res
+        for kind in hash set list zset; do
+            t0=$(date +%s.%N)
+            res=$(gen_coll $kind "$size" | "$REDIS_CLI" -h 127.0.0.1 -p "$port" --pipe --pipe-timeout 900 2>&1) || true
+            t1=$(date +%s.%N)
+            grep -q 'errors: 0,' <<<"$res" || note_issue "scale $size: loading the $kind: $(tail -2 <<<"$res" | tr '\n' ' ')"
+            add "size $size: loaded the $kind in $(python3 -c "print(f'{$t1-$t0:.1f}')") s"
+        done
+        local counts
+        counts="HLEN $("$REDIS_CLI" -p "$port" hlen h), SCARD $("$REDIS_CLI" -p "$port" scard s), LLEN $("$REDIS_CLI" -p "$port" llen l), ZCARD $("$REDIS_CLI" -p "$port" zcard z)"
+        add "size $size: $counts; after the load: $(proc_mem $pid); file $(du -h --apparent-size "$dir/rivet.db" | cut -f1)"
+        local mid; mid=$(printf '%012d' $((size / 2)))
+        local -a names=(HGET SISMEMBER "LINDEX 0" ZSCORE "ZRANGEBYSCORE … LIMIT 0 10" "ZREVRANK (middle)" HSET SADD LPUSH RPOP ZADD)
+        local -a cmds=("HGET h __rand_int__" "SISMEMBER s __rand_int__" "LINDEX l 0" "ZSCORE z __rand_int__"
+            "ZRANGEBYSCORE z __rand_int__ +inf LIMIT 0 10" "ZREVRANK z $mid" "HSET h __rand_int__ w"
+            "SADD s __rand_int__" "LPUSH l x" "RPOP l" "ZADD z __rand_int__ __rand_int__")
+        local i r tag
+        for i in "${!names[@]}"; do
+            tag=$(tr -c 'A-Za-z0-9\n' '_' <<<"${names[$i]}" | tr -s _)
+            # shellcheck disable=SC2086
+            r=$(scale_op "$port" "$size" "$ops" "$tag" ${cmds[$i]})
+            echo "$size,${names[$i]},${r// /,}" >>"$OUT/scale.csv"
+            log "size $size ${names[$i]}: $r (rps p50 p99)"
+        done
+        add "size $size: after the operations: $(proc_mem $pid); file $(du -h --apparent-size "$dir/rivet.db" | cut -f1)"
+        stop_server "$pid" "scale_$size" "$SRV_LOG"
+        if [[ $size == "$largest" ]]; then
+            start_server rivet "$dir"
+            pid=$SRV_PID; port=$SRV_PORT
+            gen_set 100000 100 | "$REDIS_CLI" -h 127.0.0.1 -p "$port" --pipe >/dev/null 2>&1 || true
+            declare -gA SCALE_RPS=([get]=20000 [set]=2000)
+            local base during d0 d1 pending=1 waited=0 lat
+            base=$(latency_during "$port" 10 baseline)
+            add "delete test (server restarted in the default durable mode; 25 GET and 25 SET clients, -P 1): without a delete: GET p99 $(cut -d' ' -f1 <<<"$base") ms (max $(cut -d' ' -f2 <<<"$base")), SET p99 $(cut -d' ' -f3 <<<"$base") ms (max $(cut -d' ' -f4 <<<"$base"))"
+            ( latency_during "$port" 30 during >"$RUN_DIR/during.txt" ) &
+            lat=$!
+            sleep 2
+            d0=$(date +%s.%N)
+            "$REDIS_CLI" -h 127.0.0.1 -p "$port" del h s l z >/dev/null
+            d1=$(date +%s.%N)
+            while (( pending > 0 && waited < 6000 )); do
+                pending=$("$REDIS_CLI" -h 127.0.0.1 -p "$port" info memory | awk -F: '/^lazyfree_pending_objects/ {print $2+0}')
+                sleep 0.1; waited=$((waited + 1))
+            done
+            t1=$(date +%s.%N)
+            wait "$lat" || true
+            during=$(cat "$RUN_DIR/during.txt")
+            add "DEL h s l z ($size members each) answered in $(python3 -c "print(f'{($d1-$d0)*1000:.1f}')") ms; the writer then freed the entries for $(python3 -c "print(f'{$t1-$d1:.1f}')") s (until lazyfree_pending_objects was 0)"
+            add "during the delete (clients from 2 s before the DEL, about 30 s): GET p99 $(cut -d' ' -f1 <<<"$during") ms (max $(cut -d' ' -f2 <<<"$during")), SET p99 $(cut -d' ' -f3 <<<"$during") ms (max $(cut -d' ' -f4 <<<"$during")); $(proc_mem $pid); file $(du -h --apparent-size "$dir/rivet.db" | cut -f1)"
+            stop_server "$pid" "scale_${size}_delete" "$SRV_LOG"
+        fi
+        rm -rf "$dir"
+    done
+    {
+        echo "Per-operation cost: \`redis-benchmark -c $CLIENTS -P 16 -n $ops -r SIZE --csv CMD\` against a --no-sync server holding the four collections (__rand_int__ = a random existing member); µs/op = 1e6 / rps, the server time per operation with 16-deep pipelines from $CLIENTS clients."
+        echo
+        python3 - "$OUT/scale.csv" <<'EOF'
+import csv, sys
+rows = list(csv.DictReader(open(sys.argv[1])))
+sizes = sorted({int(r["size"]) for r in rows})
+ops = []
+for r in rows:
+    if r["op"] not in ops:
+        ops.append(r["op"])
+cell = {(int(r["size"]), r["op"]): r for r in rows}
+print("| operation | " + " | ".join(f"{s:,} members: µs/op (p99 ms)" for s in sizes) + (" | ratio largest / smallest |" if len(sizes) > 1 else ""))
+print("|---|" + "---:|" * (len(sizes) + (1 if len(sizes) > 1 else 0)))
+for op in ops:
+    vals = []
+    for s in sizes:
+        r = cell.get((s, op))
+        rps = float(r["rps"]) if r and r["rps"] else 0
+        vals.append((1e6 / rps if rps else None, r["p99_ms"] if r else ""))
+    line = "| " + op + " | " + " | ".join("failed" if v is None else f"{v:.2f} ({p})" for v, p in vals)
+    if len(sizes) > 1:
+        a, b = vals[0][0], vals[-1][0]
+        line += " | " + ("—" if not a or not b else f"{b / a:.2f}×")
+    print(line + " |")
+EOF
+        echo
+        printf -- '- %s\n' "${lines[@]}"
+        echo
+        print_issues
+    } >"$R"
+}
+
+if [[ $MODE == scale ]]; then
+    run_scale
+    write_machine "$FLOOR_START"
+    {
+        echo "# rivet-server collections at scale: $START_UTC"; echo
+        [[ -n ${BENCH_LABEL:-} ]] && { echo "**${BENCH_LABEL}**"; echo; }
+        cat "$OUT/machine.md"; echo
+        cat "$OUT/scale.md.body"
+    } >"$OUT/scale.md"
+    rm -f "$OUT/scale.md.body"
+    cat "$OUT/scale.md"
+elif [[ $MODE == memory ]]; then
     KEYSPACE=${BENCH_MEM_KEYS:-10000000}   # GETs draw from every loaded key
     MEM_TITLE=""
     run_memory

@@ -53,7 +53,7 @@ pub fn render(state: &ServerState, tx: &rivet::Tx, args: &[Bytes]) -> Result<Str
         let body = match section.as_str() {
             "server" => server(state),
             "clients" => clients(state),
-            "memory" => memory(),
+            "memory" => memory(state, tx)?,
             "persistence" => persistence(state),
             "stats" => stats(state),
             "replication" => "role:master\r\nconnected_slaves:0\r\nmaster_failover_state:no-failover\r\nmaster_replid:0000000000000000000000000000000000000000\r\nmaster_repl_offset:0\r\nsecond_repl_offset:-1\r\nrepl_backlog_active:0\r\nrepl_backlog_size:1048576\r\nrepl_backlog_first_byte_offset:0\r\nrepl_backlog_histlen:0\r\n".to_string(),
@@ -125,13 +125,27 @@ pub fn rss_bytes() -> (u64, u64) {
     (field("VmRSS:"), field("RssAnon:"))
 }
 
-fn memory() -> String {
+/// Deleted big collections whose entries the writer is still freeing (Redis's
+/// `lazyfree_pending_objects`).
+fn trashed(state: &ServerState, tx: &rivet::Tx) -> Result<u64, rivet::Error> {
+    let mut n = 0;
+    for i in 0..state.store.databases() {
+        for e in state.store.view(tx, i)?.trash()?.iter() {
+            e?;
+            n += 1;
+        }
+    }
+    Ok(n)
+}
+
+fn memory(state: &ServerState, tx: &rivet::Tx) -> Result<String, rivet::Error> {
     let (rss, anon) = rss_bytes();
-    format!(
-        "used_memory:{anon}\r\nused_memory_human:{:.2}M\r\nused_memory_rss:{rss}\r\nused_memory_rss_human:{:.2}M\r\nused_memory_peak:{anon}\r\nused_memory_lua:0\r\nmaxmemory:0\r\nmaxmemory_policy:noeviction\r\nmem_fragmentation_ratio:1.00\r\nmem_allocator:system\r\nlazyfree_pending_objects:0\r\n",
+    let pending = trashed(state, tx)?;
+    Ok(format!(
+        "used_memory:{anon}\r\nused_memory_human:{:.2}M\r\nused_memory_rss:{rss}\r\nused_memory_rss_human:{:.2}M\r\nused_memory_peak:{anon}\r\nused_memory_lua:0\r\nmaxmemory:0\r\nmaxmemory_policy:noeviction\r\nmem_fragmentation_ratio:1.00\r\nmem_allocator:system\r\nlazyfree_pending_objects:{pending}\r\n",
         anon as f64 / 1048576.0,
         rss as f64 / 1048576.0
-    )
+    ))
 }
 
 fn persistence(state: &ServerState) -> String {
