@@ -184,6 +184,10 @@ pub fn hincrbyfloat(ctx: &mut Ctx<'_>, a: &[Bytes]) -> CmdResult {
     if !crate::numeric::is_long_double(&a[3]) {
         return Ok(err(super::args::NOT_FLOAT));
     }
+    // Redis refuses an infinite increment before it looks at the key.
+    if a[3].to_ascii_lowercase().windows(3).any(|w| w == b"inf") {
+        return Ok(err("ERR value is NaN or Infinity"));
+    }
     let v = ctx.view()?;
     let found = tri!(write(&v, &a[1], ctx.now_ms, Kind::Hash));
     let mut c = or_new(&v, &found, Kind::Hash)?;
