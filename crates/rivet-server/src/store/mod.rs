@@ -440,6 +440,65 @@ impl<'tx> DbView<'tx> {
 mod tests {
     use super::*;
 
+    /// A file written by a schema-1 server (no rank index) is upgraded when opened: every
+    /// set and sorted set gets its index, and nothing else changes.
+    #[test]
+    fn schema_1_files_get_their_rank_index() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("old.db");
+        let (set_id, zset_id) = {
+            let store = Store::open(&path, 2, rivet::Options::default()).expect("open");
+            let log = WriteLog::default();
+            let tx = store.db().begin_write().expect("tx");
+            let v = store.view_mut(&tx, 1, &log).expect("view");
+            let mut s = v.coll_new(Kind::Set).expect("set");
+            let mut z = v.coll_new(Kind::ZSet).expect("zset");
+            for i in 0..3000u32 {
+                v.set_add(s.id, &i.to_be_bytes()).expect("sadd");
+                v.zset_put(z.id, &i.to_be_bytes(), None, f64::from(i % 97))
+                    .expect("zadd");
+            }
+            s.len = 3000;
+            z.len = 3000;
+            v.coll_save(b"s", None, &s).expect("save");
+            v.coll_save(b"z", None, &z).expect("save");
+            // Make it a schema-1 file: no rank records, old version.
+            tx.delete_bucket(b"redis/1/rank").expect("drop rank");
+            tx.delete_bucket(b"redis/0/rank").expect("drop rank");
+            meta(&tx)
+                .expect("meta")
+                .put(b"schema", b"1")
+                .expect("schema");
+            tx.commit().expect("commit");
+            (s.id, z.id)
+        };
+        let store = Store::open(&path, 2, rivet::Options::default()).expect("reopen");
+        let tx = store.db().begin_read().expect("read");
+        assert_eq!(
+            meta(&tx).expect("meta").get(b"schema").expect("get"),
+            Some(SCHEMA_VERSION)
+        );
+        let v = store.view(&tx, 1).expect("view");
+        for (kind, id) in [(Kind::Set, set_id), (Kind::ZSet, zset_id)] {
+            let idx = v.rank_index(kind, id);
+            let mut order = Vec::new();
+            let prefix: &[u8] = if kind == Kind::ZSet { b"s" } else { b"" };
+            v.coll_scan(id, prefix, None, false, |k, _| {
+                order.push(k.to_vec());
+                Ok(true)
+            })
+            .expect("scan");
+            assert_eq!(order.len(), 3000);
+            for r in [0usize, 1, 1234, 2999] {
+                assert_eq!(idx.rank_of(&order[r]).expect("rank"), r as u64);
+                assert_eq!(
+                    idx.select(r as u64).expect("select"),
+                    Some(order[r].clone())
+                );
+            }
+        }
+    }
+
     #[test]
     fn another_applications_file_is_refused_untouched() {
         let dir = tempfile::tempdir().expect("tempdir");
