@@ -138,6 +138,13 @@ pub static COMMANDS: &[Spec] = &[
     cmd!("lset", 4, W, KEY1, Some(lists::lset), "list"),
     cmd!("lrange", 4, R, KEY1, Some(lists::lrange), "list"),
     cmd!("ltrim", 4, WRITE, KEY1, Some(lists::ltrim), "list"),
+    cmd!("linsert", 5, W, KEY1, Some(lists::linsert), "list"),
+    cmd!("lrem", 4, WRITE, KEY1, Some(lists::lrem), "list"),
+    cmd!("lpos", -3, R, KEY1, Some(lists::lpos), "list"),
+    cmd!("lmove", 5, W, KEY12, Some(lists::lmove), "list"),
+    cmd!("rpoplpush", 3, W, KEY12, Some(lists::rpoplpush), "list"),
+    // The keys of LMPOP follow its numkeys argument: no fixed range (as Redis reports).
+    cmd!("lmpop", -4, WRITE, NOKEYS, Some(lists::lmpop), "list"),
     // sorted sets
     cmd!("zadd", -4, WF, KEY1, Some(zsets::zadd), "sorted-set"),
     cmd!("zincrby", 4, WF, KEY1, Some(zsets::zincrby), "sorted-set"),
