@@ -126,6 +126,29 @@ pub static COMMANDS: &[Spec] = &[
     cmd!("smembers", 2, R, KEY1, Some(sets::smembers), "set"),
     cmd!("srandmember", -2, R, KEY1, Some(sets::srandmember), "set"),
     cmd!("spop", -2, WRITE | FAST, KEY1, Some(sets::spop), "set"),
+    cmd!("smove", 4, WRITE | FAST, KEY12, Some(sets::smove), "set"),
+    cmd!("sinter", -2, R, ALLKEYS, Some(sets::sinter), "set"),
+    // The keys of SINTERCARD follow its numkeys argument: no fixed range (as Redis reports).
+    cmd!("sintercard", -3, R, NOKEYS, Some(sets::sintercard), "set"),
+    cmd!(
+        "sinterstore",
+        -3,
+        W,
+        ALLKEYS,
+        Some(sets::sinterstore),
+        "set"
+    ),
+    cmd!("sunion", -2, R, ALLKEYS, Some(sets::sunion), "set"),
+    cmd!(
+        "sunionstore",
+        -3,
+        W,
+        ALLKEYS,
+        Some(sets::sunionstore),
+        "set"
+    ),
+    cmd!("sdiff", -2, R, ALLKEYS, Some(sets::sdiff), "set"),
+    cmd!("sdiffstore", -3, W, ALLKEYS, Some(sets::sdiffstore), "set"),
     // lists
     cmd!("lpush", -3, WF, KEY1, Some(lists::lpush), "list"),
     cmd!("rpush", -3, WF, KEY1, Some(lists::rpush), "list"),
