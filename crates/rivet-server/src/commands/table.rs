@@ -108,6 +108,7 @@ pub static COMMANDS: &[Spec] = &[
     cmd!("hgetall", 2, R, KEY1, Some(hashes::hgetall), "hash"),
     cmd!("hkeys", 2, R, KEY1, Some(hashes::hkeys), "hash"),
     cmd!("hvals", 2, R, KEY1, Some(hashes::hvals), "hash"),
+    cmd!("hrandfield", -2, R, KEY1, Some(hashes::hrandfield), "hash"),
     cmd!("hincrby", 4, WF, KEY1, Some(hashes::hincrby), "hash"),
     cmd!(
         "hincrbyfloat",
