@@ -24,8 +24,15 @@
 //! - `DIFF_EXCLUDE=LCS,BITPOS`: never generate these commands (to look past a known
 //!   mismatch; scenario names MULTI, WATCH, SCAN, LCS and PIPELINE also work, and ARITY
 //!   turns off the wrong-arity variants).
-//! - `DIFF_OTHER_TYPES=1`: also create lists and sets (RPUSH, SADD, LRANGE, SMEMBERS) so that
-//!   string commands meet WRONGTYPE keys (outside the string-command scope, off by default).
+//! - `DIFF_OTHER_TYPES=1`: also create lists, sets and hashes (RPUSH, SADD, HSET) so that
+//!   string commands meet WRONGTYPE keys, and run the list, set and hash commands on them
+//!   (LINSERT, LREM, LPOS, LMOVE, RPOPLPUSH, LMPOP, SMOVE, SINTER, SINTERCARD, SUNION, SDIFF
+//!   and their STORE forms, HRANDFIELD; read back with LRANGE and SMEMBERS). They mostly use
+//!   keys of their own (`l0`..`l2`, `s0`..`s2`, `h0`..`h2`) and sometimes the string keys;
+//!   elements come from a small alphabet so that pivots and members meet; a scenario runs
+//!   20..60 of these commands in a row so that collections grow between FLUSHDBs. Set-algebra
+//!   replies compare as sorted multisets, HRANDFIELD by presence (no count) or by reply
+//!   length. Off by default (outside the string-command scope).
 //! - `DIFF_VERBOSE=1`: print every command and redis' reply.
 //! - `DIFF_PARANOID=1`: after every operation also compare `KEYS *` and DBSIZE of databases
 //!   0..3 (slow; finds the operation where the states start to differ).
@@ -60,6 +67,9 @@ enum Cmp {
     Unordered,
     /// Bulk replies compared by nil vs present only.
     Presence,
+    /// Arrays compared by length only, bulk replies by presence (random picks; a wrong-arity
+    /// variant may drop the count).
+    Len,
     /// Non-negative integers may differ by this much.
     Tol(i64),
     /// EXEC: the elements compared with the rules of the queued commands.
@@ -290,8 +300,55 @@ const COMMANDS: &[(&str, u64)] = &[
     ("NOSUCHCMD", 1),
 ];
 /// Extra commands with `DIFF_OTHER_TYPES=1`.
-const OTHER_TYPE_COMMANDS: &[(&str, u64)] =
-    &[("RPUSH", 3), ("SADD", 3), ("LRANGE", 1), ("SMEMBERS", 1)];
+const OTHER_TYPE_COMMANDS: &[(&str, u64)] = &[
+    ("RPUSH", 8),
+    ("SADD", 8),
+    ("LRANGE", 3),
+    ("SMEMBERS", 2),
+    ("HSET", 5),
+    ("LINSERT", 3),
+    ("LREM", 3),
+    ("LPOS", 2),
+    ("LMOVE", 2),
+    ("RPOPLPUSH", 1),
+    ("LMPOP", 2),
+    ("SMOVE", 2),
+    ("SINTER", 1),
+    ("SINTERCARD", 1),
+    ("SINTERSTORE", 1),
+    ("SUNION", 1),
+    ("SUNIONSTORE", 1),
+    ("SDIFF", 1),
+    ("SDIFFSTORE", 1),
+    ("HRANDFIELD", 2),
+];
+/// List elements, set members and hash fields: few, so that pivots and members meet.
+const ELEMENTS: &[&str] = &[
+    "a",
+    "b",
+    "c",
+    "1",
+    "2",
+    "10",
+    "",
+    "x\x00y",
+    "-5",
+    "long-element",
+];
+/// LREM counts, LPOS ranks, counts and lengths.
+const SMALL_INTS: &[&str] = &[
+    "0",
+    "1",
+    "2",
+    "-1",
+    "-2",
+    "3",
+    "-3",
+    "100",
+    "abc",
+    "9223372036854775807",
+    "-9223372036854775808",
+];
 /// Commands that end a transaction: not generated inside one.
 const TX_CONTROL: &[&str] = &["EXEC", "DISCARD"];
 /// Commands that run at once inside MULTI (with an error) instead of being queued.
@@ -391,6 +448,7 @@ impl Gen {
             43..=92 => "MULTI",
             93..=122 => "WATCH",
             123..=192 => "PIPELINE",
+            193..=232 if self.other_types => "COLLECTIONS",
             _ => "",
         };
         if name.is_empty() || self.excluded(name) || (name == "WATCH" && self.excluded("MULTI")) {
@@ -408,6 +466,7 @@ impl Gen {
                 self.queue.extend(steps.into_iter().map(Op::Single));
             }
             "WATCH" => self.watch(),
+            "COLLECTIONS" => self.collections(),
             _ => self.pipeline(),
         }
     }
@@ -464,7 +523,11 @@ impl Gen {
             }
             "EXPIRE" | "PEXPIRE" | "EXPIREAT" | "PEXPIREAT" => self.expire_cmd(name),
             "TTL" | "PTTL" | "EXPIRETIME" | "PEXPIRETIME" | "PERSIST" => self.ttl_cmd(name),
-            "RPUSH" | "SADD" | "LRANGE" | "SMEMBERS" => self.other_type_cmd(name),
+            "RPUSH" | "SADD" | "LRANGE" | "SMEMBERS" | "HSET" => self.other_type_cmd(name),
+            "LINSERT" | "LREM" | "LPOS" | "LMOVE" | "RPOPLPUSH" | "LMPOP" => self.list_cmd(name),
+            "SMOVE" | "SINTER" | "SINTERCARD" | "SINTERSTORE" | "SUNION" | "SUNIONSTORE"
+            | "SDIFF" | "SDIFFSTORE" => self.set_algebra_cmd(name),
+            "HRANDFIELD" => self.hrandfield_cmd(),
             _ => self.misc_cmd(name),
         }
     }
@@ -808,14 +871,174 @@ impl Gen {
     }
 
     fn other_type_cmd(&mut self, name: &str) -> (Args, Cmp) {
-        let k = self.key();
+        let kind = match name {
+            "RPUSH" | "LRANGE" => b'l',
+            "HSET" => b'h',
+            _ => b's',
+        };
+        let k = self.coll_key(kind);
         match name {
             "RPUSH" | "SADD" => c(name)
                 .a(k)
-                .all((0..self.rng.range(1, 3)).map(|_| self.value()).collect())
+                .all((0..self.rng.range(1, 8)).map(|_| self.element()).collect())
                 .exact(),
+            "HSET" => {
+                let mut cmd = c(name).a(k);
+                for _ in 0..self.rng.range(1, 3) {
+                    cmd = cmd.a(self.element()).a(self.value());
+                }
+                cmd.exact()
+            }
             "LRANGE" => c(name).a(k).a("0").a("-1").exact(),
             _ => c(name).a(k).with(Cmp::Unordered),
+        }
+    }
+
+    /// A key for a collection command of `kind` (b'l', b's' or b'h'): mostly one of three keys
+    /// of that kind (`l0`..`l2`...), sometimes one of another kind or of [`KEYS`] (which the
+    /// string commands use), so that collections grow and still meet other types.
+    fn coll_key(&mut self, kind: u8) -> Vec<u8> {
+        let kind = match self.rng.below(20) {
+            0..=1 => return self.key().to_vec(),
+            2..=3 => self.rng.pick(b"lsh"),
+            _ => kind,
+        };
+        vec![kind, b'0' + self.rng.below(3) as u8]
+    }
+
+    /// One to `max` keys from [`Gen::coll_key`].
+    fn coll_keys(&mut self, kind: u8, max: i64) -> Args {
+        let n = self.rng.range(1, max);
+        (0..n).map(|_| self.coll_key(kind)).collect()
+    }
+
+    /// A list element, set member or hash field: mostly from [`ELEMENTS`].
+    fn element(&mut self) -> Vec<u8> {
+        if self.rng.chance(85) {
+            return self.pick_str(ELEMENTS);
+        }
+        self.value()
+    }
+
+    /// One of `good`, or rarely `bad`.
+    fn mostly(&mut self, good: &[&str], bad: &str) -> Vec<u8> {
+        if self.rng.chance(95) {
+            return self.pick_str(good);
+        }
+        bad.as_bytes().to_vec()
+    }
+
+    fn side(&mut self) -> Vec<u8> {
+        self.mostly(&["LEFT", "RIGHT", "left", "Right"], "MIDDLE")
+    }
+
+    fn list_cmd(&mut self, name: &str) -> (Args, Cmp) {
+        let k = self.coll_key(b'l');
+        match name {
+            "LINSERT" => {
+                let at = self.mostly(&["BEFORE", "AFTER", "before", "After"], "AROUND");
+                c(name)
+                    .a(k)
+                    .a(at)
+                    .a(self.element())
+                    .a(self.element())
+                    .exact()
+            }
+            "LREM" => c(name)
+                .a(k)
+                .a(self.pick_str(SMALL_INTS))
+                .a(self.element())
+                .exact(),
+            "LPOS" => {
+                let mut cmd = c(name).a(k).a(self.element());
+                for _ in 0..self.rng.range(0, 3) {
+                    let opt = self.pick_str(&["RANK", "COUNT", "MAXLEN", "rank", "FOO"]);
+                    cmd = cmd.a(opt);
+                    if self.rng.chance(97) {
+                        cmd = cmd.a(self.pick_str(SMALL_INTS));
+                    }
+                }
+                cmd.exact()
+            }
+            "LMOVE" => {
+                let (d, from, to) = (self.coll_key(b'l'), self.side(), self.side());
+                c(name).a(k).a(d).a(from).a(to).exact()
+            }
+            "RPOPLPUSH" => c(name).a(k).a(self.coll_key(b'l')).exact(),
+            _ => self.lmpop_cmd(),
+        }
+    }
+
+    fn numkeys(&mut self, n: usize) -> Vec<u8> {
+        if self.rng.chance(92) {
+            return n.to_string().into_bytes();
+        }
+        // Not a huge count: Redis 7.0's LMPOP reads past its arguments with one.
+        self.pick_str(&["0", "-1", "abc", "5", "1"])
+    }
+
+    fn lmpop_cmd(&mut self) -> (Args, Cmp) {
+        let keys = self.coll_keys(b'l', 3);
+        let mut cmd = c("LMPOP")
+            .a(self.numkeys(keys.len()))
+            .all(keys)
+            .a(self.side());
+        if self.rng.chance(50) {
+            cmd = cmd
+                .a("COUNT")
+                .a(self.pick_str(&["1", "2", "3", "10", "0", "-1", "abc"]));
+        }
+        if self.rng.chance(3) {
+            cmd = cmd.a("COUNT").a("1");
+        }
+        cmd.exact()
+    }
+
+    fn set_algebra_cmd(&mut self, name: &str) -> (Args, Cmp) {
+        match name {
+            "SMOVE" => c(name)
+                .a(self.coll_key(b's'))
+                .a(self.coll_key(b's'))
+                .a(self.element())
+                .exact(),
+            "SINTER" | "SUNION" | "SDIFF" => {
+                c(name).all(self.coll_keys(b's', 4)).with(Cmp::Unordered)
+            }
+            "SINTERCARD" => {
+                let keys = self.coll_keys(b's', 3);
+                let mut cmd = c(name).a(self.numkeys(keys.len())).all(keys);
+                if self.rng.chance(50) {
+                    cmd = cmd
+                        .a("LIMIT")
+                        .a(self.pick_str(&["0", "1", "2", "5", "-1", "abc"]));
+                }
+                cmd.exact()
+            }
+            _ => c(name)
+                .a(self.coll_key(b's'))
+                .all(self.coll_keys(b's', 3))
+                .exact(),
+        }
+    }
+
+    fn hrandfield_cmd(&mut self) -> (Args, Cmp) {
+        let k = self.coll_key(b'h');
+        if self.rng.chance(30) {
+            return c("HRANDFIELD").a(k).with(Cmp::Presence);
+        }
+        // Never a huge negative count without WITHVALUES: Redis would try to send it.
+        let count = match self.rng.below(10) {
+            0 => self.pick_str(&["abc", "-9223372036854775808", "1.5"]),
+            _ => self.rng.range(-12, 12).to_string().into_bytes(),
+        };
+        let cmd = c("HRANDFIELD").a(k);
+        match self.rng.below(10) {
+            0..=5 => cmd.a(count).with(Cmp::Len),
+            6..=8 => cmd.a(count).a("WITHVALUES").with(Cmp::Len),
+            _ => cmd
+                .a(self.pick_str(&["9223372036854775807", "-9223372036854775807", "3"]))
+                .a(self.pick_str(&["WITHVALUES", "withvalues", "FOO"]))
+                .with(Cmp::Len),
         }
     }
 
@@ -830,6 +1053,27 @@ impl Gen {
     }
 
     // --- scenarios ---------------------------------------------------------------------
+
+    /// A run of 20..60 list, set and hash commands, so that collections grow between the
+    /// FLUSHDBs and SELECTs of the other scenarios.
+    fn collections(&mut self) {
+        let total: u64 = OTHER_TYPE_COMMANDS.iter().map(|(_, w)| w).sum();
+        for _ in 0..self.rng.range(20, 60) {
+            let mut r = self.rng.below(total);
+            let name = OTHER_TYPE_COMMANDS
+                .iter()
+                .find(|(_, w)| {
+                    let hit = r < *w;
+                    r = r.saturating_sub(*w);
+                    hit
+                })
+                .map_or("RPUSH", |(n, _)| n);
+            if self.allowed(name) {
+                let s = step(0, self.build(name));
+                self.queue.push_back(Op::Single(s));
+            }
+        }
+    }
 
     /// MULTI, 1..6 commands, EXEC (or DISCARD); the steps run one by one.
     fn transaction(&mut self) -> Vec<Step> {
@@ -1043,7 +1287,14 @@ fn compare(cmp: &Cmp, a: &Frame, b: &Frame, notes: &mut Notes) -> Result<(), Str
             &Frame::Array(Some(sorted(y))),
             notes,
         ),
-        (Cmp::Presence, Frame::Bulk(Some(_)), Frame::Bulk(Some(_))) => Ok(()),
+        (Cmp::Presence | Cmp::Len, Frame::Bulk(Some(_)), Frame::Bulk(Some(_))) => Ok(()),
+        (Cmp::Len, Frame::Array(Some(x)), Frame::Array(Some(y))) => {
+            if x.len() == y.len() {
+                Ok(())
+            } else {
+                Err(format!("lengths differ: {} vs {}", x.len(), y.len()))
+            }
+        }
         (Cmp::Tol(t), Frame::Integer(x), Frame::Integer(y)) if *x >= 0 && *y >= 0 => {
             if x.abs_diff(*y) <= *t as u64 {
                 Ok(())
@@ -1769,6 +2020,21 @@ fn generator_is_deterministic_and_covers_the_scope() {
         !batched_dbsize,
         "DBSIZE in a pipelined batch (it cannot be re-run there)"
     );
+}
+
+#[test]
+fn other_types_cover_the_collection_commands() {
+    let mut g = Gen::new(5, &[], true);
+    let ops: Vec<Op> = (0..8000).map(|_| g.next_op(FIXED_NOW_MS)).collect();
+    let seen = names(&ops);
+    let missing: Vec<&str> = OTHER_TYPE_COMMANDS
+        .iter()
+        .map(|(n, _)| *n)
+        .filter(|n| !seen.contains(*n))
+        .collect();
+    assert!(missing.is_empty(), "never generated: {missing:?}");
+    check_times(&ops);
+    check_exec_alignment(&ops);
 }
 
 #[test]

@@ -1,14 +1,20 @@
 //! Hash commands (Redis `t_hash.c`): each field is its own entry, so HGET/HSET/HDEL are one
 //! B+tree operation whatever the hash's size.
+//!
+//! HRANDFIELD draws uniformly random field indexes, then walks the hash once (O(n)) to read
+//! the fields at those indexes; a rank index would make the walk unnecessary.
 
 use bytes::Bytes;
+use rand::seq::SliceRandom;
+use rand::Rng;
 
 use super::access::{or_new, read, write};
-use super::args::{err, int};
+use super::args::{err, int, is, SYNTAX};
 use super::strings::{arg, tri};
 use super::{arity_error, CmdResult, Ctx};
 use crate::resp::{Reply, OK};
 use crate::store::keyspace::Kind;
+use crate::store::DbView;
 
 /// HSET key field value [field value ...] (and HMSET, which replies OK).
 pub fn hset(ctx: &mut Ctx<'_>, a: &[Bytes]) -> CmdResult {
@@ -206,4 +212,113 @@ pub fn hincrbyfloat(ctx: &mut Ctx<'_>, a: &[Bytes]) -> CmdResult {
     }
     v.coll_save(&a[1], found.as_ref().map(|f| &f.0), &c)?;
     Ok(Reply::Bulk(text.into_bytes()))
+}
+
+/// Most fields one HRANDFIELD reply with a negative count may hold (Redis streams any
+/// count; this server builds replies in memory).
+const RANDFIELD_MAX: u64 = 1 << 24;
+
+/// Fields with their values.
+type Pairs = Vec<(Vec<u8>, Vec<u8>)>;
+
+/// The fields (and values) at `indexes` (ascending, distinct) in the hash's order.
+fn fields_at(v: &DbView<'_>, id: u64, indexes: &[u64]) -> Result<Pairs, rivet::Error> {
+    let mut out = Vec::with_capacity(indexes.len());
+    let mut next = indexes.iter().peekable();
+    let mut i = 0u64;
+    v.coll_scan(id, &[], None, false, |f, val| {
+        if next.peek() == Some(&&i) {
+            out.push((f.to_vec(), val.to_vec()));
+            next.next();
+        }
+        i += 1;
+        Ok(next.peek().is_some())
+    })?;
+    Ok(out)
+}
+
+/// The fields picked for a count: `n` draws with repetition when `repeat`, else `n` distinct
+/// fields (all of them when `n` reaches the size), in random order. `size` must be above 0.
+fn pick(v: &DbView<'_>, id: u64, size: u64, n: u64, repeat: bool) -> Result<Pairs, rivet::Error> {
+    let mut rng = rand::thread_rng();
+    if !repeat {
+        let mut indexes: Vec<u64> = if n >= size {
+            (0..size).collect()
+        } else {
+            rand::seq::index::sample(&mut rng, size as usize, n as usize)
+                .into_iter()
+                .map(|i| i as u64)
+                .collect()
+        };
+        indexes.sort_unstable();
+        let mut out = fields_at(v, id, &indexes)?;
+        if n < size {
+            out.shuffle(&mut rng);
+        }
+        return Ok(out);
+    }
+    let draws: Vec<u64> = (0..n).map(|_| rng.gen_range(0..size)).collect();
+    let mut distinct = draws.clone();
+    distinct.sort_unstable();
+    distinct.dedup();
+    let fields = fields_at(v, id, &distinct)?;
+    Ok(draws
+        .iter()
+        .filter_map(|d| {
+            let at = distinct.binary_search(d).ok()?;
+            fields.get(at).cloned()
+        })
+        .collect())
+}
+
+/// HRANDFIELD key [count [WITHVALUES]]
+pub fn hrandfield(ctx: &mut Ctx<'_>, a: &[Bytes]) -> CmdResult {
+    if a.len() == 2 {
+        let v = ctx.view()?;
+        let Some((_, c)) = tri!(read(&v, &a[1], ctx.now_ms, Kind::Hash)) else {
+            return Ok(Reply::Nil);
+        };
+        if c.len == 0 {
+            return Ok(Reply::Nil);
+        }
+        let mut picked = pick(&v, c.id, c.len, 1, true)?;
+        return Ok(picked.pop().map_or(Reply::Nil, |(f, _)| Reply::Bulk(f)));
+    }
+    let n = arg!(int(&a[2]));
+    if n == i64::MIN {
+        return Ok(err(
+            "ERR value is out of range, value must between -9223372036854775807 and 9223372036854775807",
+        ));
+    }
+    if a.len() > 4 || (a.len() == 4 && !is(&a[3], "withvalues")) {
+        return Ok(err(SYNTAX));
+    }
+    let withvalues = a.len() == 4;
+    if withvalues && n.unsigned_abs() > (i64::MAX / 2) as u64 {
+        return Ok(err("ERR value is out of range"));
+    }
+    let v = ctx.view()?;
+    let Some((_, c)) = tri!(read(&v, &a[1], ctx.now_ms, Kind::Hash)) else {
+        return Ok(Reply::Array(vec![]));
+    };
+    let repeat = n < 0;
+    let count = n.unsigned_abs();
+    if count == 0 || c.len == 0 {
+        return Ok(Reply::Array(vec![]));
+    }
+    if repeat && count > RANDFIELD_MAX {
+        return Ok(err("ERR value is out of range"));
+    }
+    let picked = pick(&v, c.id, c.len, count, repeat)?;
+    Ok(Reply::Array(match (withvalues, ctx.proto >= 3) {
+        (false, _) => picked.into_iter().map(|(f, _)| Reply::Bulk(f)).collect(),
+        (true, true) => picked
+            .into_iter()
+            .map(|(f, val)| Reply::Array(vec![Reply::Bulk(f), Reply::Bulk(val)]))
+            .collect(),
+        (true, false) => picked
+            .into_iter()
+            .flat_map(|(f, val)| [Reply::Bulk(f), Reply::Bulk(val)])
+            .collect(),
+    }))
 }

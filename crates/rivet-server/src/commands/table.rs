@@ -110,6 +110,7 @@ pub static COMMANDS: &[Spec] = &[
     cmd!("hgetall", 2, R, KEY1, Some(hashes::hgetall), "hash"),
     cmd!("hkeys", 2, R, KEY1, Some(hashes::hkeys), "hash"),
     cmd!("hvals", 2, R, KEY1, Some(hashes::hvals), "hash"),
+    cmd!("hrandfield", -2, R, KEY1, Some(hashes::hrandfield), "hash"),
     cmd!("hincrby", 4, WF, KEY1, Some(hashes::hincrby), "hash"),
     cmd!(
         "hincrbyfloat",
@@ -128,6 +129,29 @@ pub static COMMANDS: &[Spec] = &[
     cmd!("smembers", 2, R, KEY1, Some(sets::smembers), "set"),
     cmd!("srandmember", -2, R, KEY1, Some(sets::srandmember), "set"),
     cmd!("spop", -2, WRITE | FAST, KEY1, Some(sets::spop), "set"),
+    cmd!("smove", 4, WRITE | FAST, KEY12, Some(sets::smove), "set"),
+    cmd!("sinter", -2, R, ALLKEYS, Some(sets::sinter), "set"),
+    // The keys of SINTERCARD follow its numkeys argument: no fixed range (as Redis reports).
+    cmd!("sintercard", -3, R, NOKEYS, Some(sets::sintercard), "set"),
+    cmd!(
+        "sinterstore",
+        -3,
+        W,
+        ALLKEYS,
+        Some(sets::sinterstore),
+        "set"
+    ),
+    cmd!("sunion", -2, R, ALLKEYS, Some(sets::sunion), "set"),
+    cmd!(
+        "sunionstore",
+        -3,
+        W,
+        ALLKEYS,
+        Some(sets::sunionstore),
+        "set"
+    ),
+    cmd!("sdiff", -2, R, ALLKEYS, Some(sets::sdiff), "set"),
+    cmd!("sdiffstore", -3, W, ALLKEYS, Some(sets::sdiffstore), "set"),
     // lists
     cmd!("lpush", -3, WF, KEY1, Some(lists::lpush), "list"),
     cmd!("rpush", -3, WF, KEY1, Some(lists::rpush), "list"),
@@ -156,6 +180,13 @@ pub static COMMANDS: &[Spec] = &[
     cmd!("lset", 4, W, KEY1, Some(lists::lset), "list"),
     cmd!("lrange", 4, R, KEY1, Some(lists::lrange), "list"),
     cmd!("ltrim", 4, WRITE, KEY1, Some(lists::ltrim), "list"),
+    cmd!("linsert", 5, W, KEY1, Some(lists::linsert), "list"),
+    cmd!("lrem", 4, WRITE, KEY1, Some(lists::lrem), "list"),
+    cmd!("lpos", -3, R, KEY1, Some(lists::lpos), "list"),
+    cmd!("lmove", 5, W, KEY12, Some(lists::lmove), "list"),
+    cmd!("rpoplpush", 3, W, KEY12, Some(lists::rpoplpush), "list"),
+    // The keys of LMPOP follow its numkeys argument: no fixed range (as Redis reports).
+    cmd!("lmpop", -4, WRITE, NOKEYS, Some(lists::lmpop), "list"),
     // sorted sets
     cmd!("zadd", -4, WF, KEY1, Some(zsets::zadd), "sorted-set"),
     cmd!("zincrby", 4, WF, KEY1, Some(zsets::zincrby), "sorted-set"),
