@@ -219,7 +219,7 @@ async fn wait_parked(
     loop {
         tokio::select! {
             r = &mut rx => {
-                return Some(r.unwrap_or_else(|_| err("ERR server is shutting down")));
+                return Some(r.unwrap_or_else(|_| err(WRITER_GONE)));
             }
             n = socket.read_buf(rbuf) => match n {
                 Ok(0) | Err(_) => break,
@@ -238,6 +238,11 @@ async fn wait_parked(
     });
     None
 }
+
+/// The reply when the writer dropped a job without answering: it stopped (shutdown), or a
+/// command hit an internal error and its batch was rolled back.
+const WRITER_GONE: &str =
+    "ERR the write was not applied: the server is shutting down or hit an internal error (see its log)";
 
 async fn write_out(
     socket: &mut TcpStream,
@@ -299,8 +304,7 @@ impl Conn {
             reply: tx,
         };
         let replies = if self.state.writer.send(job) {
-            rx.await
-                .unwrap_or_else(|_| vec![err("ERR server is shutting down"); n])
+            rx.await.unwrap_or_else(|_| vec![err(WRITER_GONE); n])
         } else {
             vec![err("ERR server is shutting down"); n]
         };
@@ -620,7 +624,7 @@ impl Conn {
                     self.db = db;
                     r
                 }
-                Err(_) => err("ERR server is shutting down"),
+                Err(_) => err(WRITER_GONE),
             }
         } else {
             err("ERR server is shutting down")

@@ -354,11 +354,26 @@ fn commit_batch(state: &Arc<ServerState>, reg: &mut Registry, jobs: Vec<Job>, sw
             );
             continue;
         }
-        match apply_job(state, &tx, &log, reg, job) {
-            Ok(d) => done.extend(d),
-            Err((e, d)) => {
+        // A bug must not take the writer down: a command that panics fails its whole batch
+        // (rolled back) and the writer goes on. Its own client's reply channel is dropped.
+        let applied = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            apply_job(state, &tx, &log, reg, job)
+        }));
+        match applied {
+            Ok(Ok(d)) => done.extend(d),
+            Ok(Err((e, d))) => {
                 failure = Some(e);
                 done.extend(d);
+            }
+            Err(panic) => {
+                let what = panic
+                    .downcast_ref::<&str>()
+                    .map(|s| s.to_string())
+                    .or_else(|| panic.downcast_ref::<String>().cloned())
+                    .unwrap_or_default();
+                failure = Some(rivet::Error::Callback(format!(
+                    "internal error (a command panicked: {what}); the batch was rolled back"
+                )));
             }
         }
     }

@@ -24,15 +24,20 @@
 //! - `DIFF_EXCLUDE=LCS,BITPOS`: never generate these commands (to look past a known
 //!   mismatch; scenario names MULTI, WATCH, SCAN, LCS and PIPELINE also work, and ARITY
 //!   turns off the wrong-arity variants).
-//! - `DIFF_OTHER_TYPES=1`: also create lists, sets and hashes (RPUSH, SADD, HSET) so that
-//!   string commands meet WRONGTYPE keys, and run the list, set and hash commands on them
-//!   (LINSERT, LREM, LPOS, LMOVE, RPOPLPUSH, LMPOP, SMOVE, SINTER, SINTERCARD, SUNION, SDIFF
-//!   and their STORE forms, HRANDFIELD; read back with LRANGE and SMEMBERS). They mostly use
-//!   keys of their own (`l0`..`l2`, `s0`..`s2`, `h0`..`h2`) and sometimes the string keys;
+//! - `DIFF_OTHER_TYPES=0`: strings and the keyspace only. By default the generator also
+//!   creates lists, sets, hashes and sorted sets, so that string commands meet WRONGTYPE
+//!   keys, and runs the collection commands on them (lists, sets, hashes, sorted sets with
+//!   their range, rank, pop, random and algebra commands; read back with LRANGE, SMEMBERS,
+//!   HGETALL, ZRANGE...). They mostly use keys of their own (`l0`..`l2`, `s0`..`s2`,
+//!   `h0`..`h2`, `z0`..`z2`; the lex commands use `zl`, whose members all score 0, as Redis
+//!   defines lex ranges only for equal scores) and sometimes the string keys;
 //!   elements come from a small alphabet so that pivots and members meet; a scenario runs
 //!   20..60 of these commands in a row so that collections grow between FLUSHDBs. Set-algebra
-//!   replies compare as sorted multisets, HRANDFIELD by presence (no count) or by reply
-//!   length. Off by default (outside the string-command scope).
+//!   replies compare as sorted multisets, HGETALL as a multiset of pairs, random picks
+//!   (HRANDFIELD, SRANDMEMBER, ZRANDMEMBER) by presence or reply length. A blocking
+//!   scenario parks BLPOP, BRPOP, BLMOVE, BRPOPLPUSH, BLMPOP, BZPOPMIN, BZPOPMAX or BZMPOP on
+//!   a second connection (keys `bl0`/`bl1`, `bz0`/`bz1`, deleted first) and serves it with
+//!   pushes on the first, or lets a 0.1 s timeout expire; the parked reply is compared too.
 //! - `DIFF_VERBOSE=1`: print every command and redis' reply.
 //! - `DIFF_PARANOID=1`: after every operation also compare `KEYS *` and DBSIZE of databases
 //!   0..3 (slow; finds the operation where the states start to differ).
@@ -65,6 +70,8 @@ enum Cmp {
     Exact,
     /// Arrays compared as sorted multisets.
     Unordered,
+    /// Flat field/value arrays (HGETALL) compared as sorted multisets of pairs.
+    Pairs,
     /// Bulk replies compared by nil vs present only.
     Presence,
     /// Arrays compared by length only, bulk replies by presence (random picks; a wrong-arity
@@ -93,6 +100,12 @@ enum Op {
     Batch(Vec<Step>),
     /// SCAN 0 with these options, pages collected until the cursor is 0.
     ScanAll(Args),
+    /// A blocking command sent on connection 1; once both servers report it parked (or
+    /// after 2 s), `wake` runs on connection 0, then the parked reply is read and compared.
+    Parked {
+        park: Step,
+        wake: Vec<Step>,
+    },
     SleepMs(u64),
 }
 
@@ -321,6 +334,74 @@ const OTHER_TYPE_COMMANDS: &[(&str, u64)] = &[
     ("SDIFF", 1),
     ("SDIFFSTORE", 1),
     ("HRANDFIELD", 2),
+    ("HGET", 2),
+    ("HMGET", 1),
+    ("HDEL", 2),
+    ("HGETALL", 1),
+    ("HKEYS", 1),
+    ("HVALS", 1),
+    ("HLEN", 1),
+    ("HEXISTS", 1),
+    ("HSTRLEN", 1),
+    ("HSETNX", 1),
+    ("HINCRBY", 1),
+    ("HINCRBYFLOAT", 1),
+    ("SREM", 2),
+    ("SISMEMBER", 1),
+    ("SMISMEMBER", 1),
+    ("SCARD", 1),
+    ("SRANDMEMBER", 1),
+    ("LPUSH", 2),
+    ("LPOP", 2),
+    ("RPOP", 2),
+    ("LINDEX", 1),
+    ("LSET", 1),
+    ("LTRIM", 1),
+    ("LLEN", 1),
+    ("ZADD", 10),
+    ("ZINCRBY", 2),
+    ("ZREM", 2),
+    ("ZSCORE", 1),
+    ("ZMSCORE", 1),
+    ("ZCARD", 1),
+    ("ZRANK", 2),
+    ("ZREVRANK", 1),
+    ("ZCOUNT", 2),
+    ("ZLEXCOUNT", 1),
+    ("ZRANGE", 5),
+    ("ZREVRANGE", 1),
+    ("ZRANGEBYSCORE", 2),
+    ("ZREVRANGEBYSCORE", 1),
+    ("ZRANGEBYLEX", 1),
+    ("ZREVRANGEBYLEX", 1),
+    ("ZRANGESTORE", 1),
+    ("ZREMRANGEBYSCORE", 1),
+    ("ZREMRANGEBYRANK", 1),
+    ("ZREMRANGEBYLEX", 1),
+    ("ZPOPMIN", 1),
+    ("ZPOPMAX", 1),
+    ("ZMPOP", 1),
+    ("ZRANDMEMBER", 1),
+    ("ZUNION", 1),
+    ("ZINTER", 1),
+    ("ZDIFF", 1),
+    ("ZUNIONSTORE", 1),
+    ("ZINTERSTORE", 1),
+    ("ZDIFFSTORE", 1),
+    ("ZINTERCARD", 1),
+];
+/// Sorted-set scores (and increments): exact binary fractions, infinities, a hexadecimal
+/// form, and rarely something that is not a float.
+const SCORES: &[&str] = &[
+    "0", "1", "2", "-1", "1.5", "10", "-2.25", "3e2", "inf", "-inf", "+inf", "0x10", "1",
+];
+/// Score range bounds.
+const SCORE_BOUNDS: &[&str] = &[
+    "-inf", "+inf", "0", "1", "(1", "2", "(2", "1.5", "(1.5", "10", "-1", "(-inf", "inf",
+];
+/// Lex range bounds (used only on `zl`, whose members all score 0).
+const LEX_BOUNDS: &[&str] = &[
+    "-", "+", "[a", "(a", "[b", "(c", "[1", "[10", "(2", "[", "(x",
 ];
 /// List elements, set members and hash fields: few, so that pivots and members meet.
 const ELEMENTS: &[&str] = &[
@@ -449,6 +530,7 @@ impl Gen {
             93..=122 => "WATCH",
             123..=192 => "PIPELINE",
             193..=232 if self.other_types => "COLLECTIONS",
+            233..=247 if self.other_types => "BLOCKING",
             _ => "",
         };
         if name.is_empty() || self.excluded(name) || (name == "WATCH" && self.excluded("MULTI")) {
@@ -467,6 +549,7 @@ impl Gen {
             }
             "WATCH" => self.watch(),
             "COLLECTIONS" => self.collections(),
+            "BLOCKING" => self.blocking(),
             _ => self.pipeline(),
         }
     }
@@ -528,6 +611,10 @@ impl Gen {
             "SMOVE" | "SINTER" | "SINTERCARD" | "SINTERSTORE" | "SUNION" | "SUNIONSTORE"
             | "SDIFF" | "SDIFFSTORE" => self.set_algebra_cmd(name),
             "HRANDFIELD" => self.hrandfield_cmd(),
+            n if n.starts_with('H') || n.starts_with('L') || n.starts_with('S') => {
+                self.member_cmd(name)
+            }
+            n if n.starts_with('Z') => self.zset_cmd(name),
             _ => self.misc_cmd(name),
         }
     }
@@ -900,7 +987,7 @@ impl Gen {
     fn coll_key(&mut self, kind: u8) -> Vec<u8> {
         let kind = match self.rng.below(20) {
             0..=1 => return self.key().to_vec(),
-            2..=3 => self.rng.pick(b"lsh"),
+            2..=3 => self.rng.pick(b"lshz"),
             _ => kind,
         };
         vec![kind, b'0' + self.rng.below(3) as u8]
@@ -1042,6 +1129,244 @@ impl Gen {
         }
     }
 
+    /// Point commands on hashes, sets and lists.
+    fn member_cmd(&mut self, name: &str) -> (Args, Cmp) {
+        let kind = match name.as_bytes()[0] {
+            b'H' => b'h',
+            b'L' => b'l',
+            _ => b's',
+        };
+        let k = self.coll_key(kind);
+        let cmd = c(name).a(k);
+        match name {
+            "HGET" | "HEXISTS" | "HSTRLEN" | "SISMEMBER" => cmd.a(self.element()).exact(),
+            "HMGET" | "HDEL" | "SREM" | "SMISMEMBER" => cmd
+                .all((0..self.rng.range(1, 4)).map(|_| self.element()).collect())
+                .exact(),
+            "HGETALL" => cmd.with(Cmp::Pairs),
+            "HKEYS" | "HVALS" => cmd.with(Cmp::Unordered),
+            "HSETNX" => cmd.a(self.element()).a(self.value()).exact(),
+            "HINCRBY" => cmd
+                .a(self.element())
+                .a(self.pick_str(&["1", "-3", "100", "abc", "9223372036854775807"]))
+                .exact(),
+            "HINCRBYFLOAT" => cmd
+                .a(self.element())
+                .a(self.pick_str(&["1.5", "-0.25", "10", "abc", "inf"]))
+                .exact(),
+            "SRANDMEMBER" if self.rng.chance(30) => cmd.with(Cmp::Presence),
+            "SRANDMEMBER" => cmd.a(self.rng.range(-6, 6).to_string()).with(Cmp::Len),
+            "LPUSH" => cmd
+                .all((0..self.rng.range(1, 4)).map(|_| self.element()).collect())
+                .exact(),
+            "LPOP" | "RPOP" if self.rng.chance(50) => cmd.exact(),
+            "LPOP" | "RPOP" => cmd.a(self.pick_str(&["0", "1", "2", "5", "-1"])).exact(),
+            "LINDEX" => cmd.a(self.pick_str(SMALL_INTS)).exact(),
+            "LSET" => cmd.a(self.pick_str(SMALL_INTS)).a(self.element()).exact(),
+            "LTRIM" => cmd
+                .a(self.rng.range(-4, 4).to_string())
+                .a(self.rng.range(-4, 8).to_string())
+                .exact(),
+            _ => cmd.exact(), // HLEN SCARD LLEN
+        }
+    }
+
+    /// A sorted-set key: `z0`..`z2` (mixed scores) or, for the lex commands, `zl` (every
+    /// member scores 0: Redis defines lex ranges only for equal scores).
+    fn zkey(&mut self, lex: bool) -> Vec<u8> {
+        if lex {
+            return b"zl".to_vec();
+        }
+        self.coll_key(b'z')
+    }
+
+    fn score(&mut self) -> Vec<u8> {
+        self.mostly(SCORES, "abc")
+    }
+
+    fn zset_cmd(&mut self, name: &str) -> (Args, Cmp) {
+        let lex = name.contains("LEX") || (name == "ZADD" && self.rng.chance(25));
+        let k = self.zkey(lex);
+        match name {
+            "ZADD" => {
+                let mut cmd = c(name).a(&k);
+                if !lex {
+                    for o in ["NX", "XX", "GT", "LT", "CH", "INCR"] {
+                        if self.rng.chance(8) {
+                            cmd = cmd.a(o);
+                        }
+                    }
+                }
+                for _ in 0..self.rng.range(1, 4) {
+                    let s = if lex { b"0".to_vec() } else { self.score() };
+                    cmd = cmd.a(s).a(self.element());
+                }
+                cmd.exact()
+            }
+            "ZINCRBY" => c(name).a(k).a(self.score()).a(self.element()).exact(),
+            "ZREM" | "ZMSCORE" => c(name)
+                .a(k)
+                .all((0..self.rng.range(1, 3)).map(|_| self.element()).collect())
+                .exact(),
+            "ZSCORE" | "ZRANK" | "ZREVRANK" => c(name).a(k).a(self.element()).exact(),
+            "ZCARD" => c(name).a(k).exact(),
+            "ZCOUNT" | "ZRANGEBYSCORE" | "ZREVRANGEBYSCORE" | "ZREMRANGEBYSCORE" => {
+                let mut cmd = c(name)
+                    .a(k)
+                    .a(self.mostly(SCORE_BOUNDS, "abc"))
+                    .a(self.mostly(SCORE_BOUNDS, "(abc"));
+                if name.contains("RANGEBY") && !name.starts_with("ZREM") {
+                    cmd = self.range_options(cmd, true);
+                }
+                cmd.exact()
+            }
+            "ZLEXCOUNT" | "ZRANGEBYLEX" | "ZREVRANGEBYLEX" | "ZREMRANGEBYLEX" => {
+                let mut cmd = c(name)
+                    .a(k)
+                    .a(self.mostly(LEX_BOUNDS, "a"))
+                    .a(self.mostly(LEX_BOUNDS, "b"));
+                if name.contains("RANGEBY") && !name.starts_with("ZREM") {
+                    cmd = self.range_options(cmd, false);
+                }
+                cmd.exact()
+            }
+            "ZREVRANGE" | "ZREMRANGEBYRANK" => {
+                let mut cmd = c(name)
+                    .a(k)
+                    .a(self.rng.range(-5, 5).to_string())
+                    .a(self.rng.range(-5, 8).to_string());
+                if name == "ZREVRANGE" && self.rng.chance(50) {
+                    cmd = cmd.a("WITHSCORES");
+                }
+                cmd.exact()
+            }
+            "ZRANGE" | "ZRANGESTORE" => self.zrange_cmd(name),
+            "ZPOPMIN" | "ZPOPMAX" => {
+                let cmd = c(name).a(k);
+                if self.rng.chance(50) {
+                    cmd.exact()
+                } else {
+                    cmd.a(self.pick_str(&["0", "1", "2", "10", "-1"])).exact()
+                }
+            }
+            "ZMPOP" => {
+                let keys: Args = (0..self.rng.range(1, 3))
+                    .map(|_| self.zkey(false))
+                    .collect();
+                let mut cmd = c(name)
+                    .a(self.numkeys(keys.len()))
+                    .all(keys)
+                    .a(self.mostly(&["MIN", "MAX", "min"], "MIDDLE"));
+                if self.rng.chance(50) {
+                    cmd = cmd
+                        .a("COUNT")
+                        .a(self.pick_str(&["1", "2", "5", "0", "abc"]));
+                }
+                cmd.exact()
+            }
+            "ZRANDMEMBER" => {
+                if self.rng.chance(30) {
+                    return c(name).a(k).with(Cmp::Presence);
+                }
+                let cmd = c(name).a(k).a(self.rng.range(-6, 6).to_string());
+                if self.rng.chance(50) {
+                    cmd.a("WITHSCORES").with(Cmp::Len)
+                } else {
+                    cmd.with(Cmp::Len)
+                }
+            }
+            _ => self.zsetop_cmd(name),
+        }
+    }
+
+    /// `[LIMIT offset count] [WITHSCORES]` for the older range forms.
+    fn range_options(&mut self, mut cmd: C, scores: bool) -> C {
+        if self.rng.chance(40) {
+            cmd = cmd
+                .a("LIMIT")
+                .a(self.pick_str(&["0", "1", "2", "-1", "10"]))
+                .a(self.pick_str(&["1", "2", "-1", "0", "5"]));
+        }
+        if scores && self.rng.chance(50) {
+            cmd = cmd.a("WITHSCORES");
+        }
+        cmd
+    }
+
+    fn zrange_cmd(&mut self, name: &str) -> (Args, Cmp) {
+        let by = self.rng.below(3);
+        let lex = by == 2;
+        let mut cmd = c(name);
+        if name == "ZRANGESTORE" {
+            cmd = cmd.a(self.zkey(false));
+        }
+        cmd = cmd.a(self.zkey(lex));
+        cmd = match by {
+            0 => cmd
+                .a(self.rng.range(-5, 5).to_string())
+                .a(self.rng.range(-5, 8).to_string()),
+            1 => cmd
+                .a(self.mostly(SCORE_BOUNDS, "x"))
+                .a(self.mostly(SCORE_BOUNDS, "x"))
+                .a("BYSCORE"),
+            _ => cmd
+                .a(self.mostly(LEX_BOUNDS, "x"))
+                .a(self.mostly(LEX_BOUNDS, "x"))
+                .a("BYLEX"),
+        };
+        if self.rng.chance(40) {
+            cmd = cmd.a("REV");
+        }
+        if self.rng.chance(if by == 0 { 5 } else { 40 }) {
+            cmd = cmd
+                .a("LIMIT")
+                .a(self.pick_str(&["0", "1", "-1", "3"]))
+                .a(self.pick_str(&["1", "2", "-1", "0"]));
+        }
+        if name == "ZRANGE" && self.rng.chance(if lex { 5 } else { 50 }) {
+            cmd = cmd.a("WITHSCORES");
+        }
+        cmd.exact()
+    }
+
+    /// ZUNION/ZINTER/ZDIFF (and STORE forms, ZINTERCARD) over sorted sets and plain sets.
+    fn zsetop_cmd(&mut self, name: &str) -> (Args, Cmp) {
+        let n = self.rng.range(1, 3) as usize;
+        let keys: Args = (0..n)
+            .map(|_| {
+                if self.rng.chance(20) {
+                    self.coll_key(b's')
+                } else {
+                    self.zkey(false)
+                }
+            })
+            .collect();
+        let mut cmd = c(name);
+        if name.ends_with("STORE") {
+            cmd = cmd.a(self.zkey(false));
+        }
+        cmd = cmd.a(self.numkeys(n)).all(keys);
+        let weighted = !name.contains("DIFF") && name != "ZINTERCARD";
+        if weighted && self.rng.chance(30) {
+            cmd = cmd.a("WEIGHTS");
+            for _ in 0..n {
+                cmd = cmd.a(self.mostly(&["1", "2", "0", "-1", "0.5", "inf"], "abc"));
+            }
+        }
+        if weighted && self.rng.chance(30) {
+            cmd = cmd
+                .a("AGGREGATE")
+                .a(self.mostly(&["SUM", "MIN", "MAX", "max"], "AVG"));
+        }
+        if name == "ZINTERCARD" && self.rng.chance(50) {
+            cmd = cmd.a("LIMIT").a(self.pick_str(&["0", "1", "2", "-1"]));
+        }
+        if !name.ends_with("STORE") && name != "ZINTERCARD" && self.rng.chance(50) {
+            cmd = cmd.a("WITHSCORES");
+        }
+        cmd.exact()
+    }
+
     fn misc_cmd(&mut self, name: &str) -> (Args, Cmp) {
         match name {
             "PING" if self.rng.chance(50) => c(name).exact(),
@@ -1073,6 +1398,109 @@ impl Gen {
                 self.queue.push_back(Op::Single(s));
             }
         }
+    }
+
+    /// A blocking pop parked on connection 1 (both connections in database 0, the keys
+    /// deleted first), then served by pushes on connection 0, or left to time out.
+    fn blocking(&mut self) {
+        let list = self.rng.chance(60);
+        let keys: Args = if list {
+            strs(&["bl0", "bl1"])
+        } else {
+            strs(&["bz0", "bz1"])
+        };
+        for conn in [0, 1] {
+            let s = step(conn, c("SELECT").a("0").exact());
+            self.queue.push_back(Op::Single(s));
+        }
+        let del = step(0, c("DEL").all(keys.clone()).exact());
+        self.queue.push_back(Op::Single(del));
+        let n = self.rng.range(1, 2) as usize;
+        let waits = keys[..n].to_vec();
+        let timeout = if self.rng.chance(15) { "0.1" } else { "0" };
+        if self.rng.chance(10) {
+            // Inside MULTI a blocking command answers at once, as if it timed out.
+            let name = if list { "BLPOP" } else { "BZPOPMIN" };
+            for built in [
+                c("MULTI").exact(),
+                c(name).all(waits.clone()).a("0").exact(),
+                c("EXEC").with(Cmp::Exec(vec![Cmp::Exact])),
+            ] {
+                self.queue.push_back(Op::Single(step(0, built)));
+            }
+        }
+        let park = if list {
+            match self.rng.below(5) {
+                0 => c("BLPOP").all(waits.clone()).a(timeout),
+                1 => c("BRPOP").all(waits.clone()).a(timeout),
+                2 => {
+                    let (from, to) = (self.side(), self.side());
+                    c("BLMOVE").a("bl0").a("bl1").a(from).a(to).a(timeout)
+                }
+                3 => c("BRPOPLPUSH").a("bl0").a("bl1").a(timeout),
+                _ => {
+                    let mut cmd = c("BLMPOP")
+                        .a(timeout)
+                        .a(n.to_string())
+                        .all(waits.clone())
+                        .a(self.pick_str(&["LEFT", "RIGHT"]));
+                    if self.rng.chance(50) {
+                        cmd = cmd.a("COUNT").a(self.pick_str(&["1", "2", "5"]));
+                    }
+                    cmd
+                }
+            }
+        } else {
+            match self.rng.below(3) {
+                0 => c("BZPOPMIN").all(waits.clone()).a(timeout),
+                1 => c("BZPOPMAX").all(waits.clone()).a(timeout),
+                _ => {
+                    let mut cmd = c("BZMPOP")
+                        .a(timeout)
+                        .a(n.to_string())
+                        .all(waits.clone())
+                        .a(self.pick_str(&["MIN", "MAX"]));
+                    if self.rng.chance(50) {
+                        cmd = cmd.a("COUNT").a(self.pick_str(&["1", "2", "5"]));
+                    }
+                    cmd
+                }
+            }
+        };
+        let target = if park.0[0] == b"BLMOVE" || park.0[0] == b"BRPOPLPUSH" {
+            b"bl0".to_vec()
+        } else {
+            waits[self.rng.below(n as u64) as usize].clone()
+        };
+        let mut wake = Vec::new();
+        if timeout == "0" {
+            let push = if list {
+                c(self.rng.pick(&["RPUSH", "LPUSH"]))
+                    .a(&target)
+                    .all((0..self.rng.range(1, 4)).map(|_| self.element()).collect())
+            } else {
+                let mut cmd = c("ZADD").a(&target);
+                for _ in 0..self.rng.range(1, 4) {
+                    cmd = cmd
+                        .a(self.pick_str(&["1", "2", "-1", "1.5"]))
+                        .a(self.element());
+                }
+                cmd
+            };
+            wake.push(step(0, push.exact()));
+        }
+        for k in &keys {
+            let read = if list {
+                c("LRANGE").a(k).a("0").a("-1")
+            } else {
+                c("ZRANGE").a(k).a("0").a("-1").a("WITHSCORES")
+            };
+            wake.push(step(0, read.exact()));
+        }
+        self.queue.push_back(Op::Parked {
+            park: step(1, park.exact()),
+            wake,
+        });
     }
 
     /// MULTI, 1..6 commands, EXEC (or DISCARD); the steps run one by one.
@@ -1287,6 +1715,17 @@ fn compare(cmp: &Cmp, a: &Frame, b: &Frame, notes: &mut Notes) -> Result<(), Str
             &Frame::Array(Some(sorted(y))),
             notes,
         ),
+        (Cmp::Pairs, Frame::Array(Some(x)), Frame::Array(Some(y))) => {
+            let pairs = |v: &[Frame]| {
+                let mut p: Vec<Frame> = v
+                    .chunks(2)
+                    .map(|c| Frame::Array(Some(c.to_vec())))
+                    .collect();
+                p.sort_by_key(|f| format!("{f:?}"));
+                Frame::Array(Some(p))
+            };
+            same(&pairs(x), &pairs(y), notes)
+        }
         (Cmp::Presence | Cmp::Len, Frame::Bulk(Some(_)), Frame::Bulk(Some(_))) => Ok(()),
         (Cmp::Len, Frame::Array(Some(x)), Frame::Array(Some(y))) => {
             if x.len() == y.len() {
@@ -1387,7 +1826,7 @@ impl Config {
             ops: env_num("DIFF_OPS").unwrap_or(4000) as usize,
             against_redis: env_flag("DIFF_AGAINST_REDIS"),
             exclude,
-            other_types: env_flag("DIFF_OTHER_TYPES"),
+            other_types: std::env::var("DIFF_OTHER_TYPES").map_or(true, |v| v != "0"),
             verbose: env_flag("DIFF_VERBOSE"),
             paranoid: env_flag("DIFF_PARANOID"),
         }
@@ -1450,6 +1889,24 @@ impl Side {
             return steps.iter().map(|_| Err(e.clone())).collect();
         }
         steps.iter().map(|_| self.read(0)).collect()
+    }
+
+    /// Waits (up to 2 s) until INFO on connection 2 reports a parked client.
+    fn wait_parked(&mut self) {
+        let until = std::time::Instant::now() + Duration::from_secs(2);
+        while std::time::Instant::now() < until {
+            let info = self.step(&Step {
+                conn: 2,
+                args: strs(&["INFO", "clients"]),
+                cmp: Cmp::Exact,
+            });
+            if let Ok(Frame::Bulk(Some(b))) = info {
+                if !String::from_utf8_lossy(&b).contains("blocked_clients:0\r") {
+                    return;
+                }
+            }
+            std::thread::sleep(Duration::from_millis(2));
+        }
     }
 
     /// `KEYS *` (sorted) and DBSIZE of database `db`, read on connection 2.
@@ -1575,6 +2032,25 @@ impl Run<'_> {
                     a,
                     b,
                 );
+            }
+            Op::Parked { park, wake } => {
+                self.record(index, park.conn, &park.args);
+                let sent = self.redis.send(park).and(self.target.send(park));
+                if let Err(e) = sent {
+                    self.check(index, park, Err(e.clone()), Err(e));
+                    return;
+                }
+                self.redis.wait_parked();
+                self.target.wait_parked();
+                for w in wake {
+                    self.record(index, w.conn, &w.args);
+                    let a = self.redis.step(w);
+                    let b = self.target.step(w);
+                    self.check(index, w, a, b);
+                }
+                let a = self.redis.read(park.conn);
+                let b = self.target.read(park.conn);
+                self.check(index, park, a, b);
             }
             Op::SleepMs(ms) => {
                 self.record(index, 0, &[format!("(sleep {ms} ms)").into_bytes()]);
@@ -1841,6 +2317,10 @@ fn steps_of(ops: &[Op]) -> Vec<(&Step, bool)> {
         match op {
             Op::Single(s) => out.push((s, false)),
             Op::Batch(v) => out.extend(v.iter().map(|s| (s, slept))),
+            Op::Parked { park, wake } => {
+                out.push((park, false));
+                out.extend(wake.iter().map(|s| (s, false)));
+            }
             _ => {}
         }
     }

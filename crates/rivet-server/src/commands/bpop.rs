@@ -1,5 +1,5 @@
-//! Blocking pops (Redis `t_list.c`, `t_zset.c`, `blocked.c`): BLPOP, BRPOP, BZPOPMIN,
-//! BZPOPMAX, BZMPOP. Each answers like its non-blocking form when a key has something to
+//! Blocking pops (Redis `t_list.c`, `t_zset.c`, `blocked.c`): BLPOP, BRPOP, BLMOVE,
+//! BRPOPLPUSH, BLMPOP, BZPOPMIN, BZPOPMAX, BZMPOP. Each answers like its non-blocking form when a key has something to
 //! take; otherwise, run as its own writer job it asks to be parked (see
 //! [`crate::blocking`]), and inside MULTI or a script it answers as if it timed out, as
 //! Redis does.
@@ -10,7 +10,7 @@ use bytes::Bytes;
 
 use super::access::write;
 use super::args::{err, parse_f64};
-use super::lists::pop_n;
+use super::lists::{end_of, move_element, mpop_first, parse_lmpop, pop_n};
 use super::strings::{arg, tri};
 use super::zsets::{mpop_reply, parse_mpop, pop_first};
 use super::{CmdResult, Ctx};
@@ -35,16 +35,13 @@ pub fn timeout(a: &[u8], now_ms: i64) -> Result<Option<Instant>, Reply> {
     Ok(Some(Instant::now() + Duration::from_millis(ms as u64)))
 }
 
-/// Parks the client on `keys` when allowed; otherwise answers `timeout_reply` now.
-pub fn block_on(
-    ctx: &mut Ctx<'_>,
-    keys: &[Bytes],
-    deadline: Option<Instant>,
-    timeout_reply: Reply,
-) -> Reply {
+/// Parks the client on `keys` when allowed (a timeout answers a null array, as Redis 7.0
+/// answers every blocked client that times out); otherwise answers `now` at once.
+pub fn block_on(ctx: &mut Ctx<'_>, keys: &[Bytes], deadline: Option<Instant>, now: Reply) -> Reply {
     if !ctx.may_block {
-        return timeout_reply;
+        return now;
     }
+    let timeout_reply = Reply::NilArray;
     ctx.would_block = Some(WouldBlock {
         keys: keys.iter().map(|k| k.to_vec()).collect(),
         deadline,
@@ -67,6 +64,34 @@ pub fn blpop(ctx: &mut Ctx<'_>, a: &[Bytes]) -> CmdResult {
         v.coll_save(k, Some(&h), &c)?;
         let e = item.into_iter().next().unwrap_or_default();
         return Ok(Reply::Array(vec![Reply::Bulk(k.to_vec()), Reply::Bulk(e)]));
+    }
+    Ok(block_on(ctx, keys, deadline, Reply::NilArray))
+}
+
+/// BLMOVE source destination LEFT|RIGHT LEFT|RIGHT timeout, BRPOPLPUSH source destination
+/// timeout. The destination's type is checked only when there is something to move.
+pub fn blmove(ctx: &mut Ctx<'_>, a: &[Bytes]) -> CmdResult {
+    let (from_left, to_left, t) = if a.len() == 6 {
+        (arg!(end_of(&a[3])), arg!(end_of(&a[4])), &a[5])
+    } else {
+        (false, true, &a[3])
+    };
+    let deadline = arg!(timeout(t, ctx.now_ms));
+    let v = ctx.view()?;
+    if tri!(write(&v, &a[1], ctx.now_ms, Kind::List)).is_some() {
+        return move_element(ctx, &a[1], &a[2], from_left, to_left);
+    }
+    // Inside MULTI: a null bulk string; after a timeout: a null array (Redis 7.0).
+    Ok(block_on(ctx, &a[1..2], deadline, Reply::Nil))
+}
+
+/// BLMPOP timeout numkeys key [key ...] LEFT|RIGHT [COUNT count]
+pub fn blmpop(ctx: &mut Ctx<'_>, a: &[Bytes]) -> CmdResult {
+    let (keys, left, count) = arg!(parse_lmpop(a, 2));
+    let deadline = arg!(timeout(&a[1], ctx.now_ms));
+    let v = ctx.view()?;
+    if let Some(r) = tri!(mpop_first(&v, ctx.now_ms, keys, left, count)) {
+        return Ok(r);
     }
     Ok(block_on(ctx, keys, deadline, Reply::NilArray))
 }

@@ -131,16 +131,17 @@ pub fn llen(ctx: &mut Ctx<'_>, a: &[Bytes]) -> CmdResult {
 fn index_pos(c: &Coll, i: i64) -> Option<i64> {
     let len = c.len as i64;
     let i = if i < 0 { i + len } else { i };
-    (0..len).contains(&i).then_some(c.head + i)
+    (0..len).contains(&i).then(|| c.head + i)
 }
 
 /// LINDEX key index
 pub fn lindex(ctx: &mut Ctx<'_>, a: &[Bytes]) -> CmdResult {
-    let i = arg!(int(&a[2]));
+    // Redis looks the key up before it reads the index.
     let v = ctx.view()?;
     let Some((_, c)) = tri!(read(&v, &a[1], ctx.now_ms, Kind::List)) else {
         return Ok(Reply::Nil);
     };
+    let i = arg!(int(&a[2]));
     match index_pos(&c, i) {
         Some(p) => Ok(Reply::opt_bulk(v.coll_get(c.id, &list_pos(p))?)),
         None => Ok(Reply::Nil),
@@ -149,11 +150,12 @@ pub fn lindex(ctx: &mut Ctx<'_>, a: &[Bytes]) -> CmdResult {
 
 /// LSET key index element
 pub fn lset(ctx: &mut Ctx<'_>, a: &[Bytes]) -> CmdResult {
-    let i = arg!(int(&a[2]));
+    // Redis looks the key up before it reads the index.
     let v = ctx.view()?;
     let Some((h, c)) = tri!(write(&v, &a[1], ctx.now_ms, Kind::List)) else {
         return Ok(err(super::args::NO_SUCH_KEY));
     };
+    let i = arg!(int(&a[2]));
     let Some(p) = index_pos(&c, i) else {
         return Ok(err("ERR index out of range"));
     };
@@ -466,7 +468,7 @@ pub fn lpos(ctx: &mut Ctx<'_>, a: &[Bytes]) -> CmdResult {
 }
 
 /// LEFT (true) or RIGHT (false).
-fn end_of(a: &[u8]) -> Result<bool, Reply> {
+pub fn end_of(a: &[u8]) -> Result<bool, Reply> {
     if is(a, "left") {
         Ok(true)
     } else if is(a, "right") {
@@ -478,7 +480,7 @@ fn end_of(a: &[u8]) -> Result<bool, Reply> {
 
 /// Pops one element from `src` (the left end when `from_left`) and pushes it onto `dst`;
 /// checks both keys' types before changing anything.
-fn move_element(
+pub fn move_element(
     ctx: &mut Ctx<'_>,
     src: &[u8],
     dst: &[u8],
@@ -520,45 +522,68 @@ pub fn rpoplpush(ctx: &mut Ctx<'_>, a: &[Bytes]) -> CmdResult {
     move_element(ctx, &a[1], &a[2], false, true)
 }
 
-/// LMPOP numkeys key [key ...] LEFT|RIGHT [COUNT count]
-pub fn lmpop(ctx: &mut Ctx<'_>, a: &[Bytes]) -> CmdResult {
-    let numkeys = arg!(at_least_one(&a[1], "ERR numkeys should be greater than 0"));
-    let where_at = match usize::try_from(numkeys).ok().and_then(|n| n.checked_add(2)) {
+/// Parses `numkeys key... LEFT|RIGHT [COUNT n]` from `a[at..]` (LMPOP and BLMPOP):
+/// (keys, left, count).
+pub fn parse_lmpop(a: &[Bytes], at: usize) -> Result<(&[Bytes], bool, u64), Reply> {
+    let numkeys = at_least_one(&a[at], "ERR numkeys should be greater than 0")?;
+    let where_at = match usize::try_from(numkeys)
+        .ok()
+        .and_then(|n| n.checked_add(at + 1))
+    {
         Some(i) if i < a.len() => i,
-        _ => return Ok(err(SYNTAX)),
+        _ => return Err(err(SYNTAX)),
     };
-    let left = arg!(end_of(&a[where_at]));
+    let left = end_of(&a[where_at])?;
     let mut count = None;
     let mut j = where_at + 1;
     while j < a.len() {
         if count.is_none() && is(&a[j], "count") && j + 1 < a.len() {
-            count = Some(arg!(at_least_one(
+            count = Some(at_least_one(
                 &a[j + 1],
-                "ERR count should be greater than 0"
-            )));
+                "ERR count should be greater than 0",
+            )?);
             j += 2;
         } else {
-            return Ok(err(SYNTAX));
+            return Err(err(SYNTAX));
         }
     }
-    let count = count.unwrap_or(1) as u64;
-    let v = ctx.view()?;
-    for key in &a[2..where_at] {
+    Ok((&a[at + 1..where_at], left, count.unwrap_or(1) as u64))
+}
+
+/// Pops up to `count` elements from the first non-empty list among `keys`: the LMPOP reply
+/// `[key, [elements]]`, `None` when all are empty, or WRONGTYPE.
+pub fn mpop_first(
+    v: &DbView<'_>,
+    now: i64,
+    keys: &[Bytes],
+    left: bool,
+    count: u64,
+) -> Result<Result<Option<Reply>, Reply>, rivet::Error> {
+    for key in keys {
         if key.len() > crate::store::keyspace::MAX_KEY_LEN {
             continue; // such a key cannot exist
         }
-        let Some((h, mut c)) = tri!(write(&v, key, ctx.now_ms, Kind::List)) else {
-            continue;
+        let (h, mut c) = match write(v, key, now, Kind::List)? {
+            Ok(Some(found)) => found,
+            Ok(None) => continue,
+            Err(reply) => return Ok(Err(reply)),
         };
         if c.len == 0 {
             continue;
         }
-        let items = pop_n(&v, &mut c, count, left)?;
+        let items = pop_n(v, &mut c, count, left)?;
         v.coll_save(key, Some(&h), &c)?;
-        return Ok(Reply::Array(vec![
+        return Ok(Ok(Some(Reply::Array(vec![
             Reply::bulk(key),
             Reply::Array(items.into_iter().map(Reply::Bulk).collect()),
-        ]));
+        ]))));
     }
-    Ok(Reply::NilArray)
+    Ok(Ok(None))
+}
+
+/// LMPOP numkeys key [key ...] LEFT|RIGHT [COUNT count]
+pub fn lmpop(ctx: &mut Ctx<'_>, a: &[Bytes]) -> CmdResult {
+    let (keys, left, count) = arg!(parse_lmpop(a, 1));
+    let v = ctx.view()?;
+    Ok(tri!(mpop_first(&v, ctx.now_ms, keys, left, count)).unwrap_or(Reply::NilArray))
 }

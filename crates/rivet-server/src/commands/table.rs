@@ -177,6 +177,23 @@ pub static COMMANDS: &[Spec] = &[
         Some(bpop::blpop),
         "list"
     ),
+    cmd!("blmove", 6, W | BLOCKING, KEY12, Some(bpop::blmove), "list"),
+    cmd!(
+        "brpoplpush",
+        4,
+        W | BLOCKING,
+        KEY12,
+        Some(bpop::blmove),
+        "list"
+    ),
+    cmd!(
+        "blmpop",
+        -5,
+        W | BLOCKING,
+        NOKEYS,
+        Some(bpop::blmpop),
+        "list"
+    ),
     cmd!("lset", 4, W, KEY1, Some(lists::lset), "list"),
     cmd!("lrange", 4, R, KEY1, Some(lists::lrange), "list"),
     cmd!("ltrim", 4, WRITE, KEY1, Some(lists::ltrim), "list"),

@@ -155,7 +155,8 @@ pub fn zrange(ctx: &mut Ctx<'_>, a: &[Bytes]) -> CmdResult {
     if kind == RangeType::Auto {
         kind = RangeType::Rank;
     }
-    if limit.is_some() && kind == RangeType::Rank {
+    // Redis cannot tell `LIMIT offset -1` from no LIMIT (its count defaults to -1).
+    if limit.is_some_and(|(_, count)| count != -1) && kind == RangeType::Rank {
         return Ok(err(
             "ERR syntax error, LIMIT is only supported in combination with either BYSCORE or BYLEX",
         ));
@@ -199,7 +200,11 @@ pub fn zrange(ctx: &mut Ctx<'_>, a: &[Bytes]) -> CmdResult {
             } else {
                 (lo, hi)
             };
-            let (offset, count) = limit.unwrap_or((0, -1));
+            let (offset, count) = match range {
+                // Only `LIMIT offset -1` gets here, which Redis ignores for index ranges.
+                Range::Rank(..) => (0, -1),
+                _ => limit.unwrap_or((0, -1)),
+            };
             if offset < 0 {
                 Vec::new()
             } else {
@@ -209,11 +214,11 @@ pub fn zrange(ctx: &mut Ctx<'_>, a: &[Bytes]) -> CmdResult {
                 } else {
                     avail.min(count as u64)
                 };
-                if rev {
-                    match (hi - 1).checked_sub(offset as u64) {
-                        Some(from) if n > 0 => members_from_rank(&v, &c, from, n, true)?,
-                        _ => Vec::new(),
-                    }
+                if n == 0 {
+                    Vec::new()
+                } else if rev {
+                    // n > 0, so hi - offset > lo >= 0.
+                    members_from_rank(&v, &c, hi - 1 - offset as u64, n, true)?
                 } else {
                     members_from_rank(&v, &c, lo + offset as u64, n, false)?
                 }

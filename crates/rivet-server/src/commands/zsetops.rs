@@ -117,6 +117,16 @@ pub fn zsetop(ctx: &mut Ctx<'_>, a: &[Bytes]) -> CmdResult {
     }
     let n = n as usize;
     let keys = &a[at + 1..at + 1 + n];
+    // Redis looks the inputs up (WRONGTYPE) before it reads the options.
+    let v = ctx.view()?;
+    let mut colls = Vec::with_capacity(n);
+    for k in keys {
+        colls.push(match v.lookup(k, ctx.now_ms)? {
+            None => None,
+            Some(h) if h.kind == Kind::ZSet || h.kind == Kind::Set => Coll::of(&h),
+            Some(_) => return Ok(err(WRONGTYPE)),
+        });
+    }
     let mut weights = vec![1.0f64; n];
     let mut how = Aggregate::Sum;
     let (mut withscores, mut limit) = (false, 0u64);
@@ -160,16 +170,11 @@ pub fn zsetop(ctx: &mut Ctx<'_>, a: &[Bytes]) -> CmdResult {
     if store && a[1].len() > MAX_KEY_LEN {
         return Ok(err(KEY_TOO_LONG));
     }
-    let v = ctx.view()?;
-    let mut srcs = Vec::with_capacity(n);
-    for (k, w) in keys.iter().zip(&weights) {
-        let coll = match v.lookup(k, ctx.now_ms)? {
-            None => None,
-            Some(h) if h.kind == Kind::ZSet || h.kind == Kind::Set => Coll::of(&h),
-            Some(_) => return Ok(err(WRONGTYPE)),
-        };
-        srcs.push(Source { coll, weight: *w });
-    }
+    let mut srcs: Vec<Source> = colls
+        .into_iter()
+        .zip(&weights)
+        .map(|(coll, w)| Source { coll, weight: *w })
+        .collect();
     let result = match op {
         Op::Inter => {
             srcs.sort_by_key(Source::len);
@@ -186,7 +191,12 @@ pub fn zsetop(ctx: &mut Ctx<'_>, a: &[Bytes]) -> CmdResult {
         let n = store_zset(&v, &a[1], ctx.now_ms, items)?;
         return Ok(Reply::Int(n as i64));
     }
-    items.sort_by(|x, y| x.1.total_cmp(&y.1).then_with(|| x.0.cmp(&y.0)));
+    // Redis orders by score with -0 equal to 0 (no NaN can get here), then by member.
+    items.sort_by(|x, y| {
+        x.1.partial_cmp(&y.1)
+            .unwrap_or(std::cmp::Ordering::Equal)
+            .then_with(|| x.0.cmp(&y.0))
+    });
     if withscores {
         return Ok(Reply::Array(scored_reply(items, ctx.proto, true)));
     }

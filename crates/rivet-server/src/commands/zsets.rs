@@ -207,7 +207,9 @@ pub fn zrank(ctx: &mut Ctx<'_>, a: &[Bytes]) -> CmdResult {
     let r = v
         .rank_index(Kind::ZSet, c.id)
         .rank_of(&zset_order_key(score, &a[2]))?;
-    Ok(Reply::Int(if rev { c.len - 1 - r } else { r } as i64))
+    Ok(Reply::Int(
+        if rev { c.len.saturating_sub(r + 1) } else { r } as i64,
+    ))
 }
 
 /// The order key just after every order key that starts with the 8 bytes of `s`.
@@ -430,7 +432,13 @@ pub fn pop_first(
             Ok(None) => continue,
             Err(reply) => return Ok(Err(reply)),
         };
-        let popped = members_from_rank(v, &c, if max { c.len - 1 } else { 0 }, count, max)?;
+        let popped = members_from_rank(
+            v,
+            &c,
+            if max { c.len.saturating_sub(1) } else { 0 },
+            count,
+            max,
+        )?;
         for (m, s) in &popped {
             v.zset_remove(c.id, m, *s)?;
         }

@@ -8,9 +8,12 @@
 //! `rank` bucket holds one record per boundary, and one for the *head* (before every entry):
 //!
 //! ```text
-//! id (8 bytes) | level (1 byte) | order key  ->  count (u64, big-endian)
-//! id (8 bytes) | level (1 byte)              ->  count of the head
+//! id (8 bytes) | level (1 byte) | 0x01 | order key  ->  count (u64, big-endian)
+//! id (8 bytes) | level (1 byte) | 0x00              ->  count of the head
 //! ```
+//!
+//! (The marker byte keeps the head apart from a boundary whose order key is empty: a set may
+//! hold the empty string.)
 //!
 //! where the count is the number of entries from that boundary (inclusive) up to the next
 //! boundary of the same level (exclusive). Boundaries are nested (a level-2 boundary is a
@@ -98,11 +101,28 @@ impl<'v, 'tx> RankIndex<'v, 'tx> {
         p
     }
 
-    fn rkey(&self, level: u8, order_key: &[u8]) -> Vec<u8> {
-        let mut k = Vec::with_capacity(9 + order_key.len());
+    /// The record key of the boundary `at` of `level` (`None`: the head).
+    fn rkey(&self, level: u8, at: Option<&[u8]>) -> Vec<u8> {
+        let mut k = Vec::with_capacity(10 + at.map_or(0, <[u8]>::len));
         k.extend_from_slice(&self.level_prefix(level));
-        k.extend_from_slice(order_key);
+        match at {
+            None => k.push(0),
+            Some(o) => {
+                k.push(1);
+                k.extend_from_slice(o);
+            }
+        }
         k
+    }
+
+    /// The boundary a record key of `level` names (`Some(None)`: the head); `None` for a key
+    /// of another level or collection, or a malformed one.
+    fn parse_rkey<'k>(&self, level: u8, key: &'k [u8]) -> Option<Option<&'k [u8]>> {
+        match key.strip_prefix(&self.level_prefix(level)[..]) {
+            Some([0]) => Some(None),
+            Some([1, rest @ ..]) => Some(Some(rest)),
+            _ => None,
+        }
     }
 
     fn data_prefix(&self) -> Vec<u8> {
@@ -112,19 +132,25 @@ impl<'v, 'tx> RankIndex<'v, 'tx> {
     }
 
     /// The record at `level` whose span holds `order_key` (the last boundary strictly
-    /// before it, or the head): (its order key, its count). A missing head counts 0.
-    fn floor(&self, rank: &Bucket<'tx>, level: u8, order_key: &[u8]) -> Result<(Vec<u8>, u64)> {
-        let lp = self.level_prefix(level);
+    /// before it, or the head): (the boundary, `None` for the head; its count). A missing
+    /// head counts 0.
+    fn floor(
+        &self,
+        rank: &Bucket<'tx>,
+        level: u8,
+        order_key: &[u8],
+    ) -> Result<(Option<Vec<u8>>, u64)> {
         let mut c = rank.cursor();
-        let e = match c.seek(&self.rkey(level, order_key))? {
+        let e = match c.seek(&self.rkey(level, Some(order_key)))? {
             Some(_) => c.prev()?,
             None => c.last()?,
         };
         match e {
-            Some(e) if e.key().starts_with(&lp) => {
-                Ok((e.key()[9..].to_vec(), count_of(self.id, e.value())?))
-            }
-            _ => Ok((Vec::new(), 0)),
+            Some(e) => match self.parse_rkey(level, e.key()) {
+                Some(at) => Ok((at.map(<[u8]>::to_vec), count_of(self.id, e.value())?)),
+                None => Ok((None, 0)),
+            },
+            None => Ok((None, 0)),
         }
     }
 
@@ -150,12 +176,11 @@ impl<'v, 'tx> RankIndex<'v, 'tx> {
                 e = c.next()?;
             }
         } else {
-            let lp = self.level_prefix(level - 1);
             let mut c = rank.cursor();
-            let mut e = c.seek(&self.rkey(level - 1, from))?;
+            let mut e = c.seek(&self.rkey(level - 1, Some(from)))?;
             let mut first = true;
             while let Some(entry) = e {
-                let Some(k) = entry.key().strip_prefix(lp.as_slice()) else {
+                let Some(Some(k)) = self.parse_rkey(level - 1, entry.key()) else {
                     break;
                 };
                 if !first && self.level(k) >= level {
@@ -176,14 +201,14 @@ impl<'v, 'tx> RankIndex<'v, 'tx> {
         for l in 1..=LEVELS {
             let (pk, pc) = self.floor(&rank, l, order_key)?;
             if lvl < l {
-                rank.put(&self.rkey(l, &pk), &(pc + 1).to_be_bytes())?;
+                rank.put(&self.rkey(l, pk.as_deref()), &(pc + 1).to_be_bytes())?;
             } else {
                 let ec = self.span(&rank, l, order_key)?;
                 let left = (pc + 1)
                     .checked_sub(ec)
                     .ok_or_else(|| corrupt(self.id, "a span is larger than its parent"))?;
-                rank.put(&self.rkey(l, &pk), &left.to_be_bytes())?;
-                rank.put(&self.rkey(l, order_key), &ec.to_be_bytes())?;
+                rank.put(&self.rkey(l, pk.as_deref()), &left.to_be_bytes())?;
+                rank.put(&self.rkey(l, Some(order_key)), &ec.to_be_bytes())?;
             }
         }
         Ok(())
@@ -200,7 +225,7 @@ impl<'v, 'tx> RankIndex<'v, 'tx> {
             let merged = if lvl < l {
                 0
             } else {
-                let k = self.rkey(l, order_key);
+                let k = self.rkey(l, Some(order_key));
                 let ec = count_of(self.id, rank.get(&k)?)?;
                 rank.delete(&k)?;
                 ec
@@ -208,51 +233,46 @@ impl<'v, 'tx> RankIndex<'v, 'tx> {
             let left = (pc + merged)
                 .checked_sub(1)
                 .ok_or_else(|| corrupt(self.id, "a count would go below zero"))?;
-            rank.put(&self.rkey(l, &pk), &left.to_be_bytes())?;
+            rank.put(&self.rkey(l, pk.as_deref()), &left.to_be_bytes())?;
         }
         Ok(())
     }
 
-    /// Positions `c` on the record of `level` at `order_key`, which must exist.
-    fn seek_exact<'c>(
-        &self,
-        c: &'c mut Cursor<'tx>,
-        level: u8,
-        order_key: &[u8],
-    ) -> Result<Entry<'tx>> {
-        let k = self.rkey(level, order_key);
+    /// Positions `c` on the record of `level` at `at`, which must exist.
+    fn seek_exact(&self, c: &mut Cursor<'tx>, level: u8, at: Option<&[u8]>) -> Result<Entry<'tx>> {
+        let k = self.rkey(level, at);
         match c.seek(&k)? {
             Some(e) if e.key() == k.as_slice() => Ok(e),
             _ => Err(corrupt(self.id, "a boundary record is missing")),
         }
     }
 
-    /// The next record of `level` after the cursor's, as (order key, count).
+    /// The next boundary of `level` after the cursor's record, as (order key, count).
     fn next_record(&self, c: &mut Cursor<'tx>, level: u8) -> Result<Option<(&'tx [u8], u64)>> {
-        let lp = self.level_prefix(level);
         match c.next()? {
-            Some(e) if e.key().starts_with(&lp) => {
-                Ok(Some((&e.key()[9..], count_of(self.id, e.value())?)))
-            }
-            _ => Ok(None),
+            Some(e) => match self.parse_rkey(level, e.key()) {
+                Some(Some(k)) => Ok(Some((k, count_of(self.id, e.value())?))),
+                _ => Ok(None),
+            },
+            None => Ok(None),
         }
     }
 
     /// The number of entries ordered before `order_key` (its 0-based rank when present).
     pub fn rank_of(&self, order_key: &[u8]) -> Result<u64> {
         let rank = self.view.rank()?;
-        let mut pos: Vec<u8> = Vec::new();
+        let mut pos: Option<Vec<u8>> = None;
         let mut before = 0u64;
         for l in (1..=LEVELS).rev() {
             let mut c = rank.cursor();
-            let head = self.seek_exact(&mut c, l, &pos)?;
+            let head = self.seek_exact(&mut c, l, pos.as_deref())?;
             let mut count = count_of(self.id, head.value())?;
             while let Some((k, n)) = self.next_record(&mut c, l)? {
                 if k > order_key {
                     break;
                 }
                 before += count;
-                pos = k.to_vec();
+                pos = Some(k.to_vec());
                 count = n;
             }
         }
@@ -260,7 +280,7 @@ impl<'v, 'tx> RankIndex<'v, 'tx> {
         let d = self.view.data()?;
         let mut c = d.cursor();
         let mut start = dp.clone();
-        start.extend_from_slice(&pos);
+        start.extend_from_slice(pos.as_deref().unwrap_or_default());
         let mut e = c.seek(&start)?;
         while let Some(entry) = e {
             match entry.key().strip_prefix(dp.as_slice()) {
@@ -275,14 +295,15 @@ impl<'v, 'tx> RankIndex<'v, 'tx> {
     /// The order key of the entry at 0-based rank `r` (`None` past the end).
     pub fn select(&self, r: u64) -> Result<Option<Vec<u8>>> {
         let rank = self.view.rank()?;
-        let mut pos: Vec<u8> = Vec::new();
+        let mut pos: Option<Vec<u8>> = None;
         let mut rem = r;
         for l in (1..=LEVELS).rev() {
             let mut c = rank.cursor();
-            let head = match c.seek(&self.rkey(l, &pos))? {
-                Some(e) if e.key() == self.rkey(l, &pos).as_slice() => e,
+            let want = self.rkey(l, pos.as_deref());
+            let head = match c.seek(&want)? {
+                Some(e) if e.key() == want.as_slice() => e,
                 // An empty collection has no records.
-                _ if pos.is_empty() => return Ok(None),
+                _ if pos.is_none() => return Ok(None),
                 _ => return Err(corrupt(self.id, "a boundary record is missing")),
             };
             let mut count = count_of(self.id, head.value())?;
@@ -290,7 +311,7 @@ impl<'v, 'tx> RankIndex<'v, 'tx> {
                 match self.next_record(&mut c, l)? {
                     Some((k, n)) => {
                         rem -= count;
-                        pos = k.to_vec();
+                        pos = Some(k.to_vec());
                         count = n;
                     }
                     None => return Ok(None),
@@ -301,7 +322,7 @@ impl<'v, 'tx> RankIndex<'v, 'tx> {
         let d = self.view.data()?;
         let mut c = d.cursor();
         let mut start = dp.clone();
-        start.extend_from_slice(&pos);
+        start.extend_from_slice(pos.as_deref().unwrap_or_default());
         let mut e = c.seek(&start)?;
         while let Some(entry) = e {
             let Some(k) = entry.key().strip_prefix(dp.as_slice()) else {
@@ -322,22 +343,22 @@ impl<'v, 'tx> RankIndex<'v, 'tx> {
         let rank = self.view.rank()?;
         super::delete_prefix(&rank, &self.id.to_be_bytes())?;
         // Per level: the current span's start and count.
-        let mut spans: Vec<(Vec<u8>, u64)> = vec![(Vec::new(), 0); LEVELS as usize];
+        let mut spans: Vec<(Option<Vec<u8>>, u64)> = vec![(None, 0); LEVELS as usize];
         self.view
             .coll_scan(self.id, self.prefix, None, false, |k, _| {
                 let lvl = self.level(k);
                 for l in 1..=LEVELS {
                     let span = &mut spans[l as usize - 1];
                     if lvl >= l {
-                        rank.put(&self.rkey(l, &span.0), &span.1.to_be_bytes())?;
-                        *span = (k.to_vec(), 0);
+                        rank.put(&self.rkey(l, span.0.as_deref()), &span.1.to_be_bytes())?;
+                        *span = (Some(k.to_vec()), 0);
                     }
                     span.1 += 1;
                 }
                 Ok(true)
             })?;
         for (l, (k, n)) in (1..=LEVELS).zip(spans) {
-            rank.put(&self.rkey(l, &k), &n.to_be_bytes())?;
+            rank.put(&self.rkey(l, k.as_deref()), &n.to_be_bytes())?;
         }
         Ok(())
     }
@@ -409,7 +430,13 @@ mod tests {
         let mut rng = rand::rngs::StdRng::seed_from_u64(11);
         let mut model = BTreeSet::new();
         for step in 0..3000 {
-            let m = format!("m{}", rng.gen_range(0..400)).into_bytes();
+            // The empty member too: a set may hold it, and its key must not meet the head's.
+            let n = rng.gen_range(0..400);
+            let m = if n == 0 {
+                Vec::new()
+            } else {
+                format!("m{n}").into_bytes()
+            };
             if model.contains(&m) {
                 v.coll_del(7, &m).expect("del");
                 idx.remove(&m).expect("remove");
