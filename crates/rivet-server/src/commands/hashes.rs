@@ -190,6 +190,9 @@ pub fn hincrbyfloat(ctx: &mut Ctx<'_>, a: &[Bytes]) -> CmdResult {
     if !crate::numeric::is_long_double(&a[3]) {
         return Ok(err(super::args::NOT_FLOAT));
     }
+    if super::args::parse_f64(&a[3]).is_some_and(f64::is_infinite) {
+        return Ok(err("ERR value is NaN or Infinity"));
+    }
     let v = ctx.view()?;
     let found = tri!(write(&v, &a[1], ctx.now_ms, Kind::Hash));
     let mut c = or_new(&v, &found, Kind::Hash)?;

@@ -88,6 +88,9 @@ fn pop_n(v: &DbView<'_>, c: &mut Coll, n: u64, left: bool) -> Result<Vec<Vec<u8>
 }
 
 fn pop(ctx: &mut Ctx<'_>, a: &[Bytes], left: bool) -> CmdResult {
+    if a.len() > 3 {
+        return Ok(super::arity_error(if left { "lpop" } else { "rpop" }));
+    }
     let count = arg!(super::args::optional_count(a, 2));
     let v = ctx.view()?;
     let Some((h, mut c)) = tri!(write(&v, &a[1], ctx.now_ms, Kind::List)) else {
