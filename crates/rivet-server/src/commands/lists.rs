@@ -560,3 +560,16 @@ pub fn lmpop(ctx: &mut Ctx<'_>, a: &[Bytes]) -> CmdResult {
     }
     Ok(Reply::NilArray)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn positions_round_trip() {
+        for p in [i64::MIN, -5, -1, 0, 7, i64::MAX] {
+            assert_eq!(pos_of(&list_pos(p)), Some(p));
+        }
+        assert_eq!(pos_of(b"short"), None);
+    }
+}
