@@ -2567,6 +2567,10 @@ fn comparison_rules() {
     assert!(ok(Cmp::Tol(1), Frame::Integer(100), Frame::Integer(101)));
     assert!(!ok(Cmp::Tol(1), Frame::Integer(100), Frame::Integer(102)));
     assert!(!ok(Cmp::Tol(1), Frame::Integer(-1), Frame::Integer(0)));
+    assert!(ok(Cmp::Len, arr(&["a", "b"]), arr(&["c", "c"])));
+    assert!(!ok(Cmp::Len, arr(&["a"]), arr(&["a", "b"])));
+    assert!(ok(Cmp::Len, Frame::bulk("a"), Frame::bulk("b")));
+    assert!(!ok(Cmp::Len, Frame::bulk("a"), Frame::Bulk(None)));
     let exec = Cmp::Exec(vec![Cmp::Unordered, Cmp::Exact]);
     let reply = |v: Frame, e: &str| Frame::Array(Some(vec![v, err(e)]));
     assert!(ok(

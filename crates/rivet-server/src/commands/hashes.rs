@@ -215,8 +215,8 @@ pub fn hincrbyfloat(ctx: &mut Ctx<'_>, a: &[Bytes]) -> CmdResult {
 }
 
 /// Most fields one HRANDFIELD reply with a negative count may hold (Redis streams any
-/// count; this server builds replies in memory).
-const RANDFIELD_MAX: u64 = 1 << 24;
+/// count; this server builds replies in memory, so a count like -10^12 must not allocate).
+const RANDFIELD_MAX: u64 = 1 << 20;
 
 /// Fields with their values.
 type Pairs = Vec<(Vec<u8>, Vec<u8>)>;

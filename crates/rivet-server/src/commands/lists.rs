@@ -93,6 +93,9 @@ pub fn pop_n(
 }
 
 fn pop(ctx: &mut Ctx<'_>, a: &[Bytes], left: bool) -> CmdResult {
+    if a.len() > 3 {
+        return Ok(super::arity_error(if left { "lpop" } else { "rpop" }));
+    }
     let count = arg!(super::args::optional_count(a, 2));
     let v = ctx.view()?;
     let Some((h, mut c)) = tri!(write(&v, &a[1], ctx.now_ms, Kind::List)) else {
@@ -586,4 +589,17 @@ pub fn lmpop(ctx: &mut Ctx<'_>, a: &[Bytes]) -> CmdResult {
     let (keys, left, count) = arg!(parse_lmpop(a, 1));
     let v = ctx.view()?;
     Ok(tri!(mpop_first(&v, ctx.now_ms, keys, left, count)).unwrap_or(Reply::NilArray))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn positions_round_trip() {
+        for p in [i64::MIN, -5, -1, 0, 7, i64::MAX] {
+            assert_eq!(pos_of(&list_pos(p)), Some(p));
+        }
+        assert_eq!(pos_of(b"short"), None);
+    }
 }
