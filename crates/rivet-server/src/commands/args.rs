@@ -18,6 +18,11 @@ pub const NO_SUCH_KEY: &str = "ERR no such key";
 /// A key longer than the file format allows.
 pub const KEY_TOO_LONG: &str = "ERR key too long (rivet-server accepts keys up to 32760 bytes)";
 
+/// Most picks one HRANDFIELD, SRANDMEMBER or ZRANDMEMBER reply with a negative count (picks
+/// with repetition) may hold: Redis streams any count, this server builds replies in memory,
+/// so a count like -10^12 is refused with `ERR value is out of range` instead.
+pub const RANDOM_DRAWS_MAX: u64 = 1 << 20;
+
 /// An error reply from a constant.
 pub fn err(s: &str) -> Reply {
     Reply::Error(s.to_string())

@@ -214,10 +214,6 @@ pub fn hincrbyfloat(ctx: &mut Ctx<'_>, a: &[Bytes]) -> CmdResult {
     Ok(Reply::Bulk(text.into_bytes()))
 }
 
-/// Most fields one HRANDFIELD reply with a negative count may hold (Redis streams any
-/// count; this server builds replies in memory, so a count like -10^12 must not allocate).
-const RANDFIELD_MAX: u64 = 1 << 20;
-
 /// Fields with their values.
 type Pairs = Vec<(Vec<u8>, Vec<u8>)>;
 
@@ -306,7 +302,7 @@ pub fn hrandfield(ctx: &mut Ctx<'_>, a: &[Bytes]) -> CmdResult {
     if count == 0 || c.len == 0 {
         return Ok(Reply::Array(vec![]));
     }
-    if repeat && count > RANDFIELD_MAX {
+    if repeat && count > super::args::RANDOM_DRAWS_MAX {
         return Ok(err("ERR value is out of range"));
     }
     let picked = pick(&v, c.id, c.len, count, repeat)?;

@@ -131,6 +131,9 @@ pub fn srandmember(ctx: &mut Ctx<'_>, a: &[Bytes]) -> CmdResult {
             Reply::Nil
         });
     };
+    if count.is_some_and(|n| n < 0 && n.unsigned_abs() > super::args::RANDOM_DRAWS_MAX) {
+        return Ok(err("ERR value is out of range"));
+    }
     let picked = random_members(&v, Kind::Set, &c, count.unwrap_or(1))?;
     let mut members = picked.into_iter().map(|(m, _)| Reply::Bulk(m));
     match count {

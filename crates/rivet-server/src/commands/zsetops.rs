@@ -231,7 +231,8 @@ fn inter(
                 other.score(v, m)?
             };
             match x {
-                Some(x) => aggregate(&mut score, weighted(x, other.weight), how),
+                // Redis turns NaN into 0 only in the first operand and in a sum's result.
+                Some(x) => aggregate(&mut score, x * other.weight, how),
                 None => return Ok(true),
             }
         }

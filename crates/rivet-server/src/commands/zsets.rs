@@ -572,6 +572,9 @@ pub fn zrandmember(ctx: &mut Ctx<'_>, a: &[Bytes]) -> CmdResult {
             Reply::Nil
         });
     };
+    if count.is_some_and(|n| n < 0 && n.unsigned_abs() > super::args::RANDOM_DRAWS_MAX) {
+        return Ok(err("ERR value is out of range"));
+    }
     let picked = random_members(&v, Kind::ZSet, &c, count.unwrap_or(1))?;
     let Some(_) = count else {
         let m = picked
