@@ -103,6 +103,19 @@ impl Registry {
         }
     }
 
+    /// Notes that every key of database `db` may have changed (SWAPDB).
+    pub fn touched_db(&mut self, db: usize) {
+        let keys: Vec<Vec<u8>> = self
+            .by_key
+            .keys()
+            .filter(|(d, _)| *d == db)
+            .map(|(_, k)| k.clone())
+            .collect();
+        for k in keys {
+            self.touched(db, &k);
+        }
+    }
+
     /// The next key that became ready, if any.
     pub fn next_ready(&mut self) -> Option<(usize, Vec<u8>)> {
         self.ready.pop_front()

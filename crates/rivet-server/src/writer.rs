@@ -22,7 +22,7 @@ use crate::blocking::{Parked, Registry, WouldBlock};
 use crate::commands::{self, Ctx};
 use crate::resp::Reply;
 use crate::state::{lock, now_ms, ServerState};
-use crate::store::WriteLog;
+use crate::store::{Kind, WriteLog};
 
 /// Most jobs folded into one commit.
 const MAX_JOBS_PER_COMMIT: usize = 1024;
@@ -539,6 +539,14 @@ fn run_command(
             )),
         };
         *db = ctx.db;
+        if spec.name == "swapdb" && !r.is_error() {
+            // Both databases' keys may now hold what parked clients wait for.
+            for a in &args[1..3] {
+                if let Some(i) = crate::resp::parse::parse_i64(a) {
+                    reg.touched_db(i as usize);
+                }
+            }
+        }
         (r, ctx.would_block.take())
     };
     state.record_call(spec, t0.elapsed().as_micros() as u64, reply.0.is_error());
@@ -551,13 +559,22 @@ fn run_command(
 }
 
 /// Runs the parked commands that the writes so far made servable, first come first served
-/// per key, until no key is ready (a served BLMOVE may make another key ready).
+/// per key, until no key is ready (a served BLMOVE may make another key ready). A key that
+/// now holds no value of the type its clients wait for (a list, or a sorted set for the
+/// BZ* commands) serves nobody, as in Redis 7.0; otherwise the command's reply, errors such
+/// as a BLMOVE destination's WRONGTYPE included, goes to the client.
 fn serve_parked(
     run: &Run<'_>,
     reg: &mut Registry,
     done: &mut Vec<Done>,
 ) -> Result<(), rivet::Error> {
     while let Some((db, key)) = reg.next_ready() {
+        let holds = run
+            .state
+            .store
+            .view(run.tx, db)?
+            .lookup(&key, now_ms())?
+            .map(|h| h.kind);
         for id in reg.waiting(db, &key) {
             let Some(p) = reg.get(id) else {
                 continue;
@@ -566,11 +583,18 @@ fn serve_parked(
                 reg.remove(run.state, id);
                 continue;
             }
+            let wants = if p.args[0].len() > 2 && p.args[0][..2].eq_ignore_ascii_case(b"bz") {
+                Kind::ZSet
+            } else {
+                Kind::List
+            };
+            if holds != Some(wants) {
+                break;
+            }
             let (client, mut pdb, args) = (p.client, p.db, p.args.clone());
             let (r, wait) = run_command(run, reg, client, &mut pdb, &args, true)?;
-            // Still nothing to take (or the key now holds another type, which Redis also
-            // leaves the client waiting on): the clients behind it wait too.
-            if wait.is_some() || r.is_wrongtype() {
+            // Still nothing to take: the clients behind it wait too.
+            if wait.is_some() {
                 break;
             }
             if let Some(p) = reg.remove(run.state, id) {

@@ -395,12 +395,13 @@ fn movable_keys<'a>(name: &str, args: &'a [Bytes]) -> Option<Option<Vec<&'a [u8]
     };
     Some(match name {
         "sort" | "sort_ro" => {
-            let mut out = vec![&args[1][..]];
+            // Only the last STORE counts, as in Redis's sortGetKeys.
+            let mut store = None;
             let mut i = 2;
             while i < args.len() {
                 let o = &args[i];
                 if super::args::is(o, "store") && i + 1 < args.len() {
-                    out.push(&args[i + 1][..]);
+                    store = Some(&args[i + 1][..]);
                     i += 1;
                 } else if super::args::is(o, "limit") {
                     i += 2;
@@ -409,7 +410,7 @@ fn movable_keys<'a>(name: &str, args: &'a [Bytes]) -> Option<Option<Vec<&'a [u8]
                 }
                 i += 1;
             }
-            Some(out)
+            Some(std::iter::once(&args[1][..]).chain(store).collect())
         }
         "zunion" | "zinter" | "zdiff" | "zintercard" | "sintercard" | "zmpop" | "lmpop" => {
             numkeys(1, 0)

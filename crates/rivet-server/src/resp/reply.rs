@@ -65,11 +65,6 @@ impl Reply {
         matches!(self, Reply::Error(_))
     }
 
-    /// True for the WRONGTYPE error.
-    pub fn is_wrongtype(&self) -> bool {
-        matches!(self, Reply::Error(e) if e.starts_with("WRONGTYPE"))
-    }
-
     /// Appends the encoding of this reply for protocol version `proto` (2 or 3) to `out`.
     pub fn encode(&self, proto: u8, out: &mut Vec<u8>) {
         match self {
