@@ -49,7 +49,8 @@
 #   BENCH_MEM_REDIS  1 (default) also loads the same keys into redis-server for a memory reference
 # Scale mode only (one hash h, set s, list l and sorted set z of SIZE members %012d each, loaded
 # by a --no-sync server through redis-cli --pipe, 1000 members per command; then per operation
-# `redis-benchmark -c 50 -P 16 -n OPS -r SIZE --csv CMD...` with __rand_int__ = a random member;
+# `redis-benchmark -c 50 -P 16 -n OPS -r SIZE --csv CMD...` with __rand_int__ = a random member,
+# run twice (the first run warms the server's file mapping and is not reported);
 # cost = 1e6 / rps µs of server time per operation; RssAnon and file size; then, at the largest
 # size, the server is restarted in the default (durable) mode and DEL h s l z runs while GET and
 # SET clients measure their latency until INFO's lazyfree_pending_objects is 0):
@@ -700,6 +701,10 @@ run_scale() {
         local i r tag
         for i in "${!names[@]}"; do
             tag=$(tr -c 'A-Za-z0-9\n' '_' <<<"${names[$i]}" | tr -s _)
+            # A first run warms the server's mapping of the file (the load left most of it
+            # unmapped in this process: first touches are page faults), then the measured run.
+            # shellcheck disable=SC2086
+            scale_op "$port" "$size" "$ops" "${tag}_warmup" ${cmds[$i]} >/dev/null
             # shellcheck disable=SC2086
             r=$(scale_op "$port" "$size" "$ops" "$tag" ${cmds[$i]})
             echo "$size,${names[$i]},${r// /,}" >>"$OUT/scale.csv"
@@ -715,7 +720,16 @@ run_scale() {
             local base during d0 d1 pending=1 waited=0 lat
             base=$(latency_during "$port" 10 baseline)
             add "delete test (server restarted in the default durable mode; 25 GET and 25 SET clients, -P 1): without a delete: GET p99 $(cut -d' ' -f1 <<<"$base") ms (max $(cut -d' ' -f2 <<<"$base")), SET p99 $(cut -d' ' -f3 <<<"$base") ms (max $(cut -d' ' -f4 <<<"$base"))"
-            ( latency_during "$port" 30 during >"$RUN_DIR/during.txt" ) &
+            # Windows of about 5 s of GET and SET clients, from 2 s before the DEL until the
+            # trash is empty; the report gives the worst window.
+            rm -f "$RUN_DIR/freed"
+            (
+                w=0
+                until [[ -f $RUN_DIR/freed ]]; do
+                    w=$((w + 1))
+                    latency_during "$port" 5 "during$w"
+                done
+            ) >"$RUN_DIR/during.txt" &
             lat=$!
             sleep 2
             d0=$(date +%s.%N)
@@ -726,16 +740,18 @@ run_scale() {
                 sleep 0.1; waited=$((waited + 1))
             done
             t1=$(date +%s.%N)
+            touch "$RUN_DIR/freed"
             wait "$lat" || true
-            during=$(cat "$RUN_DIR/during.txt")
+            during=$(awk 'NF >= 4 {n++; for (i = 1; i <= 4; i++) if ($i + 0 > m[i]) m[i] = $i + 0}
+                END {printf "%s %s %s %s %d", m[1], m[2], m[3], m[4], n}' "$RUN_DIR/during.txt")
             add "DEL h s l z ($size members each) answered in $(python3 -c "print(f'{($d1-$d0)*1000:.1f}')") ms; the writer then freed the entries for $(python3 -c "print(f'{$t1-$d1:.1f}')") s (until lazyfree_pending_objects was 0)"
-            add "during the delete (clients from 2 s before the DEL, about 30 s): GET p99 $(cut -d' ' -f1 <<<"$during") ms (max $(cut -d' ' -f2 <<<"$during")), SET p99 $(cut -d' ' -f3 <<<"$during") ms (max $(cut -d' ' -f4 <<<"$during")); $(proc_mem $pid); file $(du -h --apparent-size "$dir/rivet.db" | cut -f1)"
+            add "during the delete ($(cut -d' ' -f5 <<<"$during") windows of about 5 s from 2 s before the DEL until the trash was empty; the worst window): GET p99 $(cut -d' ' -f1 <<<"$during") ms (max $(cut -d' ' -f2 <<<"$during")), SET p99 $(cut -d' ' -f3 <<<"$during") ms (max $(cut -d' ' -f4 <<<"$during")); $(proc_mem $pid); file $(du -h --apparent-size "$dir/rivet.db" | cut -f1)"
             stop_server "$pid" "scale_${size}_delete" "$SRV_LOG"
         fi
         rm -rf "$dir"
     done
     {
-        echo "Per-operation cost: \`redis-benchmark -c $CLIENTS -P 16 -n $ops -r SIZE --csv CMD\` against a --no-sync server holding the four collections (__rand_int__ = a random existing member); µs/op = 1e6 / rps, the server time per operation with 16-deep pipelines from $CLIENTS clients."
+        echo "Per-operation cost: \`redis-benchmark -c $CLIENTS -P 16 -n $ops -r SIZE --csv CMD\` against a --no-sync server holding the four collections (__rand_int__ = a random existing member), each run twice and the second run reported (the first warms the server's mapping of the file); µs/op = 1e6 / rps, the server time per operation with 16-deep pipelines from $CLIENTS clients."
         echo
         python3 - "$OUT/scale.csv" <<'EOF'
 import csv, sys

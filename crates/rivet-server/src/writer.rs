@@ -28,8 +28,11 @@ use crate::store::{Kind, WriteLog};
 const MAX_JOBS_PER_COMMIT: usize = 1024;
 /// Most keys the sweeper expires in one commit.
 const SWEEP_BATCH: usize = 500;
-/// Most entries of deleted big collections freed in one commit (a few milliseconds).
-const TRASH_BATCH: usize = 4096;
+/// Time the writer spends freeing deleted big collections in one commit: other clients'
+/// writes wait at most about this long (plus the commit) behind a huge DEL.
+const TRASH_STEP: Duration = Duration::from_millis(2);
+/// Entries freed between two looks at the clock.
+const TRASH_CHUNK: usize = 256;
 /// Time between sweeps when nothing is due sooner (Redis's default `hz 10`).
 const SWEEP_INTERVAL: Duration = Duration::from_millis(100);
 
@@ -762,15 +765,19 @@ fn anything_due(state: &Arc<ServerState>, expire: bool) -> bool {
     })
 }
 
-/// Frees up to [`TRASH_BATCH`] entries of deleted big collections; true if more are left.
+/// Frees entries of deleted big collections for about [`TRASH_STEP`]; true if more are left.
 fn empty_trash(state: &Arc<ServerState>, tx: &rivet::Tx) -> Result<bool, rivet::Error> {
-    let mut budget = TRASH_BATCH;
-    for i in 0..state.store.stored_databases().min(state.store.databases()) {
+    let until = Instant::now() + TRASH_STEP;
+    for i in 0..state.store.databases() {
         let v = state.store.view(tx, i)?;
-        let (n, more) = v.trash_step(budget)?;
-        budget -= n;
-        if more || budget == 0 {
-            return Ok(true);
+        loop {
+            let (_, more) = v.trash_step(TRASH_CHUNK)?;
+            if !more {
+                break;
+            }
+            if Instant::now() >= until {
+                return Ok(true);
+            }
         }
     }
     Ok(false)

@@ -56,7 +56,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use common::{escape_cmd, redis_or_skip, Conn, Frame, RedisServer, RivetServer};
+use common::{escape_cmd, redis_or_skip, Conn, Frame, RedisServer, RivetServer, Rng};
 
 // ---------------------------------------------------------------------------------------
 // Generator
@@ -107,35 +107,6 @@ enum Op {
         wake: Vec<Step>,
     },
     SleepMs(u64),
-}
-
-/// SplitMix64: tiny, deterministic across platforms and crate versions.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n
-    }
-
-    fn range(&mut self, lo: i64, hi: i64) -> i64 {
-        lo + self.below((hi - lo + 1) as u64) as i64
-    }
-
-    fn chance(&mut self, percent: u64) -> bool {
-        self.below(100) < percent
-    }
-
-    fn pick<T: Copy>(&mut self, v: &[T]) -> T {
-        v[self.below(v.len() as u64) as usize]
-    }
 }
 
 /// Command line builder.

@@ -13,7 +13,7 @@ use bytes::Bytes;
 use super::access::{or_new, read, write};
 use super::args::{err, int, is, SYNTAX};
 use super::strings::{arg, tri};
-use super::zsets::random_members;
+use super::zsets::{random_members, random_of};
 use super::{CmdResult, Ctx};
 use crate::resp::Reply;
 use crate::store::collections::Coll;
@@ -123,18 +123,13 @@ pub fn srandmember(ctx: &mut Ctx<'_>, a: &[Bytes]) -> CmdResult {
             "ERR value is out of range, value must between -9223372036854775807 and 9223372036854775807",
         ));
     }
-    let v = ctx.view()?;
-    let Some((_, c)) = tri!(read(&v, &a[1], ctx.now_ms, Kind::Set)) else {
+    let Some(picked) = tri!(random_of(ctx, &a[1], Kind::Set, count)) else {
         return Ok(if count.is_some() {
             Reply::Array(vec![])
         } else {
             Reply::Nil
         });
     };
-    if count.is_some_and(|n| n < 0 && n.unsigned_abs() > super::args::RANDOM_DRAWS_MAX) {
-        return Ok(err("ERR value is out of range"));
-    }
-    let picked = random_members(&v, Kind::Set, &c, count.unwrap_or(1))?;
     let mut members = picked.into_iter().map(|(m, _)| Reply::Bulk(m));
     match count {
         None => Ok(members.next().unwrap_or(Reply::Nil)),

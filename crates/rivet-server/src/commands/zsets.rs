@@ -564,18 +564,13 @@ pub fn zrandmember(ctx: &mut Ctx<'_>, a: &[Bytes]) -> CmdResult {
             return Ok(err("ERR value is out of range"));
         }
     }
-    let v = ctx.view()?;
-    let Some((_, c)) = tri!(read(&v, &a[1], ctx.now_ms, Kind::ZSet)) else {
+    let Some(picked) = tri!(random_of(ctx, &a[1], Kind::ZSet, count)) else {
         return Ok(if count.is_some() {
             Reply::Array(vec![])
         } else {
             Reply::Nil
         });
     };
-    if count.is_some_and(|n| n < 0 && n.unsigned_abs() > super::args::RANDOM_DRAWS_MAX) {
-        return Ok(err("ERR value is out of range"));
-    }
-    let picked = random_members(&v, Kind::ZSet, &c, count.unwrap_or(1))?;
     let Some(_) = count else {
         let m = picked
             .into_iter()
@@ -600,6 +595,30 @@ pub fn zrandmember(ctx: &mut Ctx<'_>, a: &[Bytes]) -> CmdResult {
     }
 }
 
+/// Entries picked at random, as (order key, rank).
+pub type Picks = Vec<(Vec<u8>, u64)>;
+
+/// SRANDMEMBER/ZRANDMEMBER once their arguments are read: [`random_members`] of the set or
+/// sorted set at `key` (`count` `None` = one pick), `None` for a missing key, or an error
+/// reply (WRONGTYPE, or a repeated-pick count above [`super::args::RANDOM_DRAWS_MAX`]).
+pub fn random_of(
+    ctx: &Ctx<'_>,
+    key: &[u8],
+    kind: Kind,
+    count: Option<i64>,
+) -> Result<Result<Option<Picks>, Reply>, rivet::Error> {
+    let v = ctx.view()?;
+    let c = match read(&v, key, ctx.now_ms, kind)? {
+        Ok(Some((_, c))) => c,
+        Ok(None) => return Ok(Ok(None)),
+        Err(r) => return Ok(Err(r)),
+    };
+    if count.is_some_and(|n| n < 0 && n.unsigned_abs() > super::args::RANDOM_DRAWS_MAX) {
+        return Ok(Err(err("ERR value is out of range")));
+    }
+    Ok(Ok(Some(random_members(&v, kind, &c, count.unwrap_or(1))?)))
+}
+
 /// Random entries of a set or sorted set by Redis's SRANDMEMBER/ZRANDMEMBER rules:
 /// `count` > 0 gives distinct entries (all of them when `count` >= the size), `count` < 0
 /// gives `|count|` independent uniform picks. Each pick is a rank-index lookup, so a
@@ -609,7 +628,7 @@ pub fn random_members(
     kind: Kind,
     c: &Coll,
     count: i64,
-) -> Result<Vec<(Vec<u8>, u64)>, rivet::Error> {
+) -> Result<Picks, rivet::Error> {
     let idx = v.rank_index(kind, c.id);
     let prefix: &[u8] = if kind == Kind::ZSet { ZSET_ORDER } else { b"" };
     let mut rng = rand::thread_rng();

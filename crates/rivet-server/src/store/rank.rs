@@ -125,12 +125,6 @@ impl<'v, 'tx> RankIndex<'v, 'tx> {
         }
     }
 
-    fn data_prefix(&self) -> Vec<u8> {
-        let mut p = self.id.to_be_bytes().to_vec();
-        p.extend_from_slice(self.prefix);
-        p
-    }
-
     /// The record at `level` whose span holds `order_key` (the last boundary strictly
     /// before it, or the head): (the boundary, `None` for the head; its count). A missing
     /// head counts 0.
@@ -159,22 +153,14 @@ impl<'v, 'tx> RankIndex<'v, 'tx> {
     fn span(&self, rank: &Bucket<'tx>, level: u8, from: &[u8]) -> Result<u64> {
         let mut total = 0u64;
         if level == 1 {
-            let dp = self.data_prefix();
-            let d = self.view.data()?;
-            let mut c = d.cursor();
-            let mut start = dp.clone();
-            start.extend_from_slice(from);
-            let mut e = c.seek(&start)?;
-            while let Some(entry) = e {
-                let Some(k) = entry.key().strip_prefix(dp.as_slice()) else {
-                    break;
-                };
-                if total > 0 && self.level(k) >= level {
-                    break;
-                }
-                total += 1;
-                e = c.next()?;
-            }
+            self.view
+                .coll_scan(self.id, self.prefix, Some(from), false, |k, _| {
+                    if total > 0 && self.level(k) >= level {
+                        return Ok(false);
+                    }
+                    total += 1;
+                    Ok(true)
+                })?;
         } else {
             let mut c = rank.cursor();
             let mut e = c.seek(&self.rkey(level - 1, Some(from)))?;
@@ -276,19 +262,12 @@ impl<'v, 'tx> RankIndex<'v, 'tx> {
                 count = n;
             }
         }
-        let dp = self.data_prefix();
-        let d = self.view.data()?;
-        let mut c = d.cursor();
-        let mut start = dp.clone();
-        start.extend_from_slice(pos.as_deref().unwrap_or_default());
-        let mut e = c.seek(&start)?;
-        while let Some(entry) = e {
-            match entry.key().strip_prefix(dp.as_slice()) {
-                Some(k) if k < order_key => before += 1,
-                _ => break,
-            }
-            e = c.next()?;
-        }
+        self.view
+            .coll_scan(self.id, self.prefix, pos.as_deref(), false, |k, _| {
+                let less = k < order_key;
+                before += u64::from(less);
+                Ok(less)
+            })?;
         Ok(before)
     }
 
@@ -318,23 +297,17 @@ impl<'v, 'tx> RankIndex<'v, 'tx> {
                 }
             }
         }
-        let dp = self.data_prefix();
-        let d = self.view.data()?;
-        let mut c = d.cursor();
-        let mut start = dp.clone();
-        start.extend_from_slice(pos.as_deref().unwrap_or_default());
-        let mut e = c.seek(&start)?;
-        while let Some(entry) = e {
-            let Some(k) = entry.key().strip_prefix(dp.as_slice()) else {
-                break;
-            };
-            if rem == 0 {
-                return Ok(Some(k.to_vec()));
-            }
-            rem -= 1;
-            e = c.next()?;
-        }
-        Ok(None)
+        let mut found = None;
+        self.view
+            .coll_scan(self.id, self.prefix, pos.as_deref(), false, |k, _| {
+                if rem == 0 {
+                    found = Some(k.to_vec());
+                    return Ok(false);
+                }
+                rem -= 1;
+                Ok(true)
+            })?;
+        Ok(found)
     }
 
     /// Rebuilds the whole index from the entries in one ordered pass (for collections
