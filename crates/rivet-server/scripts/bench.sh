@@ -713,8 +713,11 @@ run_scale() {
         add "size $size: after the operations: $(proc_mem $pid); file $(du -h --apparent-size "$dir/rivet.db" | cut -f1)"
         stop_server "$pid" "scale_$size" "$SRV_LOG"
         if [[ $size == "$largest" ]]; then
+            t0=$(date +%s.%N)
             start_server rivet "$dir"
+            t1=$(date +%s.%N)
             pid=$SRV_PID; port=$SRV_PORT
+            add "size $size: the server restarted in the default (durable) mode answered PING after $(python3 -c "print(f'{$t1-$t0:.2f}')") s (it rebuilds the freelist by walking the file)"
             gen_set 100000 100 | "$REDIS_CLI" -h 127.0.0.1 -p "$port" --pipe >/dev/null 2>&1 || true
             declare -gA SCALE_RPS=([get]=20000 [set]=2000)
             local base during d0 d1 pending=1 waited=0 lat

@@ -121,6 +121,10 @@ pub fn engine_options(opts: &Options) -> rivet::Options {
         no_sync: opts.no_sync,
         timeout: Some(opts.lock_timeout),
         max_size: opts.max_file_size,
+        // The freelist is not written at commit (the engine rebuilds it by walking the tree
+        // when it opens the file): with many free pages, as while a huge DEL is being freed,
+        // writing it made every commit slower.
+        no_freelist_sync: true,
         ..rivet::Options::default()
     }
 }
