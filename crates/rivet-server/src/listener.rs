@@ -37,6 +37,8 @@ pub struct Options {
     pub lock_timeout: Duration,
     /// Largest size the data file may grow to, in bytes (0 = no limit).
     pub max_file_size: u64,
+    /// Open the file without freelist sync (see `--no-freelist-sync`).
+    pub no_freelist_sync: bool,
 }
 
 /// A started server.
@@ -121,10 +123,7 @@ pub fn engine_options(opts: &Options) -> rivet::Options {
         no_sync: opts.no_sync,
         timeout: Some(opts.lock_timeout),
         max_size: opts.max_file_size,
-        // The freelist is not written at commit (the engine rebuilds it by walking the tree
-        // when it opens the file): with many free pages, as while a huge DEL is being freed,
-        // writing it made every commit slower.
-        no_freelist_sync: true,
+        no_freelist_sync: opts.no_freelist_sync,
         ..rivet::Options::default()
     }
 }

@@ -95,6 +95,7 @@ fn a_failed_fsync_fails_its_commit_and_refuses_writes_until_restart() {
         databases: 16,
         lock_timeout: Duration::from_secs(1),
         max_file_size: 0,
+        no_freelist_sync: false,
     };
     let fail = Arc::new(AtomicBool::new(false));
     let rt = tokio::runtime::Builder::new_multi_thread()
