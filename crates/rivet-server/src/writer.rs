@@ -4,11 +4,12 @@
 //! connection, or one MULTI/EXEC), applies them in arrival order inside one write
 //! transaction, commits (fdatasync before and after the meta page unless `--no-sync`), and
 //! only then sends the replies: group commit. Between jobs it runs the active expiry sweep
-//! in the same transaction. It also owns the clients parked by blocking commands
-//! ([`crate::blocking`]): after every command it serves the ones whose keys it made ready,
-//! and it answers the ones whose timeout passed. A failed commit fails every command of that commit and refuses
-//! all later writes until restart (reads go on), because the engine cannot safely retry a
-//! failed fsync.
+//! in the same transaction, and frees deleted big collections a few milliseconds at a time.
+//! It also owns the clients parked by blocking commands ([`crate::blocking`]): after every
+//! command it serves the ones whose keys it made ready, and it answers the ones whose
+//! timeout passed. A failed commit fails every command of that commit and refuses all later
+//! writes until restart (reads go on), because the engine cannot safely retry a failed
+//! fsync. A command that panics fails its batch (rolled back); the writer goes on.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{Receiver, RecvTimeoutError, Sender};
