@@ -19,12 +19,15 @@ use tokio::sync::oneshot;
 
 use crate::resp::Reply;
 use crate::state::ServerState;
+use crate::store::Kind;
 
 /// What a blocking command that found nothing to serve asks for.
 #[derive(Debug, Clone)]
 pub struct WouldBlock {
     /// The keys to wait on (in the command's database).
     pub keys: Vec<Vec<u8>>,
+    /// The type a key must hold to serve the client (a list, or a sorted set for BZ*).
+    pub kind: Kind,
     /// When to give up (`None`: never).
     pub deadline: Option<Instant>,
     /// The reply on timeout (a null array, or a null bulk string for BLMOVE/BRPOPLPUSH).

@@ -23,7 +23,7 @@ use crate::blocking::{Parked, Registry, WouldBlock};
 use crate::commands::{self, Ctx};
 use crate::resp::Reply;
 use crate::state::{lock, now_ms, ServerState};
-use crate::store::{Kind, WriteLog};
+use crate::store::WriteLog;
 
 /// Most jobs folded into one commit.
 const MAX_JOBS_PER_COMMIT: usize = 1024;
@@ -490,6 +490,10 @@ fn notify_touched(state: &Arc<ServerState>, log: &WriteLog, reg: &mut Registry) 
         .stats
         .dirty
         .fetch_add(touched.len() as u64, Ordering::Relaxed);
+    // After SWAPDB, any key of the two databases may hold what a parked client waits for.
+    for db in log.take_swapped() {
+        reg.touched_db(db);
+    }
     for t in touched {
         if t.expired {
             state.watches.touch_expired(t.db, &t.key);
@@ -543,14 +547,6 @@ fn run_command(
             )),
         };
         *db = ctx.db;
-        if spec.name == "swapdb" && !r.is_error() {
-            // Both databases' keys may now hold what parked clients wait for.
-            for a in &args[1..3] {
-                if let Some(i) = crate::resp::parse::parse_i64(a) {
-                    reg.touched_db(i as usize);
-                }
-            }
-        }
         (r, ctx.would_block.take())
     };
     state.record_call(spec, t0.elapsed().as_micros() as u64, reply.0.is_error());
@@ -587,12 +583,7 @@ fn serve_parked(
                 reg.remove(run.state, id);
                 continue;
             }
-            let wants = if p.args[0].len() > 2 && p.args[0][..2].eq_ignore_ascii_case(b"bz") {
-                Kind::ZSet
-            } else {
-                Kind::List
-            };
-            if holds != Some(wants) {
+            if holds != Some(p.wait.kind) {
                 break;
             }
             let (client, mut pdb, args) = (p.client, p.db, p.args.clone());

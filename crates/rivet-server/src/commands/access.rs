@@ -1,6 +1,8 @@
 //! Typed key access for collection commands: find a key's collection for reading or writing,
 //! with Redis's WRONGTYPE rule.
 
+use bytes::Bytes;
+
 use super::args::{err, WRONGTYPE};
 use crate::resp::Reply;
 use crate::store::collections::Coll;
@@ -35,6 +37,28 @@ pub fn write<'tx>(v: &DbView<'tx>, key: &[u8], now: i64, kind: Kind) -> Typed<'t
         return Ok(Err(err(super::args::KEY_TOO_LONG)));
     }
     Ok(check(v.lookup_for_write(key, now)?, kind))
+}
+
+/// The first of `keys` with a non-empty collection, for writing: its key, header and fields.
+pub type First<'k, 'tx> = Option<(&'k Bytes, Header<'tx>, Coll)>;
+
+/// The first of `keys` holding a non-empty collection of `kind`, for writing, as LMPOP,
+/// ZMPOP and the blocking pops look for it: missing keys are skipped, a key of another type
+/// stops the search with WRONGTYPE.
+pub fn first_nonempty<'k, 'tx>(
+    v: &DbView<'tx>,
+    keys: &'k [Bytes],
+    now: i64,
+    kind: Kind,
+) -> Result<Result<First<'k, 'tx>, Reply>, rivet::Error> {
+    for k in keys {
+        match write(v, k, now, kind)? {
+            Ok(Some((h, c))) if c.len > 0 => return Ok(Ok(Some((k, h, c)))),
+            Ok(_) => continue,
+            Err(reply) => return Ok(Err(reply)),
+        }
+    }
+    Ok(Ok(None))
 }
 
 /// The collection to write into: the existing one or a new empty one.

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 
-use super::access::write;
+use super::access::{first_nonempty, write};
 use super::args::{err, parse_f64};
 use super::lists::{end_of, move_element, mpop_first, parse_lmpop, pop_n};
 use super::strings::{arg, tri};
@@ -37,13 +37,20 @@ pub fn timeout(a: &[u8], now_ms: i64) -> Result<Option<Instant>, Reply> {
 
 /// Parks the client on `keys` when allowed (a timeout answers a null array, as Redis 7.0
 /// answers every blocked client that times out); otherwise answers `now` at once.
-pub fn block_on(ctx: &mut Ctx<'_>, keys: &[Bytes], deadline: Option<Instant>, now: Reply) -> Reply {
+pub fn block_on(
+    ctx: &mut Ctx<'_>,
+    kind: Kind,
+    keys: &[Bytes],
+    deadline: Option<Instant>,
+    now: Reply,
+) -> Reply {
     if !ctx.may_block {
         return now;
     }
     let timeout_reply = Reply::NilArray;
     ctx.would_block = Some(WouldBlock {
         keys: keys.iter().map(|k| k.to_vec()).collect(),
+        kind,
         deadline,
         timeout_reply,
     });
@@ -56,16 +63,13 @@ pub fn blpop(ctx: &mut Ctx<'_>, a: &[Bytes]) -> CmdResult {
     let deadline = arg!(timeout(&a[a.len() - 1], ctx.now_ms));
     let keys = &a[1..a.len() - 1];
     let v = ctx.view()?;
-    for k in keys {
-        let Some((h, mut c)) = tri!(write(&v, k, ctx.now_ms, Kind::List)) else {
-            continue;
-        };
+    if let Some((k, h, mut c)) = tri!(first_nonempty(&v, keys, ctx.now_ms, Kind::List)) {
         let item = pop_n(&v, &mut c, 1, left)?;
         v.coll_save(k, Some(&h), &c)?;
         let e = item.into_iter().next().unwrap_or_default();
         return Ok(Reply::Array(vec![Reply::Bulk(k.to_vec()), Reply::Bulk(e)]));
     }
-    Ok(block_on(ctx, keys, deadline, Reply::NilArray))
+    Ok(block_on(ctx, Kind::List, keys, deadline, Reply::NilArray))
 }
 
 /// BLMOVE source destination LEFT|RIGHT LEFT|RIGHT timeout, BRPOPLPUSH source destination
@@ -82,7 +86,7 @@ pub fn blmove(ctx: &mut Ctx<'_>, a: &[Bytes]) -> CmdResult {
         return move_element(ctx, &a[1], &a[2], from_left, to_left);
     }
     // Inside MULTI: a null bulk string; after a timeout: a null array (Redis 7.0).
-    Ok(block_on(ctx, &a[1..2], deadline, Reply::Nil))
+    Ok(block_on(ctx, Kind::List, &a[1..2], deadline, Reply::Nil))
 }
 
 /// BLMPOP timeout numkeys key [key ...] LEFT|RIGHT [COUNT count]
@@ -93,7 +97,7 @@ pub fn blmpop(ctx: &mut Ctx<'_>, a: &[Bytes]) -> CmdResult {
     if let Some(r) = tri!(mpop_first(&v, ctx.now_ms, keys, left, count)) {
         return Ok(r);
     }
-    Ok(block_on(ctx, keys, deadline, Reply::NilArray))
+    Ok(block_on(ctx, Kind::List, keys, deadline, Reply::NilArray))
 }
 
 /// BZPOPMIN key [key ...] timeout, BZPOPMAX key [key ...] timeout
@@ -110,7 +114,7 @@ pub fn bzpop(ctx: &mut Ctx<'_>, a: &[Bytes]) -> CmdResult {
         }
         return Ok(Reply::Array(out));
     }
-    Ok(block_on(ctx, keys, deadline, Reply::NilArray))
+    Ok(block_on(ctx, Kind::ZSet, keys, deadline, Reply::NilArray))
 }
 
 /// BZMPOP timeout numkeys key [key ...] MIN|MAX [COUNT count]
@@ -121,5 +125,5 @@ pub fn bzmpop(ctx: &mut Ctx<'_>, a: &[Bytes]) -> CmdResult {
     if let Some((k, items)) = tri!(pop_first(&v, ctx.now_ms, keys, max, count)) {
         return Ok(mpop_reply(k, items));
     }
-    Ok(block_on(ctx, keys, deadline, Reply::NilArray))
+    Ok(block_on(ctx, Kind::ZSet, keys, deadline, Reply::NilArray))
 }

@@ -524,6 +524,9 @@ pub fn swapdb(ctx: &mut Ctx<'_>, a: &[Bytes]) -> CmdResult {
             }
         }
         ctx.store.swap_databases(ctx.tx, x, y)?;
+        if let Some(log) = ctx.log {
+            log.databases_swapped(x, y);
+        }
     }
     Ok(OK)
 }

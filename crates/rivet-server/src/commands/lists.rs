@@ -9,7 +9,7 @@
 
 use bytes::Bytes;
 
-use super::access::{or_new, read, write, Found};
+use super::access::{first_nonempty, or_new, read, write, Found};
 use super::args::{err, int, is, SYNTAX};
 use super::strings::{arg, tri};
 use super::{CmdResult, Ctx};
@@ -562,26 +562,23 @@ pub fn mpop_first(
     left: bool,
     count: u64,
 ) -> Result<Result<Option<Reply>, Reply>, rivet::Error> {
-    for key in keys {
-        if key.len() > crate::store::keyspace::MAX_KEY_LEN {
-            continue; // such a key cannot exist
-        }
-        let (h, mut c) = match write(v, key, now, Kind::List)? {
-            Ok(Some(found)) => found,
-            Ok(None) => continue,
-            Err(reply) => return Ok(Err(reply)),
-        };
-        if c.len == 0 {
-            continue;
-        }
-        let items = pop_n(v, &mut c, count, left)?;
-        v.coll_save(key, Some(&h), &c)?;
-        return Ok(Ok(Some(Reply::Array(vec![
-            Reply::bulk(key),
-            Reply::Array(items.into_iter().map(Reply::Bulk).collect()),
-        ]))));
-    }
-    Ok(Ok(None))
+    // A key longer than the format allows cannot exist: skipped, not an error.
+    let keys: Vec<Bytes> = keys
+        .iter()
+        .filter(|k| k.len() <= crate::store::keyspace::MAX_KEY_LEN)
+        .cloned()
+        .collect();
+    let (key, h, mut c) = match first_nonempty(v, &keys, now, Kind::List)? {
+        Ok(Some(found)) => found,
+        Ok(None) => return Ok(Ok(None)),
+        Err(reply) => return Ok(Err(reply)),
+    };
+    let items = pop_n(v, &mut c, count, left)?;
+    v.coll_save(key, Some(&h), &c)?;
+    Ok(Ok(Some(Reply::Array(vec![
+        Reply::bulk(key),
+        Reply::Array(items.into_iter().map(Reply::Bulk).collect()),
+    ]))))
 }
 
 /// LMPOP numkeys key [key ...] LEFT|RIGHT [COUNT count]

@@ -307,15 +307,13 @@ fn store(v: &DbView<'_>, dst: &[u8], now: i64, members: &[Vec<u8>]) -> CmdResult
     if dst.len() > MAX_KEY_LEN {
         return Ok(err(super::args::KEY_TOO_LONG));
     }
-    v.delete_key(dst, now)?;
-    let mut c = v.coll_new(Kind::Set)?;
-    for m in members {
-        v.coll_put(c.id, m, b"")?;
-    }
-    v.rank_index(Kind::Set, c.id).rebuild()?;
-    c.len = members.len() as u64;
-    v.coll_save(dst, None, &c)?;
-    Ok(Reply::Int(c.len as i64))
+    v.replace_collection(dst, now, Kind::Set, members.len() as u64, |c| {
+        for m in members {
+            v.coll_put(c.id, m, b"")?;
+        }
+        Ok(())
+    })?;
+    Ok(Reply::Int(members.len() as i64))
 }
 
 fn set_op(ctx: &mut Ctx<'_>, a: &[Bytes], op: SetOp, stored: bool) -> CmdResult {

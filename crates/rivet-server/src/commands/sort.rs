@@ -6,13 +6,12 @@ use std::cmp::Ordering;
 
 use bytes::Bytes;
 
-use super::access::{or_new, write};
-use super::args::{err, int, is, SYNTAX, WRONGTYPE};
-use super::strings::{arg, tri};
+use super::args::{err, int, is, KEY_TOO_LONG, SYNTAX, WRONGTYPE};
+use super::strings::arg;
 use super::{CmdResult, Ctx};
 use crate::resp::Reply;
 use crate::store::collections::{list_pos, Coll};
-use crate::store::keyspace::{Body, Kind};
+use crate::store::keyspace::{Body, Kind, MAX_KEY_LEN};
 use crate::store::DbView;
 
 /// One element being sorted.
@@ -243,25 +242,15 @@ pub fn sort(ctx: &mut Ctx<'_>, a: &[Bytes]) -> CmdResult {
         ));
     };
     let n = out.len();
-    let old = match v.lookup_for_write(dst, now)? {
-        Some(h) => {
-            v.delete_entry(dst, &h)?;
-            None
-        }
-        None => None,
-    };
-    if n > 0 {
-        let found = tri!(write(&v, dst, now, Kind::List));
-        let mut lc = or_new(&v, &found, Kind::List)?;
-        for x in out {
-            v.coll_put(
-                lc.id,
-                &list_pos(lc.head + lc.len as i64),
-                &x.unwrap_or_default(),
-            )?;
-            lc.len += 1;
-        }
-        v.coll_save(dst, old, &lc)?;
+    if n > 0 && dst.len() > MAX_KEY_LEN {
+        v.delete_key(dst, now)?;
+        return Ok(err(KEY_TOO_LONG));
     }
+    v.replace_collection(dst, now, Kind::List, n as u64, |lc| {
+        for (i, x) in out.into_iter().enumerate() {
+            v.coll_put(lc.id, &list_pos(i as i64), &x.unwrap_or_default())?;
+        }
+        Ok(())
+    })?;
     Ok(Reply::Int(n as i64))
 }

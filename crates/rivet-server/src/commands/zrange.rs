@@ -245,21 +245,15 @@ pub fn store_zset(
     now: i64,
     items: Vec<Scored>,
 ) -> Result<u64, rivet::Error> {
-    if let Some(h) = v.lookup_for_write(dst, now)? {
-        v.delete_entry(dst, &h)?;
-    }
-    if items.is_empty() {
-        return Ok(0);
-    }
-    let mut c = v.coll_new(Kind::ZSet)?;
-    for (m, s) in &items {
-        v.coll_put(c.id, &zset_member_sub(m), &s.to_bits().to_be_bytes())?;
-        let mut ok = ZSET_ORDER.to_vec();
-        ok.extend_from_slice(&zset_order_key(*s, m));
-        v.coll_put(c.id, &ok, b"")?;
-    }
-    v.rank_index(Kind::ZSet, c.id).rebuild()?;
-    c.len = items.len() as u64;
-    v.coll_save(dst, None, &c)?;
-    Ok(c.len)
+    let len = items.len() as u64;
+    v.replace_collection(dst, now, Kind::ZSet, len, |c| {
+        for (m, s) in &items {
+            v.coll_put(c.id, &zset_member_sub(m), &s.to_bits().to_be_bytes())?;
+            let mut ok = ZSET_ORDER.to_vec();
+            ok.extend_from_slice(&zset_order_key(*s, m));
+            v.coll_put(c.id, &ok, b"")?;
+        }
+        Ok(())
+    })?;
+    Ok(len)
 }

@@ -7,7 +7,7 @@
 use bytes::Bytes;
 use rand::Rng;
 
-use super::access::{or_new, read, write};
+use super::access::{first_nonempty, or_new, read, write};
 use super::args::{err, int, is, parse_f64, NOT_FLOAT, SYNTAX};
 use super::strings::{arg, tri};
 use super::zrange::{parse_lex_range, parse_score_range, LexBound, ScoreRange};
@@ -426,27 +426,19 @@ pub fn pop_first(
     max: bool,
     count: u64,
 ) -> Result<Result<Option<Popped>, Reply>, rivet::Error> {
-    for k in keys {
-        let (h, mut c) = match write(v, k, now, Kind::ZSet)? {
-            Ok(Some(found)) => found,
-            Ok(None) => continue,
-            Err(reply) => return Ok(Err(reply)),
-        };
-        let popped = members_from_rank(
-            v,
-            &c,
-            if max { c.len.saturating_sub(1) } else { 0 },
-            count,
-            max,
-        )?;
-        for (m, s) in &popped {
-            v.zset_remove(c.id, m, *s)?;
-        }
-        c.len -= popped.len() as u64;
-        v.coll_save(k, Some(&h), &c)?;
-        return Ok(Ok(Some((k.clone(), popped))));
+    let (k, h, mut c) = match first_nonempty(v, keys, now, Kind::ZSet)? {
+        Ok(Some(found)) => found,
+        Ok(None) => return Ok(Ok(None)),
+        Err(reply) => return Ok(Err(reply)),
+    };
+    let from = if max { c.len - 1 } else { 0 };
+    let popped = members_from_rank(v, &c, from, count, max)?;
+    for (m, s) in &popped {
+        v.zset_remove(c.id, m, *s)?;
     }
-    Ok(Ok(None))
+    c.len -= popped.len() as u64;
+    v.coll_save(k, Some(&h), &c)?;
+    Ok(Ok(Some((k.clone(), popped))))
 }
 
 /// Member/score pairs as Redis replies them: flat in RESP2 (or when `nested` is false),

@@ -316,6 +316,31 @@ impl<'tx> DbView<'tx> {
         }
     }
 
+    /// Replaces whatever `key` holds with a new collection of `kind` and `len` elements
+    /// whose entries `fill` writes under the new collection, or only deletes `key` when
+    /// `len` is 0, as Redis's STORE forms do (SORT, SINTERSTORE..., ZRANGESTORE, ZUNIONSTORE...).
+    /// The rank index of a set or sorted set is built in one pass afterwards.
+    pub fn replace_collection(
+        &self,
+        key: &[u8],
+        now: i64,
+        kind: Kind,
+        len: u64,
+        fill: impl FnOnce(&Coll) -> Result<()>,
+    ) -> Result<()> {
+        self.delete_key(key, now)?;
+        if len == 0 {
+            return Ok(());
+        }
+        let mut c = self.coll_new(kind)?;
+        fill(&c)?;
+        if matches!(kind, Kind::Set | Kind::ZSet) {
+            self.rank_index(kind, c.id).rebuild()?;
+        }
+        c.len = len;
+        self.coll_save(key, None, &c)
+    }
+
     /// Adds `m` to set `id`; returns whether it is new.
     pub fn set_add(&self, id: u64, m: &[u8]) -> Result<bool> {
         let new = self.coll_put(id, m, b"")?;
@@ -351,17 +376,22 @@ impl<'tx> DbView<'tx> {
     /// Sets member `m` of sorted set `id` to `score` (`old`: its current score, if any).
     pub fn zset_put(&self, id: u64, m: &[u8], old: Option<f64>, score: f64) -> Result<()> {
         let rank = self.rank_index(Kind::ZSet, id);
+        let d = self.data()?;
         if let Some(o) = old {
             if sortable_score(o) == sortable_score(score) {
                 return Ok(());
             }
             let ok = zset_order_key(o, m);
             rank.remove(&ok)?;
-            self.coll_del(id, &member_key_sub(ZSET_ORDER, &ok))?;
+            d.delete(&member_key(id, &member_key_sub(ZSET_ORDER, &ok)))?;
         }
-        self.coll_put(id, &zset_member_sub(m), &score.to_bits().to_be_bytes())?;
+        // Plain puts: the caller knows whether the member is new, so no lookups first.
+        d.put(
+            &member_key(id, &zset_member_sub(m)),
+            &score.to_bits().to_be_bytes(),
+        )?;
         let nk = zset_order_key(score, m);
-        self.coll_put(id, &member_key_sub(ZSET_ORDER, &nk), b"")?;
+        d.put(&member_key(id, &member_key_sub(ZSET_ORDER, &nk)), b"")?;
         rank.insert(&nk)
     }
 
@@ -369,9 +399,9 @@ impl<'tx> DbView<'tx> {
     pub fn zset_remove(&self, id: u64, m: &[u8], score: f64) -> Result<()> {
         let ok = zset_order_key(score, m);
         self.rank_index(Kind::ZSet, id).remove(&ok)?;
-        self.coll_del(id, &member_key_sub(ZSET_ORDER, &ok))?;
-        self.coll_del(id, &zset_member_sub(m))?;
-        Ok(())
+        let d = self.data()?;
+        d.delete(&member_key(id, &member_key_sub(ZSET_ORDER, &ok)))?;
+        d.delete(&member_key(id, &zset_member_sub(m)))
     }
 
     /// Builds the rank index of every set and sorted set of this database (upgrade of a

@@ -342,12 +342,24 @@ fn init_layout(tx: &Tx, databases: usize) -> Result<Vec<u8>> {
 #[derive(Debug, Default)]
 pub struct WriteLog {
     touched: RefCell<Vec<Touched>>,
+    swapped: RefCell<Vec<usize>>,
 }
 
 impl WriteLog {
     /// Takes the keys recorded so far.
     pub fn take(&self) -> Vec<Touched> {
         std::mem::take(&mut *self.touched.borrow_mut())
+    }
+
+    /// Records that SWAPDB exchanged logical databases `a` and `b`: any of their keys may
+    /// now hold something else.
+    pub fn databases_swapped(&self, a: usize, b: usize) {
+        self.swapped.borrow_mut().extend([a, b]);
+    }
+
+    /// Takes the databases recorded by [`WriteLog::databases_swapped`].
+    pub fn take_swapped(&self) -> Vec<usize> {
+        std::mem::take(&mut *self.swapped.borrow_mut())
     }
 }
 
