@@ -297,6 +297,11 @@ impl Parser {
                 block.truncate(p.need - 2);
                 return Parsed::Request(finish(p.kind, block, p.noreply));
             }
+            if buf.first() == Some(&0x80) {
+                return Parsed::Close(Some(
+                    "SERVER_ERROR the binary protocol is not supported (deprecated since memcached 1.6); use the text or meta protocol",
+                ));
+            }
             let Some(nl) = buf.iter().position(|&b| b == b'\n') else {
                 if buf.len() > LINE_MAX {
                     let start = buf.iter().position(|&b| b != b' ').unwrap_or(buf.len());
@@ -313,7 +318,10 @@ impl Parser {
                 l = &l[..l.len() - 1];
             }
             if self.auth_mode {
-                return self.auth_line(l);
+                match self.auth_line(l) {
+                    Parsed::More => continue,
+                    other => return other,
+                }
             }
             match self.parse_line(l) {
                 Some(r) => return r,
@@ -342,11 +350,6 @@ impl Parser {
 
     /// Parses one request line. `None` when the line only started a data block (read on).
     fn parse_line(&mut self, l: &[u8]) -> Option<Parsed> {
-        if l.first() == Some(&0x80) {
-            return Some(Parsed::Close(Some(
-                "SERVER_ERROR the binary protocol is not supported (deprecated since memcached 1.6); use the text or meta protocol",
-            )));
-        }
         let all = tokenize(l);
         let t = &all[..all.len().min(MAX_TOKENS - 1)];
         // memcached's token count includes a terminal empty token.
