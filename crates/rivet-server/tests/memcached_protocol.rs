@@ -619,3 +619,41 @@ fn password_protects_the_memcached_port() {
     );
     c.quiet();
 }
+
+#[test]
+fn a_full_file_refuses_stores_like_memcached_out_of_memory() {
+    let s = server(&["--max-file-size", "4mb"]);
+    let mut c = Mc::connect(s.memcached_port());
+    c.check(b"set first 0 0 4\r\nkept\r\n", b"STORED\r\n");
+    let value = vec![b'v'; 200 * 1024];
+    let mut stored = 0;
+    let mut refused = None;
+    for i in 0..200 {
+        let mut req = format!("set big:{i} 0 0 {}\r\n", value.len()).into_bytes();
+        req.extend_from_slice(&value);
+        req.extend_from_slice(b"\r\n");
+        match c.line(&req).as_str() {
+            "STORED" => stored += 1,
+            other => {
+                refused = Some(other.to_string());
+                break;
+            }
+        }
+    }
+    assert_eq!(
+        refused.as_deref(),
+        Some("SERVER_ERROR out of memory storing object"),
+        "a 4 MB file cannot take 40 MB"
+    );
+    assert!(stored > 0);
+    // Nothing of the refused set was applied; the connection goes on; deletes make room.
+    c.check(
+        format!("get big:{stored} first\r\n").as_bytes(),
+        b"VALUE first 0 4\r\nkept\r\nEND\r\n",
+    );
+    for i in 0..stored {
+        c.check(format!("delete big:{i}\r\n").as_bytes(), b"DELETED\r\n");
+    }
+    c.check(b"set after 0 0 4\r\nfits\r\n", b"STORED\r\n");
+    c.quiet();
+}

@@ -6,7 +6,9 @@
 //! client's writes; their replies are sent after the commit. A read first waits for this
 //! connection's gathered writes (read-your-writes), then runs on a snapshot in this task.
 //! When a commit fails, the client gets one `SERVER_ERROR` line and the connection is closed,
-//! as memcached does for errors it cannot continue from.
+//! as memcached does for errors it cannot continue from; when it would grow the file past
+//! `--max-file-size`, every request of the batch gets memcached's `SERVER_ERROR out of memory
+//! storing object` (even under `noreply`, as memcached sends it) and the connection goes on.
 
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -278,6 +280,7 @@ impl Session {
         }
         self.read_tx = None;
         let reqs = std::mem::take(&mut self.group);
+        let n = reqs.len();
         if let Some(why) = self.state.writer.refused() {
             out.extend(line(
                 &format!("SERVER_ERROR writes are refused until restart: {why}"),
@@ -297,6 +300,14 @@ impl Session {
         };
         match r {
             Ok(bytes) => out.extend_from_slice(&bytes),
+            // The --max-file-size quota: nothing of the batch was applied; like memcached
+            // out of memory, every request gets the error (noreply or not) and the
+            // connection goes on.
+            Err(why) if why.starts_with("OOM") => {
+                for _ in 0..n {
+                    out.extend(line("SERVER_ERROR out of memory storing object", false));
+                }
+            }
             Err(why) => {
                 out.extend(line(&format!("SERVER_ERROR {why}"), false));
                 self.broken = true;
