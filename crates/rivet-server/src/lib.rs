@@ -13,7 +13,8 @@
 //!
 //! Support modules: [`resp`] (wire format), [`config`] (CONFIG parameters), [`state`]
 //! (shared server state), [`info`] (INFO sections), [`glob`] (Redis pattern matching),
-//! [`numeric`] (INCRBYFLOAT arithmetic), [`lcs`] (LCS), [`scripting`] (Lua).
+//! [`numeric`] (INCRBYFLOAT arithmetic), [`lcs`] (LCS), [`scripting`] (Lua), and
+//! [`memcached`] (the Memcached text and meta protocol on the same file).
 
 #![warn(missing_docs)]
 
@@ -25,6 +26,7 @@ pub mod glob;
 pub mod info;
 pub mod lcs;
 pub mod listener;
+pub mod memcached;
 pub mod numeric;
 pub mod resp;
 pub mod scripting;

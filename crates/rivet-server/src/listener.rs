@@ -39,13 +39,26 @@ pub struct Options {
     pub max_file_size: u64,
     /// Open the file without freelist sync (see `--no-freelist-sync`).
     pub no_freelist_sync: bool,
+    /// Also serve the Memcached protocol on this port (0 = any free port), same bind address.
+    pub memcached_port: Option<u16>,
+    /// Largest Memcached item, in memcached's accounting (`-I`).
+    pub max_item_size: usize,
+}
+
+/// Which protocol a listener speaks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Protocol {
+    Redis,
+    Memcached,
 }
 
 /// A started server.
 pub struct Running {
     state: Arc<ServerState>,
     addr: SocketAddr,
+    memcached_addr: Option<SocketAddr>,
     accept: tokio::task::JoinHandle<()>,
+    memcached_accept: Option<tokio::task::JoinHandle<()>>,
     writer: Option<std::thread::JoinHandle<()>>,
 }
 
@@ -53,6 +66,11 @@ impl Running {
     /// The bound address.
     pub fn addr(&self) -> SocketAddr {
         self.addr
+    }
+
+    /// The bound Memcached address, when `--memcached-port` was given.
+    pub fn memcached_addr(&self) -> Option<SocketAddr> {
+        self.memcached_addr
     }
 
     /// Shared state (for tests and INFO).
@@ -80,6 +98,9 @@ impl Running {
     pub async fn shutdown(mut self, grace: Duration) {
         let _ = self.state.shutdown.send(true);
         let _ = (&mut self.accept).await;
+        if let Some(a) = self.memcached_accept.as_mut() {
+            let _ = a.await;
+        }
         let deadline = Instant::now() + grace;
         while self.state.client_count() > 0 && Instant::now() < deadline {
             tokio::time::sleep(Duration::from_millis(10)).await;
@@ -100,6 +121,7 @@ impl Running {
 pub async fn start(opts: Options, config: Config) -> Result<Running, String> {
     // Bind first, so a port in use does not leave a new data file behind.
     let listener = bind(&opts).await?;
+    let mc = bind_memcached(&opts).await?;
     let engine = engine_options(&opts);
     let store = Store::open(&opts.db, opts.databases, engine).map_err(|e| match e {
         rivet::Error::Timeout(p) => format!(
@@ -108,7 +130,17 @@ pub async fn start(opts: Options, config: Config) -> Result<Running, String> {
         ),
         other => format!("{}: {other}", opts.db.display()),
     })?;
-    start_store(listener, store, opts, config).await
+    start_store(listener, mc, store, opts, config).await
+}
+
+async fn bind_memcached(opts: &Options) -> Result<Option<TcpListener>, String> {
+    let Some(port) = opts.memcached_port else {
+        return Ok(None);
+    };
+    TcpListener::bind((opts.bind.as_str(), port))
+        .await
+        .map(Some)
+        .map_err(|e| format!("cannot listen for memcached on {}:{port}: {e}", opts.bind))
 }
 
 async fn bind(opts: &Options) -> Result<TcpListener, String> {
@@ -132,12 +164,14 @@ pub fn engine_options(opts: &Options) -> rivet::Options {
 /// on storage that injects faults).
 pub async fn start_on(db: rivet::Db, opts: Options, config: Config) -> Result<Running, String> {
     let listener = bind(&opts).await?;
+    let mc = bind_memcached(&opts).await?;
     let store = Store::from_db(db, opts.databases).map_err(|e| e.to_string())?;
-    start_store(listener, store, opts, config).await
+    start_store(listener, mc, store, opts, config).await
 }
 
 async fn start_store(
     listener: TcpListener,
+    mc: Option<TcpListener>,
     store: Store,
     opts: Options,
     config: Config,
@@ -150,6 +184,20 @@ async fn start_store(
         );
     }
     let addr = listener.local_addr().map_err(|e| e.to_string())?;
+    let memcached_addr = match &mc {
+        Some(l) => Some(l.local_addr().map_err(|e| e.to_string())?),
+        None => None,
+    };
+    let memcached = crate::memcached::Shared::new(opts.max_item_size, opts.max_file_size);
+    {
+        let tx = store.db().begin_read().map_err(|e| e.to_string())?;
+        memcached
+            .load(&store.memcached(&tx))
+            .map_err(|e| format!("{}: {e}", opts.db.display()))?;
+    }
+    if let Some(a) = memcached_addr {
+        memcached.port.store(a.port(), Ordering::Relaxed);
+    }
     let (handle, rx) = WriterHandle::new();
     let (shutdown, _) = tokio::sync::watch::channel(false);
     let now_unix = crate::state::unix_now().as_secs();
@@ -173,22 +221,31 @@ async fn start_store(
         shutdown,
         bgsave_running: AtomicBool::new(false),
         scripts: Default::default(),
+        memcached,
     });
     let ws = state.clone();
     let writer = std::thread::Builder::new()
         .name("rivet-writer".into())
         .spawn(move || writer::run(ws, rx))
         .map_err(|e| format!("cannot start the writer thread: {e}"))?;
-    let accept = tokio::spawn(accept_loop(listener, state.clone()));
+    let accept = tokio::spawn(accept_loop(listener, state.clone(), Protocol::Redis));
+    let memcached_accept = mc.map(|l| {
+        if let Some(a) = memcached_addr {
+            tracing::info!(addr = %a, "memcached protocol listening");
+        }
+        tokio::spawn(accept_loop(l, state.clone(), Protocol::Memcached))
+    });
     Ok(Running {
         state,
         addr,
+        memcached_addr,
         accept,
+        memcached_accept,
         writer: Some(writer),
     })
 }
 
-async fn accept_loop(listener: TcpListener, state: Arc<ServerState>) {
+async fn accept_loop(listener: TcpListener, state: Arc<ServerState>, proto: Protocol) {
     let mut shutdown = state.shutdown.subscribe();
     loop {
         let accepted = tokio::select! {
@@ -215,7 +272,11 @@ async fn accept_loop(listener: TcpListener, state: Arc<ServerState>) {
             tokio::spawn(async move {
                 use tokio::io::AsyncWriteExt;
                 let mut s = socket;
-                let _ = s.write_all(b"-ERR max number of clients reached\r\n").await;
+                let msg: &[u8] = match proto {
+                    Protocol::Redis => b"-ERR max number of clients reached\r\n",
+                    Protocol::Memcached => b"SERVER_ERROR Too many open connections\r\n",
+                };
+                let _ = s.write_all(msg).await;
             });
             continue;
         }
@@ -243,6 +304,13 @@ async fn accept_loop(listener: TcpListener, state: Arc<ServerState>) {
             kill_notify: tokio::sync::Notify::new(),
         });
         lock(&state.clients).insert(id, handle.clone());
-        tokio::spawn(crate::connection::serve(socket, state.clone(), handle));
+        match proto {
+            Protocol::Redis => {
+                tokio::spawn(crate::connection::serve(socket, state.clone(), handle));
+            }
+            Protocol::Memcached => {
+                tokio::spawn(crate::memcached::conn::serve(socket, state.clone(), handle));
+            }
+        }
     }
 }

@@ -70,6 +70,38 @@ struct Args {
     /// but start-up reads the whole file (56 s for a 3.5 GB file from a cold page cache).
     #[arg(long)]
     no_freelist_sync: bool,
+
+    /// Also serve the Memcached text and meta protocol on this port (0 picks a free port
+    /// and logs it), same bind address and password. Items live in their own namespace of
+    /// the same file. Off unless given.
+    #[arg(long)]
+    memcached_port: Option<u16>,
+
+    /// Largest Memcached item, as memcached's -I counts it (value + key + ~60 bytes of
+    /// header): bytes, or with k/m/g (1024-based, like memcached); 1k..1g.
+    #[arg(short = 'I', long, default_value = "1m", value_parser = parse_item_size)]
+    max_item_size: usize,
+}
+
+fn parse_item_size(s: &str) -> Result<usize, String> {
+    let t = s.trim().to_ascii_lowercase();
+    let (num, mult) = match t.strip_suffix(['k', 'm', 'g']) {
+        Some(n) if t.ends_with('k') => (n, 1usize << 10),
+        Some(n) if t.ends_with('m') => (n, 1 << 20),
+        Some(n) => (n, 1 << 30),
+        None => (t.as_str(), 1),
+    };
+    let n = num
+        .parse::<usize>()
+        .ok()
+        .and_then(|n| n.checked_mul(mult))
+        .ok_or_else(|| format!("not a size: {s:?} (examples: 1048576, 512k, 2m)"))?;
+    if !(1024..=1 << 30).contains(&n) {
+        return Err(format!(
+            "item size {n} out of range: memcached allows 1k..1g"
+        ));
+    }
+    Ok(n)
 }
 
 fn parse_size(s: &str) -> Result<u64, String> {
@@ -168,6 +200,8 @@ fn setup(args: &Args) -> Result<(Options, Config, Vec<String>), String> {
         lock_timeout: Duration::from_millis(500),
         max_file_size: args.max_file_size,
         no_freelist_sync: args.no_freelist_sync,
+        memcached_port: args.memcached_port,
+        max_item_size: args.max_item_size,
     };
     Ok((opts, config, ignored))
 }

@@ -300,6 +300,8 @@ pub struct ServerState {
     pub bgsave_running: AtomicBool,
     /// The Lua script cache and the running script's state.
     pub scripts: crate::scripting::Scripts,
+    /// The Memcached side's counters and settings.
+    pub memcached: crate::memcached::Shared,
 }
 
 impl std::fmt::Debug for ServerState {

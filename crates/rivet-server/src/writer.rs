@@ -104,6 +104,14 @@ pub enum Job {
         /// Told whether the client was parked.
         done: Option<oneshot::Sender<bool>>,
     },
+    /// Memcached requests of one connection (see [`crate::memcached`]); the reply is their
+    /// replies' bytes, or why the commit failed.
+    Memcached {
+        /// The requests, in order.
+        reqs: Vec<crate::memcached::proto::Request>,
+        /// Where the replies go, once committed.
+        reply: oneshot::Sender<Result<Vec<u8>, String>>,
+    },
     /// Stop after committing what is queued.
     Shutdown(oneshot::Sender<()>),
 }
@@ -159,6 +167,8 @@ enum Done {
     Exec(oneshot::Sender<(Reply, usize)>, Reply, usize),
     /// A blocking command's reply (served at once or after being parked).
     Single(oneshot::Sender<Reply>, Reply),
+    /// A Memcached job's replies.
+    Memcached(oneshot::Sender<Result<Vec<u8>, String>>, Vec<u8>, u64),
     /// Nothing to send (a blocking command was parked).
     Nothing,
 }
@@ -175,6 +185,13 @@ impl Done {
             Done::Single(tx, _) => {
                 let _ = tx.send(e.clone());
             }
+            Done::Memcached(tx, ..) => {
+                let why = match e {
+                    Reply::Error(s) => s.clone(),
+                    other => format!("{other:?}"),
+                };
+                let _ = tx.send(Err(why));
+            }
             Done::Nothing => {}
         }
     }
@@ -190,6 +207,9 @@ impl Done {
             Done::Single(tx, reply) => {
                 let _ = tx.send(reply);
             }
+            Done::Memcached(tx, bytes, _) => {
+                let _ = tx.send(Ok(bytes));
+            }
             Done::Nothing => {}
         }
     }
@@ -198,6 +218,7 @@ impl Done {
         match self {
             Done::Commands(_, r) => r.len() as u64,
             Done::Exec(..) | Done::Single(..) => 1,
+            Done::Memcached(_, _, n) => *n,
             Done::Nothing => 0,
         }
     }
@@ -350,6 +371,13 @@ fn commit_batch(state: &Arc<ServerState>, reg: &mut Registry, jobs: Vec<Job>, sw
     let log = WriteLog::default();
     let mut done = Vec::with_capacity(jobs.len());
     let mut failure: Option<rivet::Error> = None;
+    let mc = &state.memcached;
+    let now_s = now_ms().div_euclid(1000);
+    if mc.has_marks() || mc.flush_due(now_s) {
+        if let Err(e) = mc.upkeep(&store, &tx, now_s) {
+            failure = Some(e);
+        }
+    }
     for job in jobs {
         if failure.is_some() {
             reject(
@@ -476,6 +504,13 @@ fn reject(job: Job, e: &Reply) {
             if let Some(d) = done {
                 let _ = d.send(false);
             }
+        }
+        Job::Memcached { reply, .. } => {
+            let why = match e {
+                Reply::Error(s) => s.clone(),
+                other => format!("{other:?}"),
+            };
+            let _ = reply.send(Err(why));
         }
         Job::Shutdown(s) => {
             let _ = s.send(());
@@ -702,6 +737,25 @@ fn apply_job(
                 Err(e) => Err((e, done)),
             }
         }
+        Job::Memcached { reqs, reply } => {
+            let v = state.store.memcached(tx);
+            let mc = &state.memcached;
+            let now = now_ms().div_euclid(1000);
+            let mut out = Vec::new();
+            let mut step = || -> Result<(), rivet::Error> {
+                for r in &reqs {
+                    crate::memcached::exec::write(&v, mc, now, r, &mut out)?;
+                }
+                mc.save_cas(&v)
+            };
+            let r = step();
+            let n = reqs.iter().filter(|r| r.writes()).count() as u64;
+            done.push(Done::Memcached(reply, out, n));
+            match r {
+                Ok(()) => Ok(done),
+                Err(e) => Err((e, done)),
+            }
+        }
         Job::Unblock { done: tell, .. } => {
             // Handled by run() before the batch; one that slipped through finds nobody.
             if let Some(t) = tell {
@@ -743,6 +797,19 @@ fn anything_due(state: &Arc<ServerState>, expire: bool) -> bool {
         return false;
     };
     let now = now_ms();
+    let mc = &state.memcached;
+    if mc.has_marks() || mc.flush_due(now.div_euclid(1000)) {
+        return true;
+    }
+    if expire
+        && state
+            .store
+            .memcached(&tx)
+            .due(now, 1)
+            .is_ok_and(|d| !d.is_empty())
+    {
+        return true;
+    }
     (0..state.store.databases()).any(|i| {
         state
             .store
@@ -803,6 +870,21 @@ fn sweep_expired(
                 }
                 _ => v.drop_deadline(at, &key)?,
             }
+        }
+    }
+    // Memcached items share the deadline index layout (their own index).
+    let v = state.store.memcached(tx);
+    let due = v.due(now, budget + 1)?;
+    if due.len() > budget {
+        more = true;
+    }
+    for (at, key) in due.into_iter().take(budget) {
+        match v.lookup_raw(&key)? {
+            Some(h) if h.expire_at == Some(at) && h.is_expired(now) => {
+                v.delete_expired(&key, &h)?;
+                state.stats.expired_keys.fetch_add(1, Ordering::Relaxed);
+            }
+            _ => v.drop_deadline(at, &key)?,
         }
     }
     Ok(more)

@@ -96,6 +96,8 @@ fn a_failed_fsync_fails_its_commit_and_refuses_writes_until_restart() {
         lock_timeout: Duration::from_secs(1),
         max_file_size: 0,
         no_freelist_sync: false,
+        memcached_port: None,
+        max_item_size: 1 << 20,
     };
     let fail = Arc::new(AtomicBool::new(false));
     let rt = tokio::runtime::Builder::new_multi_thread()

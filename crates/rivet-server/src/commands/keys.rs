@@ -309,6 +309,7 @@ fn encoding(h: &Header<'_>) -> &'static str {
         Kind::Set => "hashtable",
         Kind::ZSet => "skiplist",
         Kind::Stream => "stream",
+        Kind::Item => "raw",
     }
 }
 

@@ -38,6 +38,8 @@ pub enum Kind {
     ZSet = 4,
     /// `stream`
     Stream = 5,
+    /// A Memcached item (only in the Memcached namespace, see [`super::items`]).
+    Item = 6,
 }
 
 impl Kind {
@@ -50,6 +52,7 @@ impl Kind {
             Kind::Set => "set",
             Kind::ZSet => "zset",
             Kind::Stream => "stream",
+            Kind::Item => "memcached-item",
         }
     }
 
@@ -61,6 +64,7 @@ impl Kind {
             3 => Kind::Set,
             4 => Kind::ZSet,
             5 => Kind::Stream,
+            6 => Kind::Item,
             _ => return None,
         })
     }
@@ -329,7 +333,7 @@ impl<'tx> DbView<'tx> {
     /// Frees the out-of-line storage of a value.
     fn free_data(&self, kind: Kind, id: u64, len: u64) -> Result<()> {
         match kind {
-            Kind::String => self.free_chunks(id),
+            Kind::String | Kind::Item => self.free_chunks(id),
             _ => self.coll_discard(id, len),
         }
     }

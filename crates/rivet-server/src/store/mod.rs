@@ -19,8 +19,12 @@
 //! - `redis/<slot>/rank`: the rank index of every set and sorted set (see [`rank`]).
 //! - `redis/<slot>/trash`: ids of deleted big collections whose entries the writer is
 //!   still freeing, a bounded step per commit (id → empty).
+//! - `memcached/keys`, `memcached/expires`, `memcached/chunks` (and unused `data`, `rank`,
+//!   `trash`, for a uniform layout): the Memcached items, laid out like one Redis database;
+//!   `memcached/state`: their CAS counter and pending `flush_all` (see [`items`]).
 
 pub mod collections;
+pub mod items;
 pub mod keyspace;
 pub mod rank;
 pub mod scan;
@@ -59,6 +63,7 @@ pub struct Store {
     db: Db,
     databases: usize,
     names: Vec<SlotNames>,
+    mc_names: SlotNames,
     dbmap: RwLock<DbMapCache>,
 }
 
@@ -74,13 +79,22 @@ struct SlotNames {
 
 impl SlotNames {
     fn new(slot: usize) -> SlotNames {
+        SlotNames::with_prefix(&format!("redis/{slot}"))
+    }
+
+    /// The Memcached namespace.
+    fn memcached() -> SlotNames {
+        SlotNames::with_prefix("memcached")
+    }
+
+    fn with_prefix(p: &str) -> SlotNames {
         SlotNames {
-            keys: format!("redis/{slot}/keys").into_bytes(),
-            expires: format!("redis/{slot}/expires").into_bytes(),
-            chunks: format!("redis/{slot}/chunks").into_bytes(),
-            data: format!("redis/{slot}/data").into_bytes(),
-            rank: format!("redis/{slot}/rank").into_bytes(),
-            trash: format!("redis/{slot}/trash").into_bytes(),
+            keys: format!("{p}/keys").into_bytes(),
+            expires: format!("{p}/expires").into_bytes(),
+            chunks: format!("{p}/chunks").into_bytes(),
+            data: format!("{p}/data").into_bytes(),
+            rank: format!("{p}/rank").into_bytes(),
+            trash: format!("{p}/trash").into_bytes(),
         }
     }
 
@@ -131,6 +145,7 @@ impl Store {
             db,
             databases,
             names,
+            mc_names: SlotNames::memcached(),
             dbmap: RwLock::new(DbMapCache {
                 map,
                 valid_from: txid,
@@ -176,6 +191,17 @@ impl Store {
             names: &self.names[slot],
             log: None,
         })
+    }
+
+    /// Opens the Memcached namespace inside `tx` (no WATCH log: Redis clients cannot watch
+    /// Memcached items).
+    pub fn memcached<'tx>(&'tx self, tx: &'tx Tx) -> DbView<'tx> {
+        DbView {
+            tx,
+            index: usize::MAX,
+            names: &self.mc_names,
+            log: None,
+        }
     }
 
     /// Opens logical database `index` inside the write transaction `tx`; every key written
@@ -317,11 +343,12 @@ fn init_layout(tx: &Tx, databases: usize) -> Result<Vec<u8>> {
     }
     meta.put(b"dbmap", &map)?;
     let names: Vec<SlotNames> = (0..map.len()).map(SlotNames::new).collect();
-    for n in &names {
+    for n in names.iter().chain([&SlotNames::memcached()]) {
         for name in n.all() {
             tx.create_bucket_if_not_exists(name)?;
         }
     }
+    tx.create_bucket_if_not_exists(items::STATE_BUCKET)?;
     if upgrade {
         for (slot, n) in names.iter().enumerate() {
             let view = DbView {

@@ -172,7 +172,7 @@ impl<'tx> DbView<'tx> {
 
     /// Writes `data` at `offset` into the chunks of value `id`, read-modify-writing the
     /// partial chunks at either end.
-    fn write_chunks(&self, id: u64, offset: u64, data: &[u8]) -> Result<()> {
+    pub(crate) fn write_chunks(&self, id: u64, offset: u64, data: &[u8]) -> Result<()> {
         let chunks = self.chunks()?;
         let mut pos = offset;
         let mut src = data;

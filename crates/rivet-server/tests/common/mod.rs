@@ -57,11 +57,15 @@ fn spawn_ready(mut cmd: Command, port: u16, log: &Path, what: &str) -> Child {
 /// The port in the first "ready to accept connections addr=IP:PORT" line written to `log`
 /// after byte `from`.
 fn bound_port(log: &Path, from: u64) -> Option<u16> {
+    logged_port(log, from, "ready to accept connections")
+}
+
+/// The port in the first line containing `marker` and `addr=IP:PORT` written to `log` after
+/// byte `from`.
+fn logged_port(log: &Path, from: u64, marker: &str) -> Option<u16> {
     let text = std::fs::read(log).ok()?;
     let text = String::from_utf8_lossy(text.get(from as usize..)?);
-    let line = text
-        .lines()
-        .find(|l| l.contains("ready to accept connections"))?;
+    let line = text.lines().find(|l| l.contains(marker))?;
     let addr = line
         .split_whitespace()
         .find_map(|w| w.strip_prefix("addr="))?;
@@ -143,6 +147,8 @@ pub struct RivetServer {
     child: Option<Child>,
     dir: tempfile::TempDir,
     port: u16,
+    /// The Memcached port, when started with `--memcached-port`.
+    mc_port: Option<u16>,
     extra: Vec<String>,
 }
 
@@ -155,6 +161,7 @@ impl RivetServer {
             child: None,
             dir,
             port: 0,
+            mc_port: None,
             extra: extra_args.iter().map(|a| a.to_string()).collect(),
         };
         s.spawn();
@@ -205,7 +212,15 @@ impl RivetServer {
             );
         }
         self.port = port;
+        // The memcached listener is logged before the Redis "ready" line.
+        self.mc_port = logged_port(&log, seen, "memcached protocol listening");
         self.child = Some(child);
+    }
+
+    /// The Memcached port (started with `--memcached-port 0`); panics when there is none.
+    pub fn memcached_port(&self) -> u16 {
+        self.mc_port
+            .expect("rivet-server was not started with --memcached-port")
     }
 
     pub fn port(&self) -> u16 {

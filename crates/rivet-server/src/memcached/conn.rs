@@ -1,0 +1,317 @@
+//! One Memcached client connection: reads requests, runs them in order, writes replies in
+//! order.
+//!
+//! Consecutive requests that change items (pipelined or not, `noreply` or not) are gathered
+//! into one job for the writer, so they share a commit (and its fsync) with every other
+//! client's writes; their replies are sent after the commit. A read first waits for this
+//! connection's gathered writes (read-your-writes), then runs on a snapshot in this task.
+//! When a commit fails, the client gets one `SERVER_ERROR` line and the connection is closed,
+//! as memcached does for errors it cannot continue from; when it would grow the file past
+//! `--max-file-size`, every request of the batch gets memcached's `SERVER_ERROR out of memory
+//! storing object` (even under `noreply`, as memcached sends it) and the connection goes on.
+
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::BytesMut;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio::sync::oneshot;
+
+use crate::state::{lock, now_ms, ClientHandle, ServerState};
+use crate::writer::Job;
+
+use super::exec::{self, ReadOutcome};
+use super::proto::{line, Parsed, Parser, Request};
+
+/// Write requests gathered before they go to the writer regardless of what follows.
+const MAX_GROUP: usize = 1024;
+/// Output bytes buffered before they are written mid-batch.
+const OUT_FLUSH: usize = 256 * 1024;
+/// Buffer capacity a connection keeps between requests.
+const BUF_KEEP: usize = 256 * 1024;
+
+/// The current Unix second (the clock of every expiry decision).
+pub fn now_secs() -> i64 {
+    now_ms().div_euclid(1000)
+}
+
+struct Session {
+    state: Arc<ServerState>,
+    handle: Arc<ClientHandle>,
+    group: Vec<Request>,
+    read_tx: Option<rivet::Tx>,
+    /// A commit failed: send what is buffered, then close.
+    broken: bool,
+}
+
+/// Serves one accepted Memcached connection until it closes, is killed, or the server
+/// shuts down.
+pub async fn serve(mut socket: TcpStream, state: Arc<ServerState>, handle: Arc<ClientHandle>) {
+    let _ = socket.set_nodelay(true);
+    let shared = &state.memcached;
+    shared
+        .stats
+        .curr_connections
+        .fetch_add(1, Ordering::Relaxed);
+    shared
+        .stats
+        .total_connections
+        .fetch_add(1, Ordering::Relaxed);
+    let mut parser = Parser::new(shared.max_item_size);
+    parser.auth_mode = state.config.requirepass().is_some();
+    let mut s = Session {
+        state: state.clone(),
+        handle: handle.clone(),
+        group: Vec::new(),
+        read_tx: None,
+        broken: false,
+    };
+    let mut rbuf = BytesMut::with_capacity(16 * 1024);
+    let mut out: Vec<u8> = Vec::with_capacity(16 * 1024);
+    let mut shutdown = state.shutdown.subscribe();
+    let mut big_input = false;
+    'conn: loop {
+        let mut close = false;
+        loop {
+            match parser.next(&mut rbuf) {
+                Parsed::More => break,
+                Parsed::Close(msg) => {
+                    s.flush_writes(&mut out).await;
+                    if let Some(m) = msg {
+                        out.extend(line(m, false));
+                    }
+                    close = true;
+                    break;
+                }
+                Parsed::Request(Request::Quit) => {
+                    s.flush_writes(&mut out).await;
+                    close = true;
+                    break;
+                }
+                Parsed::Request(Request::Auth { user, password }) => {
+                    s.flush_writes(&mut out).await;
+                    let ok = state
+                        .config
+                        .requirepass()
+                        .is_some_and(|p| user == b"default" && password == p.as_bytes());
+                    shared.stats.auth_cmds.fetch_add(1, Ordering::Relaxed);
+                    if ok {
+                        parser.auth_mode = false;
+                        out.extend(line("STORED", false));
+                    } else {
+                        shared.stats.auth_errors.fetch_add(1, Ordering::Relaxed);
+                        out.extend(line("CLIENT_ERROR authentication failure", false));
+                    }
+                }
+                Parsed::Request(req) => s.dispatch(req, &mut out).await,
+            }
+            if s.broken {
+                close = true;
+                break;
+            }
+            if out.len() >= OUT_FLUSH {
+                s.flush_writes(&mut out).await;
+                s.read_tx = None;
+                if write_out(&mut socket, &mut out, &state).await.is_err() {
+                    break 'conn;
+                }
+            }
+        }
+        s.flush_writes(&mut out).await;
+        s.read_tx = None;
+        if write_out(&mut socket, &mut out, &state).await.is_err() || close || s.broken {
+            break;
+        }
+        if rbuf.is_empty() && (big_input || rbuf.capacity() > BUF_KEEP) {
+            rbuf = BytesMut::with_capacity(16 * 1024);
+            big_input = false;
+        }
+        if out.capacity() > BUF_KEEP {
+            out = Vec::with_capacity(16 * 1024);
+        }
+        if handle.killed.load(Ordering::Acquire) || state.shutting_down() {
+            break;
+        }
+        let idle = state.config.timeout();
+        let idle_sleep = async {
+            if idle == 0 {
+                std::future::pending::<()>().await
+            } else {
+                tokio::time::sleep(Duration::from_secs(idle)).await
+            }
+        };
+        let n = tokio::select! {
+            r = socket.read_buf(&mut rbuf) => match r {
+                Ok(0) | Err(_) => break,
+                Ok(n) => n,
+            },
+            _ = handle.kill_notify.notified() => break,
+            _ = shutdown.changed() => break,
+            _ = idle_sleep => break,
+        };
+        state
+            .stats
+            .net_input_bytes
+            .fetch_add(n as u64, Ordering::Relaxed);
+        big_input |= rbuf.len() > BUF_KEEP;
+        if rbuf.len() as u64 > state.config.query_buffer_limit() {
+            tracing::warn!(
+                client = handle.id,
+                bytes = rbuf.len(),
+                "closing memcached client that reached max query buffer length"
+            );
+            break;
+        }
+    }
+    shared
+        .stats
+        .curr_connections
+        .fetch_sub(1, Ordering::Relaxed);
+    lock(&state.clients).remove(&handle.id);
+}
+
+async fn write_out(
+    socket: &mut TcpStream,
+    out: &mut Vec<u8>,
+    state: &ServerState,
+) -> std::io::Result<()> {
+    if out.is_empty() {
+        return Ok(());
+    }
+    socket.write_all(out).await?;
+    state
+        .stats
+        .net_output_bytes
+        .fetch_add(out.len() as u64, Ordering::Relaxed);
+    out.clear();
+    Ok(())
+}
+
+impl Session {
+    fn note(&self, req: &Request) {
+        let name = match req {
+            Request::Get { touch: Some(_), .. } => "mc|gat",
+            Request::Get { .. } => "mc|get",
+            Request::Store { .. } | Request::TooLarge { .. } => "mc|set",
+            Request::Delete { .. } => "mc|delete",
+            Request::Arith { .. } => "mc|incr",
+            Request::Touch { .. } => "mc|touch",
+            Request::FlushAll { .. } => "mc|flush_all",
+            Request::Stats(_) => "mc|stats",
+            Request::Meta(m) => match m.code {
+                b'g' => "mc|mg",
+                b's' => "mc|ms",
+                b'd' => "mc|md",
+                _ => "mc|ma",
+            },
+            Request::MetaDebug { .. } => "mc|me",
+            Request::Reply(_) | Request::Quit | Request::Auth { .. } => return,
+        };
+        let mut info = lock(&self.handle.info);
+        info.last_cmd.clear();
+        info.last_cmd.push_str(name);
+        info.last_active = Instant::now();
+    }
+
+    async fn dispatch(&mut self, req: Request, out: &mut Vec<u8>) {
+        self.note(&req);
+        self.state
+            .stats
+            .commands_processed
+            .fetch_add(1, Ordering::Relaxed);
+        if let Request::Reply(r) = &req {
+            if self.group.is_empty() {
+                out.extend_from_slice(r);
+            } else {
+                // Keeps its place behind the gathered writes.
+                self.group.push(req);
+            }
+            return;
+        }
+        if req.writes() {
+            self.read_tx = None;
+            self.group.push(req);
+            if self.group.len() >= MAX_GROUP {
+                self.flush_writes(out).await;
+            }
+            return;
+        }
+        self.flush_writes(out).await;
+        if self.broken {
+            return;
+        }
+        if let Request::Stats(args) = &req {
+            super::stats::reply(&self.state, args, out);
+            return;
+        }
+        match self.run_read(&req, out) {
+            Ok(ReadOutcome::Done) => {}
+            Ok(ReadOutcome::NeedsWriter) => {
+                self.group.push(req);
+                self.flush_writes(out).await;
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "memcached read failed");
+                out.extend(line(&format!("SERVER_ERROR {e}"), false));
+            }
+        }
+    }
+
+    fn run_read(&mut self, req: &Request, out: &mut Vec<u8>) -> crate::store::Result<ReadOutcome> {
+        if self.read_tx.is_none() {
+            self.read_tx = Some(self.state.store.db().begin_read()?);
+        }
+        let tx = self.read_tx.as_ref().expect("set above");
+        let v = self.state.store.memcached(tx);
+        let mark = out.len();
+        let r = exec::read(&v, &self.state.memcached, now_secs(), req, out);
+        if !matches!(r, Ok(ReadOutcome::Done)) {
+            out.truncate(mark);
+        }
+        r
+    }
+
+    /// Sends gathered writes to the writer and appends their replies.
+    async fn flush_writes(&mut self, out: &mut Vec<u8>) {
+        if self.group.is_empty() {
+            return;
+        }
+        self.read_tx = None;
+        let reqs = std::mem::take(&mut self.group);
+        let n = reqs.len();
+        if let Some(why) = self.state.writer.refused() {
+            out.extend(line(
+                &format!("SERVER_ERROR writes are refused until restart: {why}"),
+                false,
+            ));
+            self.broken = true;
+            return;
+        }
+        let (tx, rx) = oneshot::channel();
+        let job = Job::Memcached { reqs, reply: tx };
+        let r = if self.state.writer.send(job) {
+            rx.await.unwrap_or_else(|_| {
+                Err("the write was not applied: the server is shutting down or hit an internal error (see its log)".into())
+            })
+        } else {
+            Err("server is shutting down".into())
+        };
+        match r {
+            Ok(bytes) => out.extend_from_slice(&bytes),
+            // The --max-file-size quota: nothing of the batch was applied; like memcached
+            // out of memory, every request gets the error (noreply or not) and the
+            // connection goes on.
+            Err(why) if why.starts_with("OOM") => {
+                for _ in 0..n {
+                    out.extend(line("SERVER_ERROR out of memory storing object", false));
+                }
+            }
+            Err(why) => {
+                out.extend(line(&format!("SERVER_ERROR {why}"), false));
+                self.broken = true;
+            }
+        }
+    }
+}
