@@ -227,24 +227,6 @@ impl RivetServer {
         self.port
     }
 
-    /// The port of the memcached listener (`--memcached-port`), from the last
-    /// "memcached protocol listening ... addr=IP:PORT" line of the log; None without one.
-    pub fn memcached_port(&self) -> Option<u16> {
-        let text = std::fs::read(self.log_path()).ok()?;
-        let text = String::from_utf8_lossy(&text);
-        let line = text
-            .lines()
-            .rev()
-            .find(|l| l.contains("memcached protocol listening"))?;
-        let addr = line
-            .split_whitespace()
-            .find_map(|w| w.strip_prefix("addr="))?;
-        let port = addr.rsplit(':').next()?;
-        port.trim_end_matches(|c: char| !c.is_ascii_digit())
-            .parse()
-            .ok()
-    }
-
     pub fn db_path(&self) -> PathBuf {
         self.dir.path().join("data.db")
     }
