@@ -13,7 +13,9 @@ use std::sync::atomic::Ordering;
 use crate::store::items::{Item, ItemMeta, BIT_FETCHED, BIT_KEY_BINARY, BIT_STALE, BIT_TOKEN_SENT};
 use crate::store::{DbView, Result};
 
-use super::proto::{base64_encode, fits, line, Meta, Request, StoreMode, REALTIME_MAXDELTA};
+use super::proto::{
+    base64_encode, fits, line, Meta, Request, StoreMode, OPAQUE_MAX, REALTIME_MAXDELTA,
+};
 use super::{Mark, Shared};
 
 /// A fetched item's access time moves at most this often (memcached's
@@ -41,8 +43,10 @@ struct Run<'a, 'tx> {
 }
 
 /// memcached's `realtime()` in absolute Unix seconds: 0 = never; negative values and
-/// absolute times at or before now give a time in the past (expired at once).
-pub fn realtime(exptime: i32, now: i64) -> i64 {
+/// absolute times at or before memcached's `process_started` (`started`) give the second
+/// after it, long past (expired at once); other absolute times are kept as they are, so a
+/// `t` flag on an expired item prints the same wrapped number as memcached.
+pub fn realtime(exptime: i32, now: i64, started: i64) -> i64 {
     let e = if exptime < 0 {
         REALTIME_MAXDELTA + 1
     } else {
@@ -51,8 +55,8 @@ pub fn realtime(exptime: i32, now: i64) -> i64 {
     if e == 0 {
         0
     } else if e > REALTIME_MAXDELTA {
-        if e <= now {
-            1
+        if e <= started {
+            started + 1
         } else {
             e
         }
@@ -62,6 +66,11 @@ pub fn realtime(exptime: i32, now: i64) -> i64 {
 }
 
 impl<'tx> Run<'_, 'tx> {
+    /// [`realtime`] now.
+    fn rt(&self, exptime: i32) -> i64 {
+        realtime(exptime, self.now, self.shared.started)
+    }
+
     /// Alive: not expired and not hidden by a `flush_all`.
     fn valid(&self, it: &Item<'_>) -> bool {
         let flush_at = self.shared.flush_at.load(Ordering::Acquire);
@@ -202,7 +211,7 @@ pub fn write(
                 mode: *mode,
                 key,
                 flags: *flags,
-                exp: realtime(*exptime, now),
+                exp: run.rt(*exptime),
                 cas: *cas,
                 data,
                 stale: false,
@@ -219,6 +228,7 @@ pub fn write(
         }
         Request::TooLarge { key, unlink, reply } => {
             st.cmd_set.fetch_add(1, Ordering::Relaxed);
+            st.store_too_large.fetch_add(1, Ordering::Relaxed);
             if *unlink {
                 if let Some(it) = run.find(key)? {
                     v.item_delete(key, &it)?;
@@ -247,7 +257,7 @@ pub fn write(
             noreply,
         } => {
             let r = match arith(&run, key, *incr, *delta, None)? {
-                Arith::Done(n) => n.to_string(),
+                Arith::Done(n, _) => n.to_string(),
                 Arith::NotFound => "NOT_FOUND".into(),
                 Arith::NonNumeric => {
                     "CLIENT_ERROR cannot increment or decrement non-numeric value".into()
@@ -266,7 +276,7 @@ pub fn write(
                 Some(it) => {
                     st.touch_hits.fetch_add(1, Ordering::Relaxed);
                     let meta = run.bumped(it.meta).unwrap_or(it.meta);
-                    v.item_update(key, &it, meta, realtime(*exptime, now))?;
+                    v.item_update(key, &it, meta, run.rt(*exptime))?;
                     "TOUCHED"
                 }
                 None => {
@@ -279,7 +289,7 @@ pub fn write(
         Request::FlushAll { delay, noreply } => {
             st.cmd_flush.fetch_add(1, Ordering::Relaxed);
             let at = if *delay > 0 {
-                realtime(*delay, now) - 1
+                run.rt(*delay) - 1
             } else {
                 now - 1
             };
@@ -344,7 +354,7 @@ fn get(
         match touch {
             Some(t) => {
                 let meta = run.bumped(it.meta).unwrap_or(it.meta);
-                run.v.item_update(key, &it, meta, realtime(t, run.now))?;
+                run.v.item_update(key, &it, meta, run.rt(t))?;
             }
             None => {
                 let meta = run.effective(key, &it);
@@ -385,7 +395,10 @@ fn store(run: &Run<'_, '_>, s: &Store<'_>) -> Result<(Outcome, u64)> {
     let old = run.find(s.key)?;
     let bits = if s.key_binary { BIT_KEY_BINARY } else { 0 };
     let fresh = |run: &Run<'_, '_>| ItemMeta {
-        cas: run.next_cas(),
+        cas: {
+            run.shared.stats.total_items.fetch_add(1, Ordering::Relaxed);
+            run.next_cas()
+        },
         flags: s.flags,
         time: run.now32(),
         bits,
@@ -452,8 +465,10 @@ fn store(run: &Run<'_, '_>, s: &Store<'_>) -> Result<(Outcome, u64)> {
                 v.extend_from_slice(s.data);
                 v.extend_from_slice(&cur);
             }
+            // memcached copies into a new item, which is not marked as having a binary key.
             let meta = ItemMeta {
                 flags: old.meta.flags,
+                bits: 0,
                 ..fresh(run)
             };
             run.v.item_put(s.key, Some(&old), meta, old.exp, &v)?;
@@ -464,8 +479,9 @@ fn store(run: &Run<'_, '_>, s: &Store<'_>) -> Result<(Outcome, u64)> {
 
 /// The outcome of incr/decr.
 enum Arith {
-    /// The new value.
-    Done(u64),
+    /// The new value, and whether it was written in place (memcached replaces the item
+    /// when the number grows longer; `ma`'s TTL flags then change the old one, lost).
+    Done(u64, bool),
     NotFound,
     NonNumeric,
     CasMismatch,
@@ -510,12 +526,19 @@ fn arith(run: &Run<'_, '_>, key: &[u8], incr: bool, delta: u64, cas: Option<u64>
     };
     let digits = new.to_string().into_bytes();
     let cas = run.next_cas();
-    if digits.len() <= cur.len() {
+    let in_place = digits.len() <= cur.len();
+    if in_place {
         let mut v = digits;
         v.resize(cur.len(), b' ');
+        // In place: memcached's LRU update moves the access time only once a minute.
+        let time = if run.now - i64::from(it.meta.time) >= ACCESS_INTERVAL {
+            run.now32()
+        } else {
+            it.meta.time
+        };
         let meta = ItemMeta {
             cas,
-            time: run.now32(),
+            time,
             ..it.meta
         };
         run.v.item_put(key, Some(&it), meta, it.exp, &v)?;
@@ -524,11 +547,11 @@ fn arith(run: &Run<'_, '_>, key: &[u8], incr: bool, delta: u64, cas: Option<u64>
             cas,
             flags: it.meta.flags,
             time: run.now32(),
-            bits: it.meta.bits & BIT_KEY_BINARY,
+            bits: 0,
         };
         run.v.item_put(key, Some(&it), meta, it.exp, &digits)?;
     }
-    Ok(Arith::Done(new))
+    Ok(Arith::Done(new, in_place))
 }
 
 /// `safe_strtoull` on a stored value (which memcached follows with `\r\n`).
@@ -548,7 +571,8 @@ fn parse_stored_u64(v: &[u8]) -> Option<u64> {
         n = n.checked_mul(10)?.checked_add(u64::from(v[i] - b'0'))?;
         i += 1;
     }
-    if i == start || (i < v.len() && !is_space(v[i])) {
+    // C reads the value up to a NUL byte; digits must end there, at a space, or at the end.
+    if i == start || (i < v.len() && !is_space(v[i]) && v[i] != 0) {
         return None;
     }
     let n = if neg { n.wrapping_neg() } else { n };
@@ -556,6 +580,36 @@ fn parse_stored_u64(v: &[u8]) -> Option<u64> {
         return None;
     }
     Some(n)
+}
+
+const OPAQUE_ERR: &str = "CLIENT_ERROR opaque token too long";
+
+/// An `O` token longer than memcached accepts.
+fn too_long_opaque(m: &Meta) -> bool {
+    m.tokens
+        .iter()
+        .any(|t| t[0] == b'O' && t.len() > OPAQUE_MAX)
+}
+
+/// The T/N TTL updates of a successful `ma` up to its first over-long `O` token (where
+/// memcached stops).
+fn apply_ma_ttl(run: &Run<'_, '_>, m: &Meta, key: &[u8], created: bool) -> Result<()> {
+    let Some(it) = run.find(key)? else {
+        return Ok(());
+    };
+    let mut exp = it.exp;
+    for t in &m.tokens {
+        match t[0] {
+            b'T' => exp = run.rt(m.flags.ttl.unwrap_or(0)),
+            b'N' if created => exp = run.rt(m.flags.vivify.unwrap_or(0)),
+            b'O' if t.len() > OPAQUE_MAX => break,
+            _ => {}
+        }
+    }
+    if exp != it.exp {
+        run.v.item_update(key, &it, it.meta, exp)?;
+    }
+    Ok(())
 }
 
 /// Appends ` k<key>` (base64 and ` b` for a binary key).
@@ -586,7 +640,7 @@ fn mg(run: &Run<'_, '_>, m: &Meta, out: &mut Vec<u8>) -> Result<ReadOutcome> {
     let mut hit = run.find(key)?;
     let mut created = false;
     if hit.is_none() {
-        if let Some(n) = f.vivify {
+        if f.vivify.is_some() {
             // The stub: empty value, flags 0, the N TTL applied below. (memcached does not
             // mark a vivified item's key binary: `k` returns it decoded.)
             let meta = ItemMeta {
@@ -595,8 +649,12 @@ fn mg(run: &Run<'_, '_>, m: &Meta, out: &mut Vec<u8>) -> Result<ReadOutcome> {
                 time: run.now32(),
                 bits: 0,
             };
-            run.v.item_put(key, None, meta, realtime(n, run.now), b"")?;
-            hit = run.find(key)?;
+            // Created without a TTL: the N token sets it when its turn comes (a `t` before
+            // it shows -1, as in memcached).
+            run.v.item_put(key, None, meta, 0, b"")?;
+            run.shared.stats.total_items.fetch_add(1, Ordering::Relaxed);
+            // Served once even when its TTL already passed (N-1), as memcached does.
+            hit = run.v.item_raw(key)?;
             created = hit.is_some();
         }
     }
@@ -607,6 +665,10 @@ fn mg(run: &Run<'_, '_>, m: &Meta, out: &mut Vec<u8>) -> Result<ReadOutcome> {
         } else {
             st.cmd_get.fetch_add(1, Ordering::Relaxed);
             st.get_misses.fetch_add(1, Ordering::Relaxed);
+        }
+        if too_long_opaque(m) {
+            out.extend(line(OPAQUE_ERR, false));
+            return Ok(ReadOutcome::Done);
         }
         if f.quiet {
             return Ok(ReadOutcome::Done);
@@ -645,10 +707,13 @@ fn mg(run: &Run<'_, '_>, m: &Meta, out: &mut Vec<u8>) -> Result<ReadOutcome> {
     }
     for t in &m.tokens {
         match t[0] {
-            b'T' => exp = realtime(f.ttl.unwrap_or(0), run.now),
-            b'N' if created => won = true,
+            b'T' => exp = run.rt(f.ttl.unwrap_or(0)),
+            b'N' if created => {
+                exp = run.rt(f.vivify.unwrap_or(0));
+                won = true;
+            }
             b'R' => {
-                let recache_at = realtime(f.recache.unwrap_or(0), run.now);
+                let recache_at = run.rt(f.recache.unwrap_or(0));
                 if !meta.has(BIT_TOKEN_SENT) && !created && exp != 0 && exp < recache_at {
                     won = true;
                 }
@@ -665,6 +730,29 @@ fn mg(run: &Run<'_, '_>, m: &Meta, out: &mut Vec<u8>) -> Result<ReadOutcome> {
             } else {
                 b" h0"
             }),
+            b'O' if t.len() > OPAQUE_MAX => {
+                // memcached fails here, keeping what the tokens before did (a vivified item,
+                // a new TTL), and the fetch only when it was recorded at lookup (without the
+                // flags that make memcached lock the item and bump it at the end).
+                let locked = f.vivify.is_some()
+                    || f.ttl.is_some()
+                    || f.recache.is_some()
+                    || m.tokens.iter().any(|t| matches!(t[0], b'h' | b'l'));
+                let bump = !locked && !f.no_update;
+                if run.write {
+                    let meta = match run.bumped(it.meta) {
+                        Some(b) if bump => b,
+                        _ => it.meta,
+                    };
+                    if exp != it.exp || meta != it.meta {
+                        run.v.item_update(key, &it, meta, exp)?;
+                    }
+                } else if bump {
+                    run.bump(key, &it, meta)?;
+                }
+                out.extend(line(OPAQUE_ERR, false));
+                return Ok(ReadOutcome::Done);
+            }
             b'O' => {
                 line_out.push(b' ');
                 line_out.extend_from_slice(t);
@@ -730,7 +818,7 @@ fn ms(run: &Run<'_, '_>, m: &Meta, out: &mut Vec<u8>) -> Result<()> {
         mode,
         key: &m.key,
         flags: f.client_flags,
-        exp: realtime(f.ttl.unwrap_or(0), run.now),
+        exp: run.rt(f.ttl.unwrap_or(0)),
         cas: f.cas.unwrap_or(0),
         data: &m.data,
         stale: f.stale && mode == StoreMode::Cas,
@@ -772,7 +860,7 @@ fn md(run: &Run<'_, '_>, m: &Meta, out: &mut Vec<u8>) -> Result<()> {
         }
         Some(it) if f.stale => {
             let exp = match f.ttl {
-                Some(t) => realtime(t, run.now),
+                Some(t) => run.rt(t),
                 None => it.exp,
             };
             let meta = ItemMeta {
@@ -821,10 +909,12 @@ fn ma(run: &Run<'_, '_>, m: &Meta, out: &mut Vec<u8>) -> Result<()> {
     let mut number = 0u64;
     let mut code: &[u8] = b"HD";
     let mut ok = false;
+    let mut replaced = false;
     match arith(run, key, incr, delta, f.cas)? {
-        Arith::Done(n) => {
+        Arith::Done(n, in_place) => {
             number = n;
             ok = true;
+            replaced = !in_place;
         }
         Arith::NonNumeric => {
             out.extend(line(
@@ -850,6 +940,14 @@ fn ma(run: &Run<'_, '_>, m: &Meta, out: &mut Vec<u8>) -> Result<()> {
             }
             None => code = b"NF",
         },
+    }
+    // memcached checks the opaque length only while writing the reply, after the update.
+    if too_long_opaque(m) {
+        if ok && !replaced {
+            apply_ma_ttl(run, m, key, created)?;
+        }
+        out.extend(line(OPAQUE_ERR, false));
+        return Ok(());
     }
     if !ok {
         out.extend_from_slice(code);
@@ -883,8 +981,8 @@ fn ma(run: &Run<'_, '_>, m: &Meta, out: &mut Vec<u8>) -> Result<()> {
         match t[0] {
             b'c' => l.extend_from_slice(format!(" c{}", it.meta.cas).as_bytes()),
             b't' => l.extend_from_slice(format!(" t{}", ttl_token(exp, run.now)).as_bytes()),
-            b'T' => exp = realtime(f.ttl.unwrap_or(0), run.now),
-            b'N' if created => exp = realtime(f.vivify.unwrap_or(0), run.now),
+            b'T' => exp = run.rt(f.ttl.unwrap_or(0)),
+            b'N' if created => exp = run.rt(f.vivify.unwrap_or(0)),
             b'O' => {
                 l.push(b' ');
                 l.extend_from_slice(t);
@@ -893,7 +991,7 @@ fn ma(run: &Run<'_, '_>, m: &Meta, out: &mut Vec<u8>) -> Result<()> {
             _ => {}
         }
     }
-    if exp != it.exp {
+    if exp != it.exp && !replaced {
         run.v.item_update(key, &it, it.meta, exp)?;
     }
     // memcached's quiet mode hides the success of an existing item's update, not the
@@ -946,15 +1044,26 @@ mod tests {
     #[test]
     fn realtime_rules() {
         let now = 1_800_000_000;
+        let started = now - 100;
+        let realtime = |e, now| realtime(e, now, started);
         assert_eq!(realtime(0, now), 0);
         assert_eq!(realtime(10, now), now + 10);
-        assert_eq!(realtime(-1, now), 1, "negative: expired at once");
+        assert_eq!(realtime(-1, now), started + 1, "negative: expired at once");
         assert_eq!(
             realtime(2_592_000, now),
             now + 2_592_000,
             "30 days is still relative"
         );
-        assert_eq!(realtime(2_592_001, now), 1, "absolute and in the past");
+        assert_eq!(
+            realtime(2_592_001, now),
+            started + 1,
+            "absolute, before the start"
+        );
+        assert_eq!(
+            realtime(1_799_999_990, now),
+            1_799_999_990,
+            "absolute, just past"
+        );
         assert_eq!(realtime(1_900_000_000, now), 1_900_000_000);
     }
 

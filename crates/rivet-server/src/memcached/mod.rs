@@ -54,6 +54,8 @@ pub struct Stats {
     pub cmd_set: AtomicU64,
     pub cmd_flush: AtomicU64,
     pub cmd_touch: AtomicU64,
+    pub total_items: AtomicU64,
+    pub store_too_large: AtomicU64,
     pub get_hits: AtomicU64,
     pub get_misses: AtomicU64,
     pub delete_hits: AtomicU64,
@@ -89,6 +91,9 @@ pub struct Shared {
     pub max_bytes: u64,
     /// The bound Memcached port (0 = not listening).
     pub port: AtomicU16,
+    /// memcached's `process_started`: 62 s before the server started, in Unix seconds (the
+    /// base of its relative clock; absolute exptimes before it expire at once).
+    pub started: i64,
     /// Counters.
     pub stats: Stats,
     marks: Mutex<HashMap<Vec<u8>, Mark>>,
@@ -99,6 +104,7 @@ impl Shared {
     /// `max_bytes` (0 = unlimited), with counters read from the file by [`Shared::load`].
     pub fn new(max_item_size: usize, max_bytes: u64) -> Shared {
         Shared {
+            started: crate::state::unix_now().as_secs() as i64 - 62,
             max_bytes,
             port: AtomicU16::new(0),
             cas: AtomicU64::new(0),

@@ -317,6 +317,10 @@ impl Parser {
             if l.len() > 1 && l.ends_with(b"\r") {
                 l = &l[..l.len() - 1];
             }
+            // memcached handles the line as a C string: it ends at a NUL byte.
+            if let Some(nul) = l.iter().position(|&b| b == 0) {
+                l = &l[..nul];
+            }
             if self.auth_mode {
                 match self.auth_line(l) {
                     Parsed::More => continue,
@@ -467,6 +471,21 @@ impl Parser {
             }
             b"stats" => Request::Stats(t[1..].iter().map(|s| s.to_vec()).collect()),
             b"shutdown" => Request::Reply(line("ERROR: shutdown not enabled", false)),
+            b"cache_memlimit" => {
+                if n != 3 && n != 4 {
+                    return Some(reply("ERROR"));
+                }
+                // Accepted for clients that set it; the file has no memory limit to adjust.
+                let noreply = noreply(t);
+                match strtoul(t[1]) {
+                    None => Request::Reply(line("ERROR", noreply)),
+                    Some(m) if m < 8 => Request::Reply(line(
+                        "MEMLIMIT_TOO_SMALL cannot set maxbytes to less than 8m",
+                        noreply,
+                    )),
+                    Some(_) => Request::Reply(line("OK", noreply)),
+                }
+            }
             _ => {
                 if t[t.len() - 1].starts_with(b"HTTP/") {
                     return Some(Parsed::Close(None));
@@ -580,12 +599,6 @@ impl Parser {
                 return refuse(self, msg);
             }
         };
-        if tokens
-            .iter()
-            .any(|tok| tok[0] == b'O' && tok.len() > OPAQUE_MAX)
-        {
-            return refuse(self, "CLIENT_ERROR opaque token too long");
-        }
         match (code, flags.mode) {
             (b's', Some(m)) if !b"EAPRS".contains(&m) => {
                 return refuse(self, "CLIENT_ERROR invalid mode for ms M token");
@@ -594,6 +607,15 @@ impl Parser {
                 return fail("CLIENT_ERROR invalid mode for ma M token");
             }
             _ => {}
+        }
+        // (After the mode: memcached reports a bad mode first. mg and ma check the opaque
+        // only while replying, after their side effects: see exec.)
+        if matches!(code, b's' | b'd')
+            && tokens
+                .iter()
+                .any(|tok| tok[0] == b'O' && tok.len() > OPAQUE_MAX)
+        {
+            return refuse(self, "CLIENT_ERROR opaque token too long");
         }
         let meta = Meta {
             code,

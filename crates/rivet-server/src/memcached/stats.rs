@@ -67,6 +67,17 @@ pub fn reply(state: &ServerState, args: &[Vec<u8>], out: &mut Vec<u8>) {
             stat("limit_maxbytes", state.memcached.max_bytes.to_string());
             stat("threads", "1".into());
             stat("curr_items", items.to_string());
+            stat("total_items", g(&s.total_items));
+            stat("store_too_large", g(&s.store_too_large));
+            stat("accepting_conns", "1".into());
+            stat(
+                "rejected_connections",
+                state
+                    .stats
+                    .rejected_connections
+                    .load(Ordering::Relaxed)
+                    .to_string(),
+            );
             stat("bytes", bytes.to_string());
             stat("expired_unfetched", "0".into());
             stat("evictions", "0".into());
@@ -86,6 +97,19 @@ pub fn reply(state: &ServerState, args: &[Vec<u8>], out: &mut Vec<u8>) {
         }
         Some(b"reset") => {
             out.extend(line("RESET", false));
+            return;
+        }
+        Some(b"cachedump") => {
+            // No slabs: every slab class is empty.
+            let msg = match (args.get(1), args.get(2)) {
+                (Some(a), Some(b)) => match (super::proto::strtoul(a), super::proto::strtoul(b)) {
+                    (Some(id), Some(_)) if id >= 64 => "CLIENT_ERROR Illegal slab id",
+                    (Some(_), Some(_)) => "END",
+                    _ => "CLIENT_ERROR bad command line format",
+                },
+                _ => "CLIENT_ERROR bad command line",
+            };
+            out.extend(line(msg, false));
             return;
         }
         Some(b"items" | b"slabs" | b"sizes" | b"conns") => {}
