@@ -20,9 +20,6 @@
 //! python3 -m venv /tmp/mcvenv && /tmp/mcvenv/bin/pip install pymemcache pytest
 //! RIVET_PYTHON=/tmp/mcvenv/bin/python cargo test -p rivet-server --test memcached_clients
 //! ```
-//!
-//! Tests marked `#[ignore = "KNOWN GAP ..."]` fail today on purpose: they pin a difference
-//! from memcached 1.6.18 (run them with `-- --ignored`).
 
 mod common;
 
@@ -43,11 +40,9 @@ const MEMCCAPABLE_BIN: &str = "/usr/bin/memccapable";
 /// pymemcache integration tests that fail against rivet-server because of known, reported
 /// differences from memcached (test name prefix, reason). They are still run; a known gap
 /// that starts passing is reported, not failed.
-const PYMEMCACHE_KNOWN_GAPS: &[(&str, &str)] = &[(
-    "test_misc[",
-    "rivet-server answers ERROR to `stats cachedump 1 1` and `cache_memlimit 50` \
-     (memcached: ITEM lines + END, and OK)",
-)];
+/// (None today: `stats cachedump` and `cache_memlimit`, which made `test_misc` fail, are
+/// answered as memcached answers them.)
+const PYMEMCACHE_KNOWN_GAPS: &[(&str, &str)] = &[];
 
 fn ci() -> bool {
     std::env::var("CI").is_ok_and(|v| !v.is_empty())
@@ -514,15 +509,14 @@ fn both(mc: &Memcached, rivet: &RivetServer, request: &[u8], lines: usize) -> [V
     ]
 }
 
-/// KNOWN GAP: memcached 1.6.18 answers `stats cachedump 1 1` with ITEM lines (or just END)
-/// and `cache_memlimit 50` with OK; rivet-server answers ERROR to both, which is what makes
-/// pymemcache's `test_misc` fail.
+/// memcached 1.6.18 answers `stats cachedump 1 1` with ITEM lines (just END when empty)
+/// and `cache_memlimit 50` with OK (pymemcache's `test_misc` uses both); rivet-server must
+/// answer the same. (Once a known gap; regression test.)
 #[test]
-#[ignore = "KNOWN GAP: rivet-server answers ERROR to `stats cachedump` and `cache_memlimit`"]
-fn known_gap_stats_cachedump_and_cache_memlimit() {
+fn stats_cachedump_and_cache_memlimit() {
     let Some(mc) = Memcached::start() else {
         return skip(
-            "known_gap_stats_cachedump_and_cache_memlimit",
+            "stats_cachedump_and_cache_memlimit",
             "memcached not installed",
             "apt-get install -y memcached",
         );
@@ -534,11 +528,10 @@ fn known_gap_stats_cachedump_and_cache_memlimit() {
     assert_eq!(r, m, "cache_memlimit 50");
 }
 
-/// KNOWN GAP: memcached's `stats` has `total_items` (items stored since start), which
-/// rivet-server leaves out.
+/// memcached's `stats` has `total_items` (items stored since start); so does rivet-server's.
+/// (Once a known gap; regression test.)
 #[test]
-#[ignore = "KNOWN GAP: rivet-server's `stats` has no total_items"]
-fn known_gap_stats_total_items() {
+fn stats_total_items() {
     let rivet = RivetServer::start(&["--memcached-port", "0"]);
     let lines = exchange_until(
         rivet.memcached_port(),
