@@ -58,7 +58,8 @@
 //!
 //! Environment:
 //! - `MC_DIFF_SEED=N`: run only seed N (default: seeds 1, 2, 3).
-//! - `MC_DIFF_SEEDS=N`: run seeds 1..=N (the long mode, e.g. `MC_DIFF_SEEDS=50`).
+//! - `MC_DIFF_SEEDS=N`: run seeds 1..=N (the long mode, e.g. `MC_DIFF_SEEDS=50`);
+//!   `MC_DIFF_FIRST=F` starts at seed F instead (F..F+N-1), to split a long run into shards.
 //! - `MC_DIFF_OPS=N`: operations per seed (default 3000; an operation is one command, a
 //!   pipelined batch or a batch plus its sleep).
 //! - `MC_DIFF_AGAINST_MEMCACHED=1`: compare memcached with a second memcached instead of
@@ -1353,7 +1354,10 @@ impl Config {
     fn from_env() -> Config {
         let seeds = match (env_num("MC_DIFF_SEED"), env_num("MC_DIFF_SEEDS")) {
             (Some(s), _) => vec![s],
-            (None, Some(n)) => (1..=n).collect(),
+            (None, Some(n)) => {
+                let first = env_num("MC_DIFF_FIRST").unwrap_or(1);
+                (first..first + n).collect()
+            }
             (None, None) => vec![1, 2, 3],
         };
         let exclude = std::env::var("MC_DIFF_EXCLUDE")
