@@ -427,7 +427,14 @@ impl Gen {
         } else {
             self.rng.range(40, 3000)
         };
-        self.binary(n as usize)
+        let v = self.binary(n as usize);
+        // memcached's incr reads a value as a C string that its item does not terminate: a
+        // counter holding only whitespace makes it read past the item into whatever memory
+        // follows (seed 170 once got "31" out of "\r"). Not reproducible: never generated.
+        if counter > 0 && !v.is_empty() && v.iter().all(|b| b" \t\r\n\x0b\x0c".contains(b)) {
+            return b"x".to_vec();
+        }
+        v
     }
 
     /// Short words of the letters a..l: what follows a header that the server rejects

@@ -169,7 +169,8 @@ pub fn read(
             keys,
             cas,
             touch: None,
-        } => get(&run, keys, *cas, None, out)?,
+            then_fail,
+        } => get(&run, keys, *cas, None, *then_fail, out)?,
         Request::Meta(m) if m.code == b'g' => return mg(&run, m, out),
         Request::MetaDebug { key } => me(&run, key, out)?,
         other => {
@@ -196,7 +197,12 @@ pub fn write(
     };
     let st = &shared.stats;
     match req {
-        Request::Get { keys, cas, touch } => get(&run, keys, *cas, *touch, out)?,
+        Request::Get {
+            keys,
+            cas,
+            touch,
+            then_fail,
+        } => get(&run, keys, *cas, *touch, *then_fail, out)?,
         Request::Store {
             mode,
             key,
@@ -312,14 +318,18 @@ pub fn write(
     Ok(())
 }
 
-/// `get`/`gets`, and `gat`/`gats` when `touch` (in the writer).
+/// `get`/`gets`, and `gat`/`gats` when `touch` (in the writer). With `then_fail`, the
+/// lookups happen (fetch marks, touches) but the reply is memcached's error for the
+/// over-long key that followed them.
 fn get(
     run: &Run<'_, '_>,
     keys: &[Vec<u8>],
     cas: bool,
     touch: Option<i32>,
+    then_fail: bool,
     out: &mut Vec<u8>,
 ) -> Result<()> {
+    let start = out.len();
     let st = &run.shared.stats;
     for key in keys {
         let hit = run.find(key)?;
@@ -362,7 +372,12 @@ fn get(
             }
         }
     }
-    out.extend_from_slice(b"END\r\n");
+    if then_fail {
+        out.truncate(start);
+        out.extend(line("CLIENT_ERROR bad command line format", false));
+    } else {
+        out.extend_from_slice(b"END\r\n");
+    }
     Ok(())
 }
 
@@ -927,11 +942,12 @@ fn ma(run: &Run<'_, '_>, m: &Meta, out: &mut Vec<u8>) -> Result<()> {
         Arith::NotFound => match f.vivify {
             Some(_) => {
                 let digits = f.initial.to_string();
+                // (memcached does not mark an item made by ma as having a binary key.)
                 let meta = ItemMeta {
                     cas: run.next_cas(),
                     flags: 0,
                     time: run.now32(),
-                    bits: if f.key_binary { BIT_KEY_BINARY } else { 0 },
+                    bits: 0,
                 };
                 run.v.item_put(key, None, meta, 0, digits.as_bytes())?;
                 number = f.initial;

@@ -109,6 +109,10 @@ pub enum Request {
         cas: bool,
         /// New exptime (`gat`, `gats`).
         touch: Option<i32>,
+        /// A later key was longer than 250 bytes: `keys` are the ones before it, looked up
+        /// (and fetched, or touched) as memcached does before it fails, and the reply is
+        /// `CLIENT_ERROR bad command line format` alone.
+        then_fail: bool,
     },
     /// `set`, `add`, `replace`, `append`, `prepend`, `cas`.
     Store {
@@ -715,13 +719,12 @@ fn get(cmd: &[u8], all: &[&[u8]]) -> Parsed {
         }
         keys = &all[2..];
     }
-    if keys.iter().any(|k| k.len() > KEY_MAX) {
-        return reply("CLIENT_ERROR bad command line format");
-    }
+    let good = keys.iter().take_while(|k| k.len() <= KEY_MAX).count();
     Parsed::Request(Request::Get {
-        keys: keys.iter().map(|k| k.to_vec()).collect(),
+        keys: keys[..good].iter().map(|k| k.to_vec()).collect(),
         cas,
         touch: exptime,
+        then_fail: good < keys.len(),
     })
 }
 
