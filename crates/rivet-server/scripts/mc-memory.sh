@@ -51,6 +51,7 @@ print("loaded %d items of %d bytes in %.1f s; first and last key read back: %d o
 PY
 }
 mem() { grep -E "^(VmRSS|RssAnon|RssFile)" "/proc/$1/status" | tr -s ' \t' ' ' | paste -sd' '; }
+exec > >(tee "$OUT/report.txt")
 {
 echo "date: $(date -u +%Y-%m-%dT%H:%M:%SZ)  commit: $(git -C "$REPO" rev-parse --short HEAD)  machine: $(nproc) CPUs, $(free -g | awk '/Mem:/{print $2}') GiB"
 echo "$(memcached -V)"
@@ -66,4 +67,4 @@ memcached -u nobody -l 127.0.0.1 -p "$P" -U 0 -t 2 -m 4096 &
 PIDS+=($!); MP=$!
 echo "memcached: $(load "$P")"
 echo "memcached: $(mem $MP)"
-} | tee "$OUT/report.txt"
+}

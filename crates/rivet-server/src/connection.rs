@@ -167,42 +167,61 @@ pub async fn serve(mut socket: TcpStream, state: Arc<ServerState>, handle: Arc<C
         if handle.killed.load(Ordering::Acquire) || state.shutting_down() {
             break;
         }
-        let idle = state.config.timeout();
-        let idle_sleep = async {
-            if idle == 0 {
-                std::future::pending::<()>().await
-            } else {
-                tokio::time::sleep(Duration::from_secs(idle)).await
-            }
-        };
-        let n = tokio::select! {
-            r = socket.read_buf(&mut rbuf) => match r {
-                Ok(0) | Err(_) => break,
-                Ok(n) => n,
-            },
-            _ = handle.kill_notify.notified() => break,
-            _ = shutdown.changed() => break,
-            _ = idle_sleep => {
-                tracing::debug!(client = handle.id, "closing idle client");
-                break;
-            }
-        };
-        state
-            .stats
-            .net_input_bytes
-            .fetch_add(n as u64, Ordering::Relaxed);
-        big_input |= rbuf.len() > BUF_KEEP;
-        if rbuf.len() as u64 > state.config.query_buffer_limit() {
-            tracing::warn!(
-                client = handle.id,
-                bytes = rbuf.len(),
-                "closing client that reached max query buffer length"
-            );
+        if read_more(&mut socket, &mut rbuf, &state, &handle, &mut shutdown)
+            .await
+            .is_none()
+        {
             break;
         }
+        big_input |= rbuf.len() > BUF_KEEP;
     }
     conn.unwatch_all();
     lock(&state.clients).remove(&handle.id);
+}
+
+/// Reads more request bytes into `rbuf` (Redis and Memcached connections alike). `None`
+/// when the connection must close: the client went away, was killed, stayed idle past
+/// `timeout`, the server is shutting down, or the query buffer passed its limit.
+pub(crate) async fn read_more(
+    socket: &mut TcpStream,
+    rbuf: &mut BytesMut,
+    state: &ServerState,
+    handle: &ClientHandle,
+    shutdown: &mut tokio::sync::watch::Receiver<bool>,
+) -> Option<usize> {
+    let idle = state.config.timeout();
+    let idle_sleep = async {
+        if idle == 0 {
+            std::future::pending::<()>().await
+        } else {
+            tokio::time::sleep(Duration::from_secs(idle)).await
+        }
+    };
+    let n = tokio::select! {
+        r = socket.read_buf(rbuf) => match r {
+            Ok(0) | Err(_) => return None,
+            Ok(n) => n,
+        },
+        _ = handle.kill_notify.notified() => return None,
+        _ = shutdown.changed() => return None,
+        _ = idle_sleep => {
+            tracing::debug!(client = handle.id, "closing idle client");
+            return None;
+        }
+    };
+    state
+        .stats
+        .net_input_bytes
+        .fetch_add(n as u64, Ordering::Relaxed);
+    if rbuf.len() as u64 > state.config.query_buffer_limit() {
+        tracing::warn!(
+            client = handle.id,
+            bytes = rbuf.len(),
+            "closing client that reached max query buffer length"
+        );
+        return None;
+    }
+    Some(n)
 }
 
 /// Waits for the reply of a parked blocking command. Bytes the client sends meanwhile are
@@ -244,7 +263,8 @@ async fn wait_parked(
 const WRITER_GONE: &str =
     "ERR the write was not applied: the server is shutting down or hit an internal error (see its log)";
 
-async fn write_out(
+/// Writes `out` to the socket (counting the bytes) and clears it.
+pub(crate) async fn write_out(
     socket: &mut TcpStream,
     out: &mut Vec<u8>,
     state: &ServerState,

@@ -12,13 +12,13 @@
 
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use bytes::BytesMut;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::sync::oneshot;
 
+use crate::connection::{read_more, write_out};
 use crate::state::{lock, now_ms, ClientHandle, ServerState};
 use crate::writer::Job;
 
@@ -134,59 +134,19 @@ pub async fn serve(mut socket: TcpStream, state: Arc<ServerState>, handle: Arc<C
         if handle.killed.load(Ordering::Acquire) || state.shutting_down() {
             break;
         }
-        let idle = state.config.timeout();
-        let idle_sleep = async {
-            if idle == 0 {
-                std::future::pending::<()>().await
-            } else {
-                tokio::time::sleep(Duration::from_secs(idle)).await
-            }
-        };
-        let n = tokio::select! {
-            r = socket.read_buf(&mut rbuf) => match r {
-                Ok(0) | Err(_) => break,
-                Ok(n) => n,
-            },
-            _ = handle.kill_notify.notified() => break,
-            _ = shutdown.changed() => break,
-            _ = idle_sleep => break,
-        };
-        state
-            .stats
-            .net_input_bytes
-            .fetch_add(n as u64, Ordering::Relaxed);
-        big_input |= rbuf.len() > BUF_KEEP;
-        if rbuf.len() as u64 > state.config.query_buffer_limit() {
-            tracing::warn!(
-                client = handle.id,
-                bytes = rbuf.len(),
-                "closing memcached client that reached max query buffer length"
-            );
+        if read_more(&mut socket, &mut rbuf, &state, &handle, &mut shutdown)
+            .await
+            .is_none()
+        {
             break;
         }
+        big_input |= rbuf.len() > BUF_KEEP;
     }
     shared
         .stats
         .curr_connections
         .fetch_sub(1, Ordering::Relaxed);
     lock(&state.clients).remove(&handle.id);
-}
-
-async fn write_out(
-    socket: &mut TcpStream,
-    out: &mut Vec<u8>,
-    state: &ServerState,
-) -> std::io::Result<()> {
-    if out.is_empty() {
-        return Ok(());
-    }
-    socket.write_all(out).await?;
-    state
-        .stats
-        .net_output_bytes
-        .fetch_add(out.len() as u64, Ordering::Relaxed);
-    out.clear();
-    Ok(())
 }
 
 impl Session {

@@ -502,11 +502,6 @@ enum Arith {
     CasMismatch,
 }
 
-/// C's `isspace`.
-fn is_space(b: u8) -> bool {
-    matches!(b, b' ' | b'\t' | b'\n' | b'\x0b' | b'\x0c' | b'\r')
-}
-
 /// memcached's `do_add_delta`: the value must read as a decimal uint64 (leading whitespace
 /// and trailing whitespace-led text allowed); incr wraps, decr stops at 0; a result no
 /// longer than the old value is written in place, padded with spaces to the old length.
@@ -569,32 +564,11 @@ fn arith(run: &Run<'_, '_>, key: &[u8], incr: bool, delta: u64, cas: Option<u64>
     Ok(Arith::Done(new, in_place))
 }
 
-/// `safe_strtoull` on a stored value (which memcached follows with `\r\n`).
+/// `safe_strtoull` on a stored value, which C reads up to a NUL byte (memcached follows
+/// the value with `\r\n`, which ends the number like any whitespace).
 fn parse_stored_u64(v: &[u8]) -> Option<u64> {
-    let mut i = 0;
-    while i < v.len() && is_space(v[i]) {
-        i += 1;
-    }
-    let mut neg = false;
-    if i < v.len() && (v[i] == b'+' || v[i] == b'-') {
-        neg = v[i] == b'-';
-        i += 1;
-    }
-    let start = i;
-    let mut n: u64 = 0;
-    while i < v.len() && v[i].is_ascii_digit() {
-        n = n.checked_mul(10)?.checked_add(u64::from(v[i] - b'0'))?;
-        i += 1;
-    }
-    // C reads the value up to a NUL byte; digits must end there, at a space, or at the end.
-    if i == start || (i < v.len() && !is_space(v[i]) && v[i] != 0) {
-        return None;
-    }
-    let n = if neg { n.wrapping_neg() } else { n };
-    if (n as i64) < 0 && v.contains(&b'-') {
-        return None;
-    }
-    Some(n)
+    let end = v.iter().position(|&b| b == 0).unwrap_or(v.len());
+    super::proto::strtoull(&v[..end])
 }
 
 const OPAQUE_ERR: &str = "CLIENT_ERROR opaque token too long";
@@ -627,6 +601,22 @@ fn apply_ma_ttl(run: &Run<'_, '_>, m: &Meta, key: &[u8], created: bool) -> Resul
     Ok(())
 }
 
+/// Ends a reply line that carries no item (EN, NF, EX, NS, or md's HD): the `O` and `k`
+/// tokens in request order (the key in the request's own encoding), then CRLF.
+fn status_line(out: &mut Vec<u8>, m: &Meta, key: &[u8]) {
+    for t in &m.tokens {
+        match t[0] {
+            b'O' => {
+                out.push(b' ');
+                out.extend_from_slice(t);
+            }
+            b'k' => put_key(out, key, m.flags.key_binary),
+            _ => {}
+        }
+    }
+    out.extend_from_slice(b"\r\n");
+}
+
 /// Appends ` k<key>` (base64 and ` b` for a binary key).
 fn put_key(out: &mut Vec<u8>, key: &[u8], binary: bool) {
     out.extend_from_slice(b" k");
@@ -654,24 +644,22 @@ fn mg(run: &Run<'_, '_>, m: &Meta, out: &mut Vec<u8>) -> Result<ReadOutcome> {
     let key = &m.key[..];
     let mut hit = run.find(key)?;
     let mut created = false;
-    if hit.is_none() {
-        if f.vivify.is_some() {
-            // The stub: empty value, flags 0, the N TTL applied below. (memcached does not
-            // mark a vivified item's key binary: `k` returns it decoded.)
-            let meta = ItemMeta {
-                cas: run.next_cas(),
-                flags: 0,
-                time: run.now32(),
-                bits: 0,
-            };
-            // Created without a TTL: the N token sets it when its turn comes (a `t` before
-            // it shows -1, as in memcached).
-            run.v.item_put(key, None, meta, 0, b"")?;
-            run.shared.stats.total_items.fetch_add(1, Ordering::Relaxed);
-            // Served once even when its TTL already passed (N-1), as memcached does.
-            hit = run.v.item_raw(key)?;
-            created = hit.is_some();
-        }
+    if hit.is_none() && f.vivify.is_some() {
+        // The stub: empty value, flags 0, the N TTL applied below. (memcached does not
+        // mark a vivified item's key binary: `k` returns it decoded.)
+        let meta = ItemMeta {
+            cas: run.next_cas(),
+            flags: 0,
+            time: run.now32(),
+            bits: 0,
+        };
+        // Created without a TTL: the N token sets it when its turn comes (a `t` before
+        // it shows -1, as in memcached).
+        run.v.item_put(key, None, meta, 0, b"")?;
+        run.shared.stats.total_items.fetch_add(1, Ordering::Relaxed);
+        // Served once even when its TTL already passed (N-1), as memcached does.
+        hit = run.v.item_raw(key)?;
+        created = hit.is_some();
     }
     let Some(it) = hit else {
         if f.ttl.is_some() {
@@ -689,17 +677,7 @@ fn mg(run: &Run<'_, '_>, m: &Meta, out: &mut Vec<u8>) -> Result<ReadOutcome> {
             return Ok(ReadOutcome::Done);
         }
         out.extend_from_slice(b"EN");
-        for t in &m.tokens {
-            match t[0] {
-                b'O' => {
-                    out.push(b' ');
-                    out.extend_from_slice(t);
-                }
-                b'k' => put_key(out, key, f.key_binary),
-                _ => {}
-            }
-        }
-        out.extend_from_slice(b"\r\n");
+        status_line(out, m, key);
         return Ok(ReadOutcome::Done);
     };
     let mut meta = if run.write {
@@ -900,17 +878,7 @@ fn md(run: &Run<'_, '_>, m: &Meta, out: &mut Vec<u8>) -> Result<()> {
         return Ok(());
     }
     out.extend_from_slice(code);
-    for t in &m.tokens {
-        match t[0] {
-            b'O' => {
-                out.push(b' ');
-                out.extend_from_slice(t);
-            }
-            b'k' => put_key(out, key, f.key_binary),
-            _ => {}
-        }
-    }
-    out.extend_from_slice(b"\r\n");
+    status_line(out, m, key);
     Ok(())
 }
 
@@ -967,17 +935,7 @@ fn ma(run: &Run<'_, '_>, m: &Meta, out: &mut Vec<u8>) -> Result<()> {
     }
     if !ok {
         out.extend_from_slice(code);
-        for t in &m.tokens {
-            match t[0] {
-                b'O' => {
-                    out.push(b' ');
-                    out.extend_from_slice(t);
-                }
-                b'k' => put_key(out, key, f.key_binary),
-                _ => {}
-            }
-        }
-        out.extend_from_slice(b"\r\n");
+        status_line(out, m, key);
         return Ok(());
     }
     // The item as it stands now, for c/t and the T/N updates (in token order).
@@ -1089,6 +1047,7 @@ mod tests {
         assert_eq!(parse_stored_u64(b" 12 "), Some(12));
         assert_eq!(parse_stored_u64(b"12 abc"), Some(12));
         assert_eq!(parse_stored_u64(b"12abc"), None);
+        assert_eq!(parse_stored_u64(b"5\x00x"), Some(5), "C stops at the NUL");
         assert_eq!(parse_stored_u64(b"-1"), None);
         assert_eq!(parse_stored_u64(b"18446744073709551616"), None);
     }

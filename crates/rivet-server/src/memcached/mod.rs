@@ -17,7 +17,7 @@ pub mod proto;
 pub mod stats;
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicI64, AtomicU16, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU16, AtomicU64, Ordering};
 use std::sync::Mutex;
 
 use crate::state::lock;
@@ -97,6 +97,8 @@ pub struct Shared {
     /// Counters.
     pub stats: Stats,
     marks: Mutex<HashMap<Vec<u8>, Mark>>,
+    /// True while `marks` may be non-empty (readers skip the lock when it is not).
+    marks_pending: AtomicBool,
 }
 
 impl Shared {
@@ -113,6 +115,7 @@ impl Shared {
             max_item_size,
             stats: Stats::default(),
             marks: Mutex::new(HashMap::new()),
+            marks_pending: AtomicBool::new(false),
         }
     }
 
@@ -132,11 +135,15 @@ impl Shared {
         let mut marks = lock(&self.marks);
         if marks.len() < MAX_MARKS || marks.contains_key(key) {
             marks.insert(key.to_vec(), m);
+            self.marks_pending.store(true, Ordering::Release);
         }
     }
 
     /// The fetch mark of `key` not yet written, if any.
     pub fn pending_mark(&self, key: &[u8]) -> Option<Mark> {
+        if !self.marks_pending.load(Ordering::Acquire) {
+            return None;
+        }
         let marks = lock(&self.marks);
         if marks.is_empty() {
             return None;
@@ -146,7 +153,7 @@ impl Shared {
 
     /// True when marks wait for the writer.
     pub fn has_marks(&self) -> bool {
-        !lock(&self.marks).is_empty()
+        self.marks_pending.load(Ordering::Acquire)
     }
 
     /// True when a delayed `flush_all` has come and its items are still in the file.
@@ -175,7 +182,11 @@ impl Shared {
             let at = self.flush_at.load(Ordering::Acquire);
             self.drop_flushed(&v, at)?;
         }
-        let marks = std::mem::take(&mut *lock(&self.marks));
+        let marks = {
+            let mut m = lock(&self.marks);
+            self.marks_pending.store(false, Ordering::Release);
+            std::mem::take(&mut *m)
+        };
         for (key, m) in marks {
             if let Some(it) = v.item_raw(&key)? {
                 if it.meta.cas == m.cas && it.meta != m.meta {
@@ -193,7 +204,11 @@ impl Shared {
 
     fn drop_flushed(&self, v: &DbView<'_>, at: i64) -> Result<()> {
         v.flush_namespace()?;
-        lock(&self.marks).clear();
+        {
+            let mut m = lock(&self.marks);
+            self.marks_pending.store(false, Ordering::Release);
+            m.clear();
+        }
         self.flush_done.store(at, Ordering::Release);
         v.set_mc_state(b"flush_done", at)
     }
