@@ -174,7 +174,7 @@ start_server() {
     local t0=$SECONDS
     while :; do
         if [[ -z $SRV_PORT ]]; then   # rivet logs the port it picked
-            SRV_PORT=$(sed 's/\x1b\[[0-9;]*m//g' "$SRV_LOG" | grep -m1 'memcached protocol listening' \
+            SRV_PORT=$(sed 's/\x1b\[[0-9;]*m//g' "$SRV_LOG" 2>/dev/null | grep -m1 'memcached protocol listening' \
                 | grep -oE 'addr=127\.0\.0\.1:[0-9]+' | cut -d: -f2 || true)
         fi
         if [[ -n $SRV_PORT ]] && mc_cmd "$SRV_PORT" version | grep -q '^VERSION'; then break; fi
@@ -235,7 +235,8 @@ busy_processes() {
 }
 
 GIT_COMMIT=$(git -C "$REPO" rev-parse --short=12 HEAD)
-GIT_DIRTY=$(git -C "$REPO" status --porcelain | wc -l)
+# (OUTDIR itself, new results inside the checkout, does not count as a change)
+GIT_DIRTY=$(git -C "$REPO" status --porcelain -- . ":(exclude)$OUT" | wc -l)
 START_UTC=$(date -u +%Y-%m-%dT%H:%M:%SZ)
 START_S=$SECONDS
 LOAD_BEFORE=$(cat /proc/loadavg)
@@ -263,7 +264,7 @@ write_env() {
     {
         echo "date (UTC):        $START_UTC (total $((SECONDS - START_S)) s)"
         echo "command:           $0 $OUT"
-        echo "environment:       $(env | grep -E '^(BENCH|RIVET_BIN|MC_LOAD|MEMCACHED)' | sort | tr '\n' ' ' | sed 's/ $//')"
+        echo "environment:       $(env | grep -E '^(BENCH|RIVET_BIN|MC_LOAD|MEMCACHED)' | sort | tr '\n' ' ' | sed 's/ $//; s/^$/(defaults)/')"
         echo "git commit:        $GIT_COMMIT$( ((GIT_DIRTY > 0)) && echo " + $GIT_DIRTY uncommitted change(s) in the work tree")"
         echo "machine:           $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //') — $(nproc) logical CPUs, $(awk '/MemTotal/ {printf "%.1f GiB", $2/1048576}' /proc/meminfo) RAM, Linux $(uname -r)$(v=$(systemd-detect-virt 2>/dev/null || true); [[ -n $v && $v != none ]] && echo " (virtual machine: $v)")"
         echo "disk / fs:         $(findmnt -no SOURCE,FSTYPE,OPTIONS --target "$BENCH_DIR" 2>/dev/null | tr -s ' ') (data in $BENCH_DIR; $(lsblk -dno ROTA "$(findmnt -no SOURCE --target "$BENCH_DIR")" 2>/dev/null | sed 's/ //g; s/^/lsblk ROTA=/'))"
