@@ -264,7 +264,8 @@ write_env() {
     {
         echo "date (UTC):        $START_UTC (total $((SECONDS - START_S)) s)"
         echo "command:           $0 $OUT"
-        echo "environment:       $(env | grep -E '^(BENCH|RIVET_BIN|MC_LOAD|MEMCACHED)' | sort | tr '\n' ' ' | sed 's/ $//; s/^$/(defaults)/')"
+        local knobs; knobs=$(env | grep -E '^(BENCH|RIVET_BIN|MC_LOAD|MEMCACHED)' | sort | tr '\n' ' ' | sed 's/ $//' || true)
+        echo "environment:       ${knobs:-(none set: the defaults)}"
         echo "git commit:        $GIT_COMMIT$( ((GIT_DIRTY > 0)) && echo " + $GIT_DIRTY uncommitted change(s) in the work tree")"
         echo "machine:           $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //') — $(nproc) logical CPUs, $(awk '/MemTotal/ {printf "%.1f GiB", $2/1048576}' /proc/meminfo) RAM, Linux $(uname -r)$(v=$(systemd-detect-virt 2>/dev/null || true); [[ -n $v && $v != none ]] && echo " (virtual machine: $v)")"
         echo "disk / fs:         $(findmnt -no SOURCE,FSTYPE,OPTIONS --target "$BENCH_DIR" 2>/dev/null | tr -s ' ') (data in $BENCH_DIR; $(lsblk -dno ROTA "$(findmnt -no SOURCE --target "$BENCH_DIR")" 2>/dev/null | sed 's/ //g; s/^/lsblk ROTA=/'))"
