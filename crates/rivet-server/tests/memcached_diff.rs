@@ -1451,18 +1451,32 @@ impl Run<'_> {
         if ma.as_slice() != NON_NUMERIC || op.cmds.len() != 1 {
             return false;
         }
-        let number = match first {
-            Unit::Line(l) => l.clone(),
-            Unit::Va(_, d) => d.clone(),
-            _ => return false,
-        };
-        let Some(r) = std::str::from_utf8(&number).ok().and_then(|t| t.parse::<u64>().ok()) else {
-            return false;
-        };
         let cmd = self.reference.render(op);
         let text = String::from_utf8_lossy(&cmd).to_string();
         let words: Vec<&str> = text.split_whitespace().collect();
         let (Some(&verb), Some(&key)) = (words.first(), words.get(1)) else {
+            return false;
+        };
+        let number = match first {
+            Unit::Line(l) if l.starts_with(b"HD") => {
+                // An ma without v: read the result back (u: no fetch mark; the key is reset
+                // below anyway).
+                let r = self
+                    .target
+                    .run(format!("mg {key} v u\r\nmn\r\n").as_bytes(), 1);
+                match r.units.first() {
+                    Some(Unit::Va(_, d)) => d.clone(),
+                    _ => return false,
+                }
+            }
+            Unit::Line(l) => l.clone(),
+            Unit::Va(_, d) => d.clone(),
+            _ => return false,
+        };
+        let Some(r) = std::str::from_utf8(&number)
+            .ok()
+            .and_then(|t| t.trim_end().parse::<u64>().ok())
+        else {
             return false;
         };
         let mut delta: u64 = 1;
