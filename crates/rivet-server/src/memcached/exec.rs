@@ -118,11 +118,11 @@ impl<'tx> Run<'_, 'tx> {
         None
     }
 
-    /// The item's fields with a pending fetch mark applied (what a reader should report).
+    /// The item's fields with a held fetch mark applied (what a reader should report).
     fn effective(&self, key: &[u8], it: &Item<'_>) -> ItemMeta {
         match self.shared.pending_mark(key) {
-            Some(mk) if mk.cas == it.meta.cas => mk.meta,
-            _ => it.meta,
+            Some(mk) => mk.apply(it.meta),
+            None => it.meta,
         }
     }
 
@@ -134,13 +134,8 @@ impl<'tx> Run<'_, 'tx> {
         if self.write {
             self.v.item_update(key, it, new, it.exp)
         } else {
-            self.shared.mark(
-                key,
-                Mark {
-                    cas: it.meta.cas,
-                    meta: new,
-                },
-            );
+            let time = (new.time != meta.time).then_some(new.time);
+            self.shared.mark(key, Mark::new(it.meta.cas, time));
             Ok(())
         }
     }

@@ -19,6 +19,7 @@ pub mod stats;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU16, AtomicU64, Ordering};
 use std::sync::Mutex;
+use std::time::{Duration, Instant};
 
 use crate::state::lock;
 use crate::store::items::ItemMeta;
@@ -36,14 +37,45 @@ pub const DEFAULT_MAX_ITEM_SIZE: usize = 1024 * 1024;
 /// reporting `h0` a little longer).
 const MAX_MARKS: usize = 100_000;
 
-/// A fetch recorded by a reader, written by the writer's next commit: the item (by CAS,
-/// so a mark never lands on a newer item) and the fields it should have.
+/// How long a mark stays in memory after the writer wrote it: a reader whose snapshot
+/// predates that commit must still see it (snapshots live for one batch of requests).
+const MARK_KEEP: Duration = Duration::from_secs(5);
+
+/// A fetch recorded by a reader, written by the writer's next commit: the item (by CAS, so a
+/// mark never lands on a newer item) becomes fetched, and its access time at least `time`.
+/// Applying a mark is monotone (a bit set, a maximum), so applying it twice, or over an item
+/// whose other fields changed since, is harmless.
 #[derive(Debug, Clone, Copy)]
 pub struct Mark {
     /// CAS of the item that was fetched.
     pub cas: u64,
-    /// Its fields after the fetch.
-    pub meta: ItemMeta,
+    /// The access time it moves to (Unix seconds), if the fetch moves it.
+    pub time: Option<u32>,
+    /// When the writer wrote it (`None`: not yet).
+    written: Option<Instant>,
+}
+
+impl Mark {
+    /// A new mark for the item of CAS `cas`.
+    pub fn new(cas: u64, time: Option<u32>) -> Mark {
+        Mark {
+            cas,
+            time,
+            written: None,
+        }
+    }
+
+    /// `meta` with this mark applied (if it is for that item).
+    pub fn apply(&self, meta: ItemMeta) -> ItemMeta {
+        if meta.cas != self.cas {
+            return meta;
+        }
+        ItemMeta {
+            bits: meta.bits | crate::store::items::BIT_FETCHED,
+            time: self.time.map_or(meta.time, |t| t.max(meta.time)),
+            ..meta
+        }
+    }
 }
 
 /// Counters reported by `stats` (memcached's names).
@@ -97,8 +129,11 @@ pub struct Shared {
     /// Counters.
     pub stats: Stats,
     marks: Mutex<HashMap<Vec<u8>, Mark>>,
-    /// True while `marks` may be non-empty (readers skip the lock when it is not).
+    /// True while some mark waits for the writer (`marks` may also hold written marks,
+    /// kept for [`MARK_KEEP`]).
     marks_pending: AtomicBool,
+    /// True while `marks` may be non-empty (readers skip the lock when it is not).
+    marks_held: AtomicBool,
 }
 
 impl Shared {
@@ -116,6 +151,7 @@ impl Shared {
             stats: Stats::default(),
             marks: Mutex::new(HashMap::new()),
             marks_pending: AtomicBool::new(false),
+            marks_held: AtomicBool::new(false),
         }
     }
 
@@ -136,22 +172,20 @@ impl Shared {
         if marks.len() < MAX_MARKS || marks.contains_key(key) {
             marks.insert(key.to_vec(), m);
             self.marks_pending.store(true, Ordering::Release);
+            self.marks_held.store(true, Ordering::Release);
         }
     }
 
-    /// The fetch mark of `key` not yet written, if any.
+    /// The fetch mark of `key` (written or not) still held, if any.
     pub fn pending_mark(&self, key: &[u8]) -> Option<Mark> {
-        if !self.marks_pending.load(Ordering::Acquire) {
+        if !self.marks_held.load(Ordering::Acquire) {
             return None;
         }
-        let marks = lock(&self.marks);
-        if marks.is_empty() {
-            return None;
-        }
-        marks.get(key).copied()
+        lock(&self.marks).get(key).copied()
     }
 
-    /// True when marks wait for the writer.
+    /// True when marks wait for the writer. (Written marks still held are forgotten by a
+    /// later upkeep; they never start a commit of their own.)
     pub fn has_marks(&self) -> bool {
         self.marks_pending.load(Ordering::Acquire)
     }
@@ -182,15 +216,31 @@ impl Shared {
             let at = self.flush_at.load(Ordering::Acquire);
             self.drop_flushed(&v, at)?;
         }
-        let marks = {
-            let mut m = lock(&self.marks);
+        // Marks stay in memory (as written) for MARK_KEEP: a reader whose snapshot is older
+        // than this commit must still report them.
+        let todo: Vec<(Vec<u8>, Mark)> = {
+            let mut marks = lock(&self.marks);
             self.marks_pending.store(false, Ordering::Release);
-            std::mem::take(&mut *m)
+            let now = Instant::now();
+            marks.retain(|_, m| m.written.is_none_or(|w| now.duration_since(w) < MARK_KEEP));
+            let todo = marks
+                .iter_mut()
+                .filter(|(_, m)| m.written.is_none())
+                .map(|(k, m)| {
+                    m.written = Some(now);
+                    (k.clone(), *m)
+                })
+                .collect();
+            if marks.is_empty() {
+                self.marks_held.store(false, Ordering::Release);
+            }
+            todo
         };
-        for (key, m) in marks {
+        for (key, m) in todo {
             if let Some(it) = v.item_raw(&key)? {
-                if it.meta.cas == m.cas && it.meta != m.meta {
-                    v.item_update(&key, &it, m.meta, it.exp)?;
+                let meta = m.apply(it.meta);
+                if meta != it.meta {
+                    v.item_update(&key, &it, meta, it.exp)?;
                 }
             }
         }
@@ -207,9 +257,85 @@ impl Shared {
         {
             let mut m = lock(&self.marks);
             self.marks_pending.store(false, Ordering::Release);
+            self.marks_held.store(false, Ordering::Release);
             m.clear();
         }
         self.flush_done.store(at, Ordering::Release);
         v.set_mc_state(b"flush_done", at)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::proto::{Parsed, Parser, Request};
+    use super::*;
+    use crate::store::Store;
+
+    fn parse(line: &str) -> Request {
+        let mut p = Parser::new(DEFAULT_MAX_ITEM_SIZE);
+        match p.next(&mut bytes::BytesMut::from(line.as_bytes())) {
+            Parsed::Request(r) => r,
+            other => panic!("{line:?} parsed as {other:?}"),
+        }
+    }
+
+    /// A reader's fetch mark is written by the writer's next commit, and a reader whose
+    /// snapshot is older than that commit still reports it (the differential test once
+    /// caught `h0` in that window).
+    #[test]
+    fn a_written_mark_is_still_seen_by_an_older_snapshot() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store =
+            Store::open(&dir.path().join("m.db"), 1, rivet::Options::default()).expect("open");
+        let shared = Shared::new(DEFAULT_MAX_ITEM_SIZE, 0);
+        let now = 1_800_000_000;
+        let mut out = Vec::new();
+        let tx = store.db().begin_write().expect("tx");
+        exec::write(
+            &store.memcached(&tx),
+            &shared,
+            now,
+            &parse("set k 0 0 1\r\nx\r\n"),
+            &mut out,
+        )
+        .expect("set");
+        tx.commit().expect("commit");
+        assert_eq!(out, b"STORED\r\n");
+
+        let old = store.db().begin_read().expect("snapshot");
+        let h = |tx: &rivet::Tx| {
+            let mut out = Vec::new();
+            exec::read(
+                &store.memcached(tx),
+                &shared,
+                now,
+                &parse("mg k h\r\n"),
+                &mut out,
+            )
+            .expect("mg");
+            String::from_utf8(out).expect("utf-8")
+        };
+        assert_eq!(
+            h(&old),
+            "HD h0\r\n",
+            "h reports the state before this fetch"
+        );
+        assert!(shared.has_marks(), "the fetch left a mark for the writer");
+        assert_eq!(h(&old), "HD h1\r\n", "a pending mark is reported");
+
+        let tx = store.db().begin_write().expect("tx");
+        shared.upkeep(&store, &tx, now).expect("upkeep");
+        tx.commit().expect("commit");
+        assert!(!shared.has_marks(), "written");
+        assert_eq!(
+            h(&old),
+            "HD h1\r\n",
+            "the older snapshot still sees the mark"
+        );
+        drop(old);
+        let fresh = store.db().begin_read().expect("snapshot");
+        let v = store.memcached(&fresh);
+        let it = v.item_raw(b"k").expect("read").expect("item");
+        assert!(it.meta.has(crate::store::items::BIT_FETCHED), "in the file");
     }
 }
