@@ -9,7 +9,7 @@
 //! Items live in their own namespace of the file, so Redis and Memcached keys never collide;
 //! they share the deadline index and the expiry sweeper with Redis keys. Nothing about items
 //! is kept in memory but the CAS counter, the pending `flush_all` time, statistics, and the
-//! fetch marks of the last few milliseconds (see [`Shared::mark`]).
+//! fetch marks of the last few seconds (see [`Shared::mark`]).
 
 pub mod conn;
 pub mod exec;
