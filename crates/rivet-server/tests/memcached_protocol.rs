@@ -657,3 +657,42 @@ fn a_full_file_refuses_stores_like_memcached_out_of_memory() {
     c.check(b"set after 0 0 4\r\nfits\r\n", b"STORED\r\n");
     c.quiet();
 }
+
+#[test]
+fn lru_crawler_metadump_lists_live_items_page_by_page() {
+    let s = server(&[]);
+    let mut c = Mc::connect(s.memcached_port());
+    // More items than one page (1000), one expired, one with a key that needs URI encoding.
+    let mut req = Vec::new();
+    for i in 0..2500 {
+        req.extend_from_slice(format!("set item{i} 0 0 1 noreply\r\nx\r\n").as_bytes());
+    }
+    req.extend_from_slice(
+        b"set gone 0 -1 1 noreply\r\nx\r\nset a/b 7 100 2 noreply\r\nyy\r\nget item7\r\n",
+    );
+    c.check(&req, b"VALUE item7 0 1\r\nx\r\nEND\r\n");
+    c.s.write_all(b"lru_crawler metadump all\r\n")
+        .expect("send");
+    // The item lines end in LF only, like memcached's, so the first CRLF is END's.
+    let text = c.line(b"");
+    let body = text.strip_suffix("END").expect("ends with END");
+    let items: Vec<&str> = body.split('\n').filter(|l| !l.is_empty()).collect();
+    assert_eq!(items.len(), 2501, "2500 items + a/b, not the expired one");
+    assert!(items
+        .iter()
+        .all(|l| l.starts_with("key=") && l.contains(" cls=1 size=")));
+    let ab = items
+        .iter()
+        .find(|l| l.starts_with("key=a%2Fb "))
+        .expect("a/b listed");
+    assert!(ab.contains(" fetch=no "), "{ab}");
+    let seven = items
+        .iter()
+        .find(|l| l.starts_with("key=item7 "))
+        .expect("item7");
+    assert!(
+        seven.contains(" exp=-1 ") && seven.contains(" fetch=yes "),
+        "{seven}"
+    );
+    c.quiet();
+}

@@ -90,6 +90,12 @@ pub async fn serve(mut socket: TcpStream, state: Arc<ServerState>, handle: Arc<C
                     close = true;
                     break;
                 }
+                Parsed::Request(Request::MetaDump) => {
+                    s.flush_writes(&mut out).await;
+                    if s.metadump(&mut socket, &mut out).await.is_err() {
+                        break 'conn;
+                    }
+                }
                 Parsed::Request(Request::Auth { user, password }) => {
                     s.flush_writes(&mut out).await;
                     let ok = state
@@ -167,6 +173,7 @@ impl Session {
                 _ => "mc|ma",
             },
             Request::MetaDebug { .. } => "mc|me",
+            Request::MetaDump => "mc|lru_crawler",
             Request::Reply(_) | Request::Quit | Request::Auth { .. } => return,
         };
         let mut info = lock(&self.handle.info);
@@ -231,6 +238,36 @@ impl Session {
             out.truncate(mark);
         }
         r
+    }
+
+    /// `lru_crawler metadump`: the item lines page by page (each page on a fresh snapshot,
+    /// written out before the next, so a dump of millions of items needs no more memory than
+    /// one page), then `END`.
+    async fn metadump(&mut self, socket: &mut TcpStream, out: &mut Vec<u8>) -> std::io::Result<()> {
+        const PAGE: usize = 1000;
+        self.read_tx = None;
+        let mut cursor = 0;
+        loop {
+            let page = (|| {
+                let tx = self.state.store.db().begin_read()?;
+                let v = self.state.store.memcached(&tx);
+                exec::metadump_page(&v, &self.state.memcached, now_secs(), cursor, PAGE, out)
+            })();
+            match page {
+                Ok(next) => cursor = next,
+                Err(e) => {
+                    tracing::error!(error = %e, "memcached metadump failed");
+                    out.extend(line(&format!("SERVER_ERROR {e}"), false));
+                    return Ok(());
+                }
+            }
+            write_out(socket, out, &self.state).await?;
+            if cursor == 0 {
+                break;
+            }
+        }
+        out.extend_from_slice(b"END\r\n");
+        Ok(())
     }
 
     /// Sends gathered writes to the writer and appends their replies.

@@ -306,7 +306,11 @@ pub fn write(
             _ => ma(&run, m, out)?,
         },
         Request::Reply(r) => out.extend_from_slice(r),
-        Request::Stats(_) | Request::MetaDebug { .. } | Request::Quit | Request::Auth { .. } => {
+        Request::Stats(_)
+        | Request::MetaDebug { .. }
+        | Request::Quit
+        | Request::MetaDump
+        | Request::Auth { .. } => {
             debug_assert!(false, "not a write: {req:?}");
         }
     }
@@ -1004,6 +1008,54 @@ fn me(run: &Run<'_, '_>, key: &[u8], out: &mut Vec<u8>) -> Result<()> {
         .as_bytes(),
     );
     Ok(())
+}
+
+/// One page of `lru_crawler metadump`: the live items of about `count` keyspace entries
+/// from scan position `cursor`, one line each in memcached's format (`key=` URI-encoded,
+/// `exp` and `la` as Unix times, `cls=1`), terminated by `\n` only, as memcached does.
+/// Returns the next position (0 = done).
+pub fn metadump_page(
+    v: &DbView<'_>,
+    shared: &Shared,
+    now: i64,
+    cursor: u64,
+    count: usize,
+    out: &mut Vec<u8>,
+) -> Result<u64> {
+    let run = Run {
+        v,
+        shared,
+        now,
+        write: false,
+    };
+    let page = v.scan(cursor, count, now.saturating_mul(1000), |_, _| true)?;
+    for key in &page.keys {
+        let Some(it) = run.find(key)? else {
+            continue;
+        };
+        let meta = run.effective(key, &it);
+        out.extend_from_slice(b"key=");
+        for &b in key {
+            if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
+                out.push(b);
+            } else {
+                out.extend_from_slice(format!("%{b:02X}").as_bytes());
+            }
+        }
+        let exp = if it.exp == 0 { -1 } else { it.exp };
+        let suffix = if meta.flags == 0 { 0 } else { 4 };
+        let size = 48 + key.len() as u64 + 1 + suffix + it.len() + 2 + 8;
+        out.extend_from_slice(
+            format!(
+                " exp={exp} la={} cas={} fetch={} cls=1 size={size}\n",
+                meta.time,
+                meta.cas,
+                if meta.has(BIT_FETCHED) { "yes" } else { "no" },
+            )
+            .as_bytes(),
+        );
+    }
+    Ok(page.cursor)
 }
 
 #[cfg(test)]

@@ -186,6 +186,8 @@ pub enum Request {
     },
     /// `quit`: close after the replies so far.
     Quit,
+    /// `lru_crawler metadump <classes>`: one line per live item, then `END`.
+    MetaDump,
     /// The authentication `set` of a connection that must log in (`user password`).
     Auth {
         /// The user name.
@@ -211,6 +213,7 @@ impl Request {
             | Request::Stats(_)
             | Request::MetaDebug { .. }
             | Request::Quit
+            | Request::MetaDump
             | Request::Auth { .. } => false,
         }
     }
@@ -475,6 +478,7 @@ impl Parser {
             }
             b"stats" => Request::Stats(t[1..].iter().map(|s| s.to_vec()).collect()),
             b"shutdown" => Request::Reply(line("ERROR: shutdown not enabled", false)),
+            b"lru_crawler" if n == 4 && t[1] == b"metadump" => Request::MetaDump,
             b"cache_memlimit" => {
                 if n != 3 && n != 4 {
                     return Some(reply("ERROR"));
