@@ -1466,7 +1466,7 @@ impl Run<'_> {
                 // below anyway).
                 let r = self
                     .target
-                    .run(format!("mg {key} v u\r\nmn\r\n").as_bytes(), 1);
+                    .run(format!("mg {key} v u\r\n").as_bytes(), 1);
                 match r.units.first() {
                     Some(Unit::Va(_, d)) => d.clone(),
                     _ => return false,
@@ -1513,7 +1513,8 @@ impl Run<'_> {
         if !input_big || !key.starts_with('n') {
             return false;
         }
-        let reset = format!("set {key} 0 0 1\r\n0\r\nmn\r\n");
+        // (Side::run appends the mn fence itself.)
+        let reset = format!("set {key} 0 0 1\r\n0\r\n");
         self.reference.run(reset.as_bytes(), 1);
         self.target.run(reset.as_bytes(), 1);
         true
