@@ -195,14 +195,17 @@ const KEYS: &[&[u8]] = &[
 ];
 /// Keys sent base64-encoded with the `b` flag (decoded: no CR, LF or space... except one).
 const BIN_KEYS: &[&[u8]] = &[b"k0", b"k1", b"b\x00\xfe", b"\xff\xfe\x01"];
+/// Counter values. None reaches 2^63: memcached then looks for a `-` past the end of the
+/// item's data (see `memcached_read_past_item`), an answer that depends on its memory, and
+/// after a `noreply` incr that difference cannot even be seen. Wrapping at 2^64 is checked in
+/// `memcached_protocol.rs` instead.
 const COUNTERS: &[&str] = &[
     "0",
     "1",
     "42",
     "100",
     "99",
-    "18446744073709551615",
-    "18446744073709551614",
+    "4611686018427387904",
     "abc",
     "12abc",
     " 5",
@@ -217,7 +220,6 @@ const DELTAS: &[&str] = &[
     "5",
     "100",
     "0",
-    "18446744073709551615",
     "18446744073709551616",
     "abc",
     "-1",
@@ -629,7 +631,7 @@ impl Gen {
             "F" => format!("F{}", self.client_flags()),
             "J" => format!(
                 "J{}",
-                self.pick(&["0", "7", "10", "18446744073709551615", "7", "abc"])
+                self.pick(&["0", "7", "10", "4611686018427387904", "7", "abc"])
             ),
             "D" if self.rng.chance(25) => format!("D{}", self.pick(DELTAS)),
             "D" => format!("D{}", self.pick(&["1", "2", "10", "100"])),
@@ -1464,9 +1466,7 @@ impl Run<'_> {
             Unit::Line(l) if l.starts_with(b"HD") => {
                 // An ma without v: read the result back (u: no fetch mark; the key is reset
                 // below anyway).
-                let r = self
-                    .target
-                    .run(format!("mg {key} v u\r\n").as_bytes(), 1);
+                let r = self.target.run(format!("mg {key} v u\r\n").as_bytes(), 1);
                 match r.units.first() {
                     Some(Unit::Va(_, d)) => d.clone(),
                     _ => return false,
