@@ -134,6 +134,13 @@ fn os_page_size() -> usize {
 
 impl Db {
     /// Opens (creating if missing, unless read-only) the database at `path`.
+    ///
+    /// Locking follows bbolt: a read-write open takes an exclusive `flock`, a read-only open a
+    /// shared one; an open that conflicts with another process waits (up to
+    /// [`Options::timeout`], then [`Error::Timeout`]). An open that conflicts with a handle
+    /// this process already holds on the same file fails at once with
+    /// [`Error::AlreadyOpen`], since it would wait for ever (bbolt hangs there); several
+    /// read-only opens may coexist. Share a [`Db`] between threads by cloning it.
     pub fn open(path: impl AsRef<Path>, options: Options) -> Result<Db> {
         let path = path.as_ref().to_path_buf();
         if let Some(ps) = options.page_size {
@@ -154,6 +161,7 @@ impl Db {
         )
         .map_err(|e| match e {
             OpenError::Timeout => Error::Timeout(path.clone()),
+            OpenError::AlreadyOpen => Error::AlreadyOpen(path.clone()),
             OpenError::Io(e) => Error::io(format!("open {}", path.display()), e),
         })?;
         Db::open_storage(path, Box::new(storage), options)

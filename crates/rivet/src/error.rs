@@ -46,6 +46,10 @@ pub enum Error {
     /// The file lock could not be taken within the timeout.
     #[error("{0}: timed out waiting for the file lock (another process has the database open)")]
     Timeout(PathBuf),
+    /// This process already has the file open read-write (or read-only, and this open is
+    /// read-write): a second open would wait for ever for the lock this process holds.
+    #[error("{0}: already open in this process; a second open would wait for ever for the lock this process holds (share the Db handle instead: it is Clone)")]
+    AlreadyOpen(PathBuf),
     /// A write transaction was requested on a read-only database.
     #[error("database is open read-only")]
     DatabaseReadOnly,

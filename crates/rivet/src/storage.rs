@@ -74,6 +74,42 @@ pub struct LockMode {
 /// A real file on disk.
 pub struct FileStorage {
     file: File,
+    /// Its entry in [`OPEN_FILES`] and whether it holds the shared lock.
+    id: (u64, u64),
+    shared: bool,
+}
+
+/// Files this process holds open, by (device, inode): (shared holders, exclusive holders).
+/// `flock` locks belong to open file descriptions, so a second open of the same file in the
+/// same process would wait for a lock that this process itself holds, for ever; the table
+/// turns that into an error at once.
+static OPEN_FILES: std::sync::Mutex<std::collections::BTreeMap<(u64, u64), (usize, usize)>> =
+    std::sync::Mutex::new(std::collections::BTreeMap::new());
+
+fn open_files(
+) -> std::sync::MutexGuard<'static, std::collections::BTreeMap<(u64, u64), (usize, usize)>> {
+    OPEN_FILES.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// Forgets one holder of `id`.
+fn release(id: (u64, u64), shared: bool) {
+    let mut files = open_files();
+    if let Some(e) = files.get_mut(&id) {
+        if shared {
+            e.0 = e.0.saturating_sub(1);
+        } else {
+            e.1 = e.1.saturating_sub(1);
+        }
+        if *e == (0, 0) {
+            files.remove(&id);
+        }
+    }
+}
+
+impl Drop for FileStorage {
+    fn drop(&mut self) {
+        release(self.id, self.shared);
+    }
 }
 
 /// Outcome of [`FileStorage::open`] when the lock could not be taken in time.
@@ -83,6 +119,9 @@ pub enum OpenError {
     Io(io::Error),
     /// The lock timeout expired.
     Timeout,
+    /// This process already has the file open in a conflicting mode (read-write, or
+    /// read-only while this open wants read-write).
+    AlreadyOpen,
 }
 
 impl FileStorage {
@@ -99,6 +138,35 @@ impl FileStorage {
             .create(create && !read_only)
             .open(path)
             .map_err(OpenError::Io)?;
+        let id = {
+            use std::os::unix::fs::MetadataExt;
+            let md = file.metadata().map_err(OpenError::Io)?;
+            (md.dev(), md.ino())
+        };
+        {
+            let mut files = open_files();
+            let e = files.entry(id).or_insert((0, 0));
+            let conflict = if lock.shared { e.1 > 0 } else { *e != (0, 0) };
+            if conflict {
+                if *e == (0, 0) {
+                    files.remove(&id);
+                }
+                return Err(OpenError::AlreadyOpen);
+            }
+            if lock.shared {
+                e.0 += 1;
+            } else {
+                e.1 += 1;
+            }
+        }
+        // From here the entry is ours: the FileStorage's drop releases it, and so does every
+        // early return below.
+        let storage = FileStorage {
+            file,
+            id,
+            shared: lock.shared,
+        };
+        let file = &storage.file;
         let start = Instant::now();
         loop {
             let r = if lock.shared {
@@ -119,7 +187,7 @@ impl FileStorage {
                 Err(TryLockError::Error(e)) => return Err(OpenError::Io(e)),
             }
         }
-        Ok(FileStorage { file })
+        Ok(storage)
     }
 }
 
