@@ -16,7 +16,6 @@ use crate::open::parse_duration;
 #[command(
     name = "rivet",
     version,
-    disable_version_flag = true,
     after_help = "Only put, delete, import, compact (DST) and surgery ever write; every other \
 command opens the file read-only and never changes a byte of it.\n\n\
 Exit status: 0 success, 1 problems found (check, surgery meta validate) or key/bucket not \

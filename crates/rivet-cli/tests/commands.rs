@@ -55,6 +55,11 @@ fn version() {
     let out = ok(&["version"]);
     assert!(out.starts_with("rivet 0."), "{out}");
     assert!(out.contains("bbolt file format v2"), "{out}");
+    // The conventional flags too (issue 13, kind 5).
+    for flag in ["--version", "-V"] {
+        let v = ok(&[flag]);
+        assert!(v.starts_with("rivet 0."), "{flag}: {v}");
+    }
 }
 
 #[test]
