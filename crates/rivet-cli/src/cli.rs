@@ -55,6 +55,7 @@ pub enum Command {
 
     /// List the keys (sub-bucket names included) of a bucket.
     #[command(
+        override_usage = "rivet keys [OPTIONS] <DB> <BUCKET>...",
         after_help = "Example:\n  rivet keys my.db widgets\n  rivet keys --hex my.db 776964676574"
     )]
     Keys(PathArgs),

@@ -504,3 +504,13 @@ fn read_commands_on_a_no_freelist_sync_file_change_nothing() {
     assert!(j["free_pages"].as_u64().unwrap() > 0);
     assert!(ok(&["pages", p(&db)]).contains(" free"));
 }
+
+/// `keys` requires a bucket path, and its usage line says so (issue 13, kind 5).
+#[test]
+fn keys_usage_shows_the_bucket_as_required() {
+    let help = ok(&["keys", "--help"]);
+    assert!(
+        help.contains("Usage: rivet keys [OPTIONS] <DB> <BUCKET>..."),
+        "{help}"
+    );
+}
