@@ -2,11 +2,14 @@
 //!
 //! Semantics follow bbolt: the first caller of a new batch waits up to `max_batch_delay` (or
 //! until `max_batch_size` calls have joined), then runs every queued function in one write
-//! transaction. If a function fails, the transaction is rolled back, that caller is told to
+//! transaction. Unlike bbolt, it stops waiting as soon as every caller currently inside
+//! `batch` has joined: a lone caller (or a group that nobody else can join) does not sit out
+//! the delay. If a function fails, the transaction is rolled back, that caller is told to
 //! retry alone (so it gets its own error), and the rest of the batch is run again. Functions
 //! may therefore run more than once and must be idempotent.
 
 use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::mpsc;
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::Instant;
@@ -38,8 +41,23 @@ struct Group {
 #[derive(Default)]
 pub(crate) struct Batcher {
     pending: Mutex<Option<Group>>,
+    /// Signalled when a caller joins the pending group or leaves `batch`.
     full: Condvar,
     next_id: Mutex<u64>,
+    /// Callers inside `batch` right now (joined a group, or waiting for one's outcome).
+    active: AtomicUsize,
+}
+
+/// Counts a caller inside `batch` for as long as it lives.
+struct Active<'a>(&'a Batcher);
+
+impl Drop for Active<'_> {
+    fn drop(&mut self) {
+        self.0.active.fetch_sub(1, Ordering::AcqRel);
+        // Take the lock so that a leader between its check and its wait cannot miss this.
+        let _g = self.0.pending.lock().unwrap_or_else(|e| e.into_inner());
+        self.0.full.notify_all();
+    }
 }
 
 fn duplicate(e: &Error) -> Error {
@@ -59,6 +77,10 @@ impl Db {
     /// Runs `f` in a write transaction shared with other concurrent `batch` callers (group
     /// commit). Returns after the shared transaction committed. `f` may be called more than
     /// once and must be idempotent. With `max_batch_size == 0` this is [`Db::update`].
+    ///
+    /// The first caller of a group waits for others up to `max_batch_delay` or until
+    /// `max_batch_size` have joined, as in bbolt, but no longer than until every caller
+    /// currently inside `batch` has joined: a lone caller runs at once.
     pub fn batch<F>(&self, f: F) -> Result<()>
     where
         F: Fn(&Tx) -> Result<()> + Send + Sync + 'static,
@@ -71,6 +93,8 @@ impl Db {
         let f: BatchFn = Arc::new(f);
         let (tx, rx) = mpsc::channel();
         let b = &self.shared.batch;
+        b.active.fetch_add(1, Ordering::AcqRel);
+        let _active = Active(b);
         let leader_of = {
             let mut pending = b.pending.lock().unwrap_or_else(|e| e.into_inner());
             match pending.as_mut() {
@@ -79,9 +103,7 @@ impl Db {
                         f: f.clone(),
                         reply: tx,
                     });
-                    if g.calls.len() >= max {
-                        b.full.notify_all();
-                    }
+                    b.full.notify_all();
                     None
                 }
                 _ => {
@@ -113,11 +135,15 @@ impl Db {
             let deadline = Instant::now() + delay;
             let mut pending = b.pending.lock().unwrap_or_else(|e| e.into_inner());
             loop {
-                let full = pending
+                let joined = pending
                     .as_ref()
-                    .is_some_and(|g| g.id == id && g.calls.len() >= max);
+                    .filter(|g| g.id == id)
+                    .map_or(0, |g| g.calls.len());
+                let full = joined >= max;
+                // Everyone who could join already has: waiting longer helps nobody.
+                let all_in = b.active.load(Ordering::Acquire) <= joined;
                 let now = Instant::now();
-                if full || now >= deadline {
+                if full || all_in || now >= deadline {
                     break;
                 }
                 pending = b

@@ -212,6 +212,39 @@ fn batch_coalesces_and_isolates_failures() {
     .unwrap();
 }
 
+/// A lone `batch` caller does not wait out `max_batch_delay` (bbolt's leader always does):
+/// the leader stops waiting once every caller inside `batch` has joined (issue 13, kind 6).
+#[test]
+fn a_lone_batch_caller_does_not_wait_for_the_delay() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = Db::open(
+        dir.path().join("lone.db"),
+        Options {
+            no_sync: true,
+            max_batch_delay: std::time::Duration::from_secs(10),
+            ..Options::default()
+        },
+    )
+    .unwrap();
+    db.update(|tx| tx.create_bucket(b"b").map(|_| ())).unwrap();
+    let t0 = std::time::Instant::now();
+    for i in 0..5u32 {
+        db.batch(move |tx| tx.bucket(b"b")?.unwrap().put(&i.to_be_bytes(), b"v"))
+            .unwrap();
+    }
+    // Five waits of the 10 s delay would take 50 s; none is a few milliseconds.
+    assert!(
+        t0.elapsed() < std::time::Duration::from_secs(5),
+        "lone callers waited: {:?}",
+        t0.elapsed()
+    );
+    db.view(|tx| {
+        assert_eq!(tx.bucket(b"b")?.unwrap().iter().count(), 5);
+        Ok::<_, Error>(())
+    })
+    .unwrap();
+}
+
 /// Writers queue for the write transaction: every waiting writer is woken in turn (the wake
 /// is skipped only when nobody waits), so concurrent updates all apply and nobody hangs.
 #[test]
