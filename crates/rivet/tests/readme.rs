@@ -14,7 +14,9 @@ fn readme_library_example_is_the_quickstart_example() {
         .find("```rust\n")
         .expect("a rust code block in the README")
         + "```rust\n".len();
-    let len = readme[start..].find("```\n").expect("end of the code block");
+    let len = readme[start..]
+        .find("```\n")
+        .expect("end of the code block");
     assert_eq!(
         &readme[start..start + len],
         example,
