@@ -514,3 +514,18 @@ fn keys_usage_shows_the_bucket_as_required() {
         "{help}"
     );
 }
+
+/// `bench` says what it measured (on stderr; stdout keeps bbolt's two lines) (issue 13,
+/// kind 7).
+#[test]
+fn bench_says_what_it_measures() {
+    let r = rivet(&["bench", "--count", "200", "--read-time", "0", "--no-sync"]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert!(
+        r.stderr.contains("rivet bench: write 200 keys (8 B) with 32 B values in sequential order, 1 transaction(s), no fsync"),
+        "{}",
+        r.stderr
+    );
+    assert!(r.stderr.contains("(deleted afterwards)"), "{}", r.stderr);
+    assert!(r.out().starts_with("# Write\t200 ops\t"), "{}", r.out());
+}

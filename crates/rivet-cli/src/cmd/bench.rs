@@ -111,6 +111,13 @@ fn show(d: Duration) -> String {
     }
 }
 
+fn order_name(o: Order) -> &'static str {
+    match o {
+        Order::Seq => "sequential",
+        Order::Rnd => "random",
+    }
+}
+
 /// Runs the benchmark.
 pub fn run(args: &BenchArgs) -> CliResult<u8> {
     check_args(args)?;
@@ -144,6 +151,34 @@ pub fn run(args: &BenchArgs) -> CliResult<u8> {
         },
     )?;
     let err = |e| db_error(&path, e);
+    // What is measured, on stderr (stdout keeps bbolt bench's two lines for scripts).
+    let txs = if args.batch_size == 0 {
+        1
+    } else {
+        args.count.div_ceil(args.batch_size)
+    };
+    eprintln!(
+        "rivet bench: write {} keys ({} B) with {} B values in {} order, {} transaction(s), {}; \
+         then read them in {} order for at least {:?}; file {}{}",
+        args.count,
+        args.key_size,
+        args.value_size,
+        order_name(args.write_mode),
+        txs,
+        if args.no_sync {
+            "no fsync"
+        } else {
+            "fsync at every commit"
+        },
+        order_name(args.read_mode),
+        args.read_time,
+        path.display(),
+        if args.path.is_none() {
+            " (deleted afterwards)"
+        } else {
+            ""
+        },
+    );
 
     // Write phase.
     let order = key_order(args.count, args.write_mode, 1);
