@@ -98,11 +98,9 @@ pub async fn serve(mut socket: TcpStream, state: Arc<ServerState>, handle: Arc<C
         read_tx: None,
         started: Instant::now(),
     };
-    let mut rbuf = BytesMut::with_capacity(16 * 1024);
-    let mut out: Vec<u8> = Vec::with_capacity(16 * 1024);
+    let mut io = Buffers::new();
     let mut parser = RequestParser::new();
     let mut shutdown = state.shutdown.subscribe();
-    let mut big_input = false;
     'conn: loop {
         let mut close = false;
         loop {
@@ -110,79 +108,122 @@ pub async fn serve(mut socket: TcpStream, state: Arc<ServerState>, handle: Arc<C
                 max_bulk_len: state.config.proto_max_bulk_len(),
                 authenticated: conn.authenticated,
             };
-            match parser.next(&mut rbuf, limits) {
+            match parser.next(&mut io.rbuf, limits) {
                 Ok(Some(args)) if args.is_empty() => continue,
-                Ok(Some(args)) => match conn.dispatch(args, &mut out).await {
+                Ok(Some(args)) => match conn.dispatch(args, &mut io.out).await {
                     Flow::Continue => {}
                     Flow::Close => {
                         close = true;
                         break;
                     }
                     Flow::Block(rx) => {
-                        if write_out(&mut socket, &mut out, &state).await.is_err() {
+                        if write_out(&mut socket, &mut io.out, &state).await.is_err() {
                             break 'conn;
                         }
-                        let waited =
-                            wait_parked(&mut socket, &mut rbuf, rx, &state, &handle, &mut shutdown)
-                                .await;
+                        let waited = wait_parked(
+                            &mut socket,
+                            &mut io.rbuf,
+                            rx,
+                            &state,
+                            &handle,
+                            &mut shutdown,
+                        )
+                        .await;
                         match waited {
-                            Some(r) => conn.emit(&mut out, r),
+                            Some(r) => conn.emit(&mut io.out, r),
                             None => break 'conn,
                         }
                     }
                 },
                 Ok(None) => break,
                 Err(e) => {
-                    conn.flush_writes(&mut out).await;
+                    conn.flush_writes(&mut io.out).await;
                     tracing::debug!(client = handle.id, error = %e.0, "protocol error; closing");
-                    Reply::Error(format!("ERR {}", e.0)).encode(conn.proto, &mut out);
+                    Reply::Error(format!("ERR {}", e.0)).encode(conn.proto, &mut io.out);
                     close = true;
                     break;
                 }
             }
-            if out.len() >= OUT_FLUSH {
-                conn.flush_writes(&mut out).await;
+            if io.out.len() >= OUT_FLUSH {
+                conn.flush_writes(&mut io.out).await;
                 conn.read_tx = None;
-                if write_out(&mut socket, &mut out, &state).await.is_err() {
+                if write_out(&mut socket, &mut io.out, &state).await.is_err() {
                     break 'conn;
                 }
             }
         }
-        conn.flush_writes(&mut out).await;
+        conn.flush_writes(&mut io.out).await;
         conn.read_tx = None;
-        if write_out(&mut socket, &mut out, &state).await.is_err() || close {
+        if write_out(&mut socket, &mut io.out, &state).await.is_err() || close {
             break;
         }
-        // Give back memory a big request or reply left behind: a connection that once sent
-        // or fetched a 100 MB value must not hold 100 MB while it idles.
-        // (After `split_to`, `capacity()` shows only the tail, so remember whether the buffer
-        // ever held a big request instead.)
-        if rbuf.is_empty() && (big_input || rbuf.capacity() > BUF_KEEP) {
-            rbuf = BytesMut::with_capacity(16 * 1024);
-            big_input = false;
-        }
-        if out.capacity() > BUF_KEEP {
-            out = Vec::with_capacity(16 * 1024);
-        }
-        if handle.killed.load(Ordering::Acquire) || state.shutting_down() {
-            break;
-        }
-        if read_more(&mut socket, &mut rbuf, &state, &handle, &mut shutdown)
+        if !io
+            .next_input(&mut socket, &state, &handle, &mut shutdown)
             .await
-            .is_none()
         {
             break;
         }
-        big_input |= rbuf.len() > BUF_KEEP;
     }
     conn.unwatch_all();
     lock(&state.clients).remove(&handle.id);
 }
 
+/// A connection's request and reply buffers (Redis and Memcached connections alike).
+pub(crate) struct Buffers {
+    /// Request bytes read and not yet parsed.
+    pub rbuf: BytesMut,
+    /// Replies not yet written.
+    pub out: Vec<u8>,
+    /// `rbuf` held a big request since it was last reallocated. (After `split_to`,
+    /// `capacity()` shows only the tail, so it cannot tell.)
+    big_input: bool,
+}
+
+impl Buffers {
+    pub(crate) fn new() -> Buffers {
+        Buffers {
+            rbuf: BytesMut::with_capacity(16 * 1024),
+            out: Vec::with_capacity(16 * 1024),
+            big_input: false,
+        }
+    }
+
+    /// Between two batches of requests: gives back the memory a big request or reply left
+    /// behind (a connection that once sent or fetched a 100 MB value must not hold 100 MB
+    /// while it idles), then waits for more input. False when the connection must close
+    /// (killed, shutting down, or see [`read_more`]).
+    pub(crate) async fn next_input(
+        &mut self,
+        socket: &mut TcpStream,
+        state: &ServerState,
+        handle: &ClientHandle,
+        shutdown: &mut tokio::sync::watch::Receiver<bool>,
+    ) -> bool {
+        if self.rbuf.is_empty() && (self.big_input || self.rbuf.capacity() > BUF_KEEP) {
+            self.rbuf = BytesMut::with_capacity(16 * 1024);
+            self.big_input = false;
+        }
+        if self.out.capacity() > BUF_KEEP {
+            self.out = Vec::with_capacity(16 * 1024);
+        }
+        if handle.killed.load(Ordering::Acquire) || state.shutting_down() {
+            return false;
+        }
+        if read_more(socket, &mut self.rbuf, state, handle, shutdown)
+            .await
+            .is_none()
+        {
+            return false;
+        }
+        self.big_input |= self.rbuf.len() > BUF_KEEP;
+        true
+    }
+}
+
 /// Reads more request bytes into `rbuf` (Redis and Memcached connections alike). `None`
 /// when the connection must close: the client went away, was killed, stayed idle past
 /// `timeout`, the server is shutting down, or the query buffer passed its limit.
-pub(crate) async fn read_more(
+async fn read_more(
     socket: &mut TcpStream,
     rbuf: &mut BytesMut,
     state: &ServerState,

@@ -14,11 +14,10 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Instant;
 
-use bytes::BytesMut;
 use tokio::net::TcpStream;
 use tokio::sync::oneshot;
 
-use crate::connection::{read_more, write_out};
+use crate::connection::{write_out, Buffers};
 use crate::state::{lock, now_ms, ClientHandle, ServerState};
 use crate::writer::Job;
 
@@ -29,8 +28,6 @@ use super::proto::{line, Parsed, Parser, Request};
 const MAX_GROUP: usize = 1024;
 /// Output bytes buffered before they are written mid-batch.
 const OUT_FLUSH: usize = 256 * 1024;
-/// Buffer capacity a connection keeps between requests.
-const BUF_KEEP: usize = 256 * 1024;
 
 /// The current Unix second (the clock of every expiry decision).
 pub fn now_secs() -> i64 {
@@ -68,36 +65,34 @@ pub async fn serve(mut socket: TcpStream, state: Arc<ServerState>, handle: Arc<C
         read_tx: None,
         broken: false,
     };
-    let mut rbuf = BytesMut::with_capacity(16 * 1024);
-    let mut out: Vec<u8> = Vec::with_capacity(16 * 1024);
+    let mut io = Buffers::new();
     let mut shutdown = state.shutdown.subscribe();
-    let mut big_input = false;
     'conn: loop {
         let mut close = false;
         loop {
-            match parser.next(&mut rbuf) {
+            match parser.next(&mut io.rbuf) {
                 Parsed::More => break,
                 Parsed::Close(msg) => {
-                    s.flush_writes(&mut out).await;
+                    s.flush_writes(&mut io.out).await;
                     if let Some(m) = msg {
-                        out.extend(line(m, false));
+                        io.out.extend(line(m, false));
                     }
                     close = true;
                     break;
                 }
                 Parsed::Request(Request::Quit) => {
-                    s.flush_writes(&mut out).await;
+                    s.flush_writes(&mut io.out).await;
                     close = true;
                     break;
                 }
                 Parsed::Request(Request::MetaDump) => {
-                    s.flush_writes(&mut out).await;
-                    if s.metadump(&mut socket, &mut out).await.is_err() {
+                    s.flush_writes(&mut io.out).await;
+                    if s.metadump(&mut socket, &mut io.out).await.is_err() {
                         break 'conn;
                     }
                 }
                 Parsed::Request(Request::Auth { user, password }) => {
-                    s.flush_writes(&mut out).await;
+                    s.flush_writes(&mut io.out).await;
                     let ok = state
                         .config
                         .requirepass()
@@ -105,48 +100,38 @@ pub async fn serve(mut socket: TcpStream, state: Arc<ServerState>, handle: Arc<C
                     shared.stats.auth_cmds.fetch_add(1, Ordering::Relaxed);
                     if ok {
                         parser.auth_mode = false;
-                        out.extend(line("STORED", false));
+                        io.out.extend(line("STORED", false));
                     } else {
                         shared.stats.auth_errors.fetch_add(1, Ordering::Relaxed);
-                        out.extend(line("CLIENT_ERROR authentication failure", false));
+                        io.out
+                            .extend(line("CLIENT_ERROR authentication failure", false));
                     }
                 }
-                Parsed::Request(req) => s.dispatch(req, &mut out).await,
+                Parsed::Request(req) => s.dispatch(req, &mut io.out).await,
             }
             if s.broken {
                 close = true;
                 break;
             }
-            if out.len() >= OUT_FLUSH {
-                s.flush_writes(&mut out).await;
+            if io.out.len() >= OUT_FLUSH {
+                s.flush_writes(&mut io.out).await;
                 s.read_tx = None;
-                if write_out(&mut socket, &mut out, &state).await.is_err() {
+                if write_out(&mut socket, &mut io.out, &state).await.is_err() {
                     break 'conn;
                 }
             }
         }
-        s.flush_writes(&mut out).await;
+        s.flush_writes(&mut io.out).await;
         s.read_tx = None;
-        if write_out(&mut socket, &mut out, &state).await.is_err() || close || s.broken {
+        if write_out(&mut socket, &mut io.out, &state).await.is_err() || close || s.broken {
             break;
         }
-        if rbuf.is_empty() && (big_input || rbuf.capacity() > BUF_KEEP) {
-            rbuf = BytesMut::with_capacity(16 * 1024);
-            big_input = false;
-        }
-        if out.capacity() > BUF_KEEP {
-            out = Vec::with_capacity(16 * 1024);
-        }
-        if handle.killed.load(Ordering::Acquire) || state.shutting_down() {
-            break;
-        }
-        if read_more(&mut socket, &mut rbuf, &state, &handle, &mut shutdown)
+        if !io
+            .next_input(&mut socket, &state, &handle, &mut shutdown)
             .await
-            .is_none()
         {
             break;
         }
-        big_input |= rbuf.len() > BUF_KEEP;
     }
     shared
         .stats
