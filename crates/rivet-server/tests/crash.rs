@@ -24,7 +24,7 @@ use std::collections::BTreeMap;
 use std::sync::{Arc, Barrier};
 use std::time::{Duration, Instant};
 
-use common::{Conn, Frame, RivetServer};
+use common::{env_u64, Conn, Frame, RivetServer};
 
 const THREADS: usize = 8;
 
@@ -418,14 +418,6 @@ fn describe(e: &Expect) -> String {
         Expect::Maybe(v) => format!("unacked {} or absent", common::escape(v)),
         Expect::Absent => "absent (seen absent after an earlier crash)".into(),
     }
-}
-
-fn env_u64(name: &str) -> Option<u64> {
-    std::env::var(name).ok().map(|v| {
-        v.trim()
-            .parse()
-            .unwrap_or_else(|_| panic!("{name}={v:?} is not a number"))
-    })
 }
 
 #[test]

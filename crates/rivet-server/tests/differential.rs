@@ -56,7 +56,9 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use common::{escape_cmd, redis_or_skip, Conn, Frame, RedisServer, RivetServer, Rng};
+use common::{
+    env_flag, env_u64, escape_cmd, redis_or_skip, Conn, Frame, RedisServer, RivetServer, Rng,
+};
 
 // ---------------------------------------------------------------------------------------
 // Generator
@@ -1768,22 +1770,9 @@ struct Config {
     paranoid: bool,
 }
 
-fn env_flag(name: &str) -> bool {
-    std::env::var(name).is_ok_and(|v| !v.is_empty() && v != "0")
-}
-
-fn env_num(name: &str) -> Option<u64> {
-    let v = std::env::var(name).ok()?;
-    Some(
-        v.trim()
-            .parse()
-            .unwrap_or_else(|_| panic!("{name}={v:?} is not a number")),
-    )
-}
-
 impl Config {
     fn from_env() -> Config {
-        let seeds = match (env_num("DIFF_SEED"), env_num("DIFF_SEEDS")) {
+        let seeds = match (env_u64("DIFF_SEED"), env_u64("DIFF_SEEDS")) {
             (Some(s), _) => vec![s],
             (None, Some(n)) => (1..=n).collect(),
             (None, None) => vec![1, 2, 3, 4],
@@ -1796,7 +1785,7 @@ impl Config {
             .collect();
         Config {
             seeds,
-            ops: env_num("DIFF_OPS").unwrap_or(4000) as usize,
+            ops: env_u64("DIFF_OPS").unwrap_or(4000) as usize,
             against_redis: env_flag("DIFF_AGAINST_REDIS"),
             exclude,
             other_types: std::env::var("DIFF_OTHER_TYPES").map_or(true, |v| v != "0"),

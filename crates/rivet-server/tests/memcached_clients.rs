@@ -22,18 +22,19 @@
 //! ```
 
 mod common;
+mod mc_support;
 
 use std::collections::BTreeSet;
 use std::io::{self, BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 use common::RivetServer;
+use mc_support::{Memcached, MEMCACHED_BIN};
 
 /// Debian's memcached.
-const MEMCACHED_BIN: &str = "/usr/bin/memcached";
 /// libmemcached-tools' protocol conformance tester.
 const MEMCCAPABLE_BIN: &str = "/usr/bin/memccapable";
 
@@ -59,80 +60,6 @@ fn skip(test: &str, why: &str, fix: &str) {
         io::stderr(),
         "\n{stars}\nSKIPPED: {why}; {test} not run ({fix})\n{stars}\n"
     );
-}
-
-/// A Debian memcached on a free port (no UDP, 64 MB); killed on drop.
-struct Memcached {
-    child: Option<Child>,
-    port: u16,
-    _dir: tempfile::TempDir,
-}
-
-impl Memcached {
-    fn start() -> Option<Memcached> {
-        if !Path::new(MEMCACHED_BIN).exists() {
-            return None;
-        }
-        let dir = tempfile::tempdir().expect("temporary directory for memcached");
-        let log = dir.path().join("memcached.log");
-        // A free port can be taken between the probe and the bind: try a few.
-        for _ in 0..5 {
-            let port = common::free_port();
-            let out = std::fs::File::create(&log).expect("create the memcached log");
-            let err = out.try_clone().expect("clone the log handle");
-            // memcached refuses to run as root without -u; -u is ignored otherwise.
-            let mut child = Command::new(MEMCACHED_BIN)
-                .args([
-                    "-u",
-                    "nobody",
-                    "-l",
-                    "127.0.0.1",
-                    "-U",
-                    "0",
-                    "-m",
-                    "64",
-                    "-p",
-                ])
-                .arg(port.to_string())
-                .stdin(Stdio::null())
-                .stdout(out)
-                .stderr(err)
-                .spawn()
-                .unwrap_or_else(|e| panic!("spawn {MEMCACHED_BIN}: {e}"));
-            let deadline = Instant::now() + Duration::from_secs(10);
-            loop {
-                if child.try_wait().ok().flatten().is_some() {
-                    break; // exited (port taken?): next port
-                }
-                if version_of(port).is_ok() {
-                    return Some(Memcached {
-                        child: Some(child),
-                        port,
-                        _dir: dir,
-                    });
-                }
-                if Instant::now() > deadline {
-                    let _ = child.kill();
-                    let _ = child.wait();
-                    break;
-                }
-                std::thread::sleep(Duration::from_millis(30));
-            }
-        }
-        panic!(
-            "memcached did not start; its output:\n{}",
-            std::fs::read_to_string(&log).unwrap_or_default()
-        );
-    }
-}
-
-impl Drop for Memcached {
-    fn drop(&mut self) {
-        if let Some(mut c) = self.child.take() {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
-    }
 }
 
 /// Sends `request` on a new connection and reads until `lines` reply lines arrived.
@@ -170,15 +97,6 @@ fn exchange_until(port: u16, request: &[u8], last: &str) -> io::Result<Vec<Strin
         if done {
             return Ok(out);
         }
-    }
-}
-
-/// The `version` reply of the server on `port`.
-fn version_of(port: u16) -> io::Result<String> {
-    let l = exchange(port, b"version\r\n", 1)?;
-    match l.first() {
-        Some(v) if v.starts_with("VERSION ") => Ok(v.clone()),
-        other => Err(io::Error::other(format!("version answered {other:?}"))),
     }
 }
 
@@ -265,14 +183,14 @@ fn memccapable_ascii_passes_what_memcached_passes() {
             "apt-get install -y libmemcached-tools",
         );
     }
-    let Some(reference) = Memcached::start() else {
+    let Some(reference) = Memcached::start(&[]) else {
         return skip(
             T,
             &format!("{MEMCACHED_BIN} not installed"),
             "apt-get install -y memcached",
         );
     };
-    let (want, want_text) = memccapable(reference.port);
+    let (want, want_text) = memccapable(reference.port());
     drop(reference);
     let passed_ref: Vec<&String> = want
         .iter()
@@ -436,14 +354,14 @@ fn pymemcache_integration_suite_passes_what_memcached_passes() {
     let Some(suite) = pymemcache_suite_path(&py, T) else {
         return;
     };
-    let Some(reference) = Memcached::start() else {
+    let Some(reference) = Memcached::start(&[]) else {
         return skip(
             T,
             &format!("{MEMCACHED_BIN} not installed"),
             "apt-get install -y memcached",
         );
     };
-    let (want, want_text) = pymemcache_suite(&py, &suite, reference.port);
+    let (want, want_text) = pymemcache_suite(&py, &suite, reference.port());
     drop(reference);
     let passed_ref: BTreeSet<&String> = want
         .iter()
@@ -504,7 +422,7 @@ fn pymemcache_integration_suite_passes_what_memcached_passes() {
 /// lines each).
 fn both(mc: &Memcached, rivet: &RivetServer, request: &[u8], lines: usize) -> [Vec<String>; 2] {
     [
-        exchange(mc.port, request, lines).expect("memcached exchange"),
+        exchange(mc.port(), request, lines).expect("memcached exchange"),
         exchange(rivet.memcached_port(), request, lines).expect("rivet-server exchange"),
     ]
 }
@@ -514,7 +432,7 @@ fn both(mc: &Memcached, rivet: &RivetServer, request: &[u8], lines: usize) -> [V
 /// answer the same. (Once a known gap; regression test.)
 #[test]
 fn stats_cachedump_and_cache_memlimit() {
-    let Some(mc) = Memcached::start() else {
+    let Some(mc) = Memcached::start(&[]) else {
         return skip(
             "stats_cachedump_and_cache_memlimit",
             "memcached not installed",

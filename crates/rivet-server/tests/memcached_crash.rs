@@ -35,7 +35,7 @@ use std::net::TcpStream;
 use std::sync::{Arc, Barrier};
 use std::time::{Duration, Instant};
 
-use common::{escape, RivetServer, Rng};
+use common::{env_u64, escape, RivetServer, Rng};
 
 const THREADS: usize = 6;
 
@@ -461,14 +461,6 @@ fn verify(c: &mut Mc, models: &mut [Model], rng: &mut Rng) -> (usize, usize, u64
             .join("\n")
     );
     (checked, present, applied, dropped)
-}
-
-fn env_u64(name: &str) -> Option<u64> {
-    std::env::var(name).ok().map(|v| {
-        v.trim()
-            .parse()
-            .unwrap_or_else(|_| panic!("{name}={v:?} is not a number"))
-    })
 }
 
 /// The CAS of `key` via `gets`, which must hold `value`.

@@ -86,7 +86,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use common::{RivetServer, Rng};
+use common::{env_flag, env_u64, RivetServer, Rng};
 use mc_support::{
     base64_decode, base64_encode, escape, memcached_or_skip, McConn, Memcached, Unit,
 };
@@ -1346,25 +1346,12 @@ struct Config {
     verbose: bool,
 }
 
-fn env_flag(name: &str) -> bool {
-    std::env::var(name).is_ok_and(|v| !v.is_empty() && v != "0")
-}
-
-fn env_num(name: &str) -> Option<u64> {
-    let v = std::env::var(name).ok()?;
-    Some(
-        v.trim()
-            .parse()
-            .unwrap_or_else(|_| panic!("{name}={v:?} is not a number")),
-    )
-}
-
 impl Config {
     fn from_env() -> Config {
-        let seeds = match (env_num("MC_DIFF_SEED"), env_num("MC_DIFF_SEEDS")) {
+        let seeds = match (env_u64("MC_DIFF_SEED"), env_u64("MC_DIFF_SEEDS")) {
             (Some(s), _) => vec![s],
             (None, Some(n)) => {
-                let first = env_num("MC_DIFF_FIRST").unwrap_or(1);
+                let first = env_u64("MC_DIFF_FIRST").unwrap_or(1);
                 (first..first + n).collect()
             }
             (None, None) => vec![1, 2, 3],
@@ -1377,7 +1364,7 @@ impl Config {
             .collect();
         Config {
             seeds,
-            ops: env_num("MC_DIFF_OPS").unwrap_or(3000) as usize,
+            ops: env_u64("MC_DIFF_OPS").unwrap_or(3000) as usize,
             against_memcached: env_flag("MC_DIFF_AGAINST_MEMCACHED"),
             exclude,
             verbose: env_flag("MC_DIFF_VERBOSE"),

@@ -388,8 +388,13 @@ impl Frame {
 /// Shows `b` like redis-cli does: printable ASCII as is, other bytes as `\xHH`; long values
 /// are cut to their first 48 bytes plus their length.
 pub fn escape(b: &[u8]) -> String {
+    escape_max(b, 48)
+}
+
+/// [`escape`] cut at `max` bytes.
+pub fn escape_max(b: &[u8], max: usize) -> String {
     let mut s = String::new();
-    for &c in b.iter().take(48) {
+    for &c in b.iter().take(max) {
         match c {
             b'"' | b'\\' => s.push_str(&format!("\\{}", c as char)),
             b'\n' => s.push_str("\\n"),
@@ -398,7 +403,7 @@ pub fn escape(b: &[u8]) -> String {
             _ => s.push_str(&format!("\\x{c:02x}")),
         }
     }
-    if b.len() > 48 {
+    if b.len() > max {
         s.push_str(&format!("...({} bytes)", b.len()));
     }
     format!("\"{s}\"")
@@ -685,4 +690,18 @@ impl Rng {
     pub fn pick<T: Copy>(&mut self, v: &[T]) -> T {
         v[self.below(v.len() as u64) as usize]
     }
+}
+
+/// A numeric environment knob (`CRASH_KILLS`, `MC_CRASH_SEED`, ...); panics on garbage.
+pub fn env_u64(name: &str) -> Option<u64> {
+    std::env::var(name).ok().map(|v| {
+        v.trim()
+            .parse()
+            .unwrap_or_else(|_| panic!("{name}={v:?} is not a number"))
+    })
+}
+
+/// A yes/no environment knob: set, non-empty and not `0`.
+pub fn env_flag(name: &str) -> bool {
+    std::env::var(name).is_ok_and(|v| !v.is_empty() && v != "0")
 }

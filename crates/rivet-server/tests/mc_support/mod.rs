@@ -9,7 +9,7 @@
 
 use std::fmt;
 use std::io::{self, BufRead, BufReader, Read, Write};
-use std::net::{TcpListener, TcpStream};
+use std::net::TcpStream;
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -20,14 +20,6 @@ pub const MEMCACHED_BIN: &str = "/usr/bin/memcached";
 const START_TIMEOUT: Duration = Duration::from_secs(10);
 /// Read timeout of a [`McConn`].
 const READ_TIMEOUT: Duration = Duration::from_secs(10);
-
-/// A free TCP port on 127.0.0.1 (bind port 0, read it, drop the listener).
-fn free_port() -> u16 {
-    let l = TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0 to find a free port");
-    l.local_addr()
-        .expect("local_addr of the probe listener")
-        .port()
-}
 
 /// A reference memcached (`-l 127.0.0.1 -p PORT -U 0 -t 1 -m 64 -u root` plus extra
 /// arguments); killed on drop.
@@ -46,7 +38,7 @@ impl Memcached {
         }
         let mut last = String::new();
         for _ in 0..5 {
-            let port = free_port();
+            let port = crate::common::free_port();
             let mut cmd = Command::new(MEMCACHED_BIN);
             cmd.args(["-l", "127.0.0.1", "-p"])
                 .arg(port.to_string())
@@ -183,23 +175,10 @@ impl fmt::Display for Unit {
     }
 }
 
-/// Shows `b` with printable ASCII as is and other bytes as `\r`, `\n` or `\xHH`; long values
-/// are cut to their first 64 bytes plus their length.
+/// Shows `b` for messages, cut to its first 64 bytes (memcached values are often longer
+/// than the Redis tests' 48).
 pub fn escape(b: &[u8]) -> String {
-    let mut s = String::new();
-    for &c in b.iter().take(64) {
-        match c {
-            b'"' | b'\\' => s.push_str(&format!("\\{}", c as char)),
-            b'\n' => s.push_str("\\n"),
-            b'\r' => s.push_str("\\r"),
-            0x20..=0x7e => s.push(c as char),
-            _ => s.push_str(&format!("\\x{c:02x}")),
-        }
-    }
-    if b.len() > 64 {
-        s.push_str(&format!("...({} bytes)", b.len()));
-    }
-    format!("\"{s}\"")
+    crate::common::escape_max(b, 64)
 }
 
 fn bad_data(msg: String) -> io::Error {
