@@ -52,12 +52,12 @@
 mod common;
 
 use std::collections::{BTreeSet, HashSet, VecDeque};
-use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::path::PathBuf;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use common::{
-    env_flag, env_u64, escape_cmd, redis_or_skip, Conn, Frame, RedisServer, RivetServer, Rng,
+    env_flag, env_u64, escape_cmd, redis_or_skip, stop_and_check, Conn, Frame, RedisServer,
+    RivetServer, Rng,
 };
 
 // ---------------------------------------------------------------------------------------
@@ -2182,54 +2182,6 @@ fn run_seed(cfg: &Config, seed: u64, durable: bool) -> Option<Notes> {
         stop_and_check(server);
     }
     Some(notes)
-}
-
-/// Stops rivet-server with SIGTERM (it must exit 0) and runs `rivet check` on its file.
-fn stop_and_check(mut server: RivetServer) {
-    let status = server.stop();
-    assert!(
-        status.success(),
-        "rivet-server exited with {status} after SIGTERM\n{}",
-        server.log()
-    );
-    let Some(cli) = rivet_cli() else { return };
-    let out = Command::new(&cli)
-        .arg("check")
-        .arg(server.db_path())
-        .output()
-        .unwrap_or_else(|e| panic!("run {} check: {e}", cli.display()));
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success() && stdout.trim() == "OK",
-        "rivet check {} failed ({}):\n{stdout}{}",
-        server.db_path().display(),
-        out.status,
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
-
-/// The `rivet` CLI next to the server binary, or in `target/debug`, or built on demand in a
-/// separate target directory (the running `cargo test` holds the main one's lock).
-fn rivet_cli() -> Option<PathBuf> {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
-    let beside = Path::new(common::RIVET_BIN).with_file_name("rivet");
-    let candidates = [beside, root.join("target/debug/rivet")];
-    if let Some(p) = candidates.iter().find(|p| p.is_file()) {
-        return Some(p.clone());
-    }
-    let dir = root.join("target/difftest-cli");
-    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-    let built = Command::new(cargo)
-        .args(["build", "-q", "-p", "rivet-cli", "--target-dir"])
-        .arg(&dir)
-        .current_dir(&root)
-        .status();
-    let bin = dir.join("debug/rivet");
-    if matches!(built, Ok(s) if s.success()) && bin.is_file() {
-        return Some(bin);
-    }
-    println!("NOTE: rivet CLI not found and not buildable ({built:?}); `rivet check` skipped");
-    None
 }
 
 #[test]

@@ -705,3 +705,51 @@ pub fn env_u64(name: &str) -> Option<u64> {
 pub fn env_flag(name: &str) -> bool {
     std::env::var(name).is_ok_and(|v| !v.is_empty() && v != "0")
 }
+
+/// Stops rivet-server with SIGTERM (it must exit 0) and runs `rivet check` on its file.
+pub fn stop_and_check(mut server: RivetServer) {
+    let status = server.stop();
+    assert!(
+        status.success(),
+        "rivet-server exited with {status} after SIGTERM\n{}",
+        server.log()
+    );
+    let Some(cli) = rivet_cli() else { return };
+    let out = Command::new(&cli)
+        .arg("check")
+        .arg(server.db_path())
+        .output()
+        .unwrap_or_else(|e| panic!("run {} check: {e}", cli.display()));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success() && stdout.trim() == "OK",
+        "rivet check {} failed ({}):\n{stdout}{}",
+        server.db_path().display(),
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// The `rivet` CLI next to the server binary, or in `target/debug`, or built on demand in a
+/// separate target directory (the running `cargo test` holds the main one's lock).
+fn rivet_cli() -> Option<PathBuf> {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let beside = Path::new(RIVET_BIN).with_file_name("rivet");
+    let candidates = [beside, root.join("target/debug/rivet")];
+    if let Some(p) = candidates.iter().find(|p| p.is_file()) {
+        return Some(p.clone());
+    }
+    let dir = root.join("target/difftest-cli");
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let built = Command::new(cargo)
+        .args(["build", "-q", "-p", "rivet-cli", "--target-dir"])
+        .arg(&dir)
+        .current_dir(&root)
+        .status();
+    let bin = dir.join("debug/rivet");
+    if matches!(built, Ok(s) if s.success()) && bin.is_file() {
+        return Some(bin);
+    }
+    println!("NOTE: rivet CLI not found and not buildable ({built:?}); `rivet check` skipped");
+    None
+}
