@@ -2,15 +2,16 @@
 //! applied, and the data file stays consistent.
 //!
 //! Eight writer threads stream acknowledged writes (SET of unique keys, INCR of a per-thread
-//! counter, APPEND to a per-thread log, MULTI/EXEC writing two keys at once) while the server
-//! is killed with SIGKILL at a moment drawn from a seeded generator. After each kill the data
-//! file is checked (`rivet check`), the server restarts on it, and every write is verified:
+//! counter, APPEND to a per-thread log, MULTI/EXEC or a Lua script (EVAL) writing two keys at
+//! once) while the server is killed with SIGKILL at a moment drawn from a seeded generator.
+//! After each kill the data file is checked (`rivet check`), the server restarts on it, and every write is verified:
 //!
 //! - an acknowledged SET is present with its value; an unacknowledged one is present with its
 //!   value or absent (and stays so in every later round);
 //! - a counter lies between its last acknowledged value and the number of INCRs sent;
 //! - an append log is the acknowledged appends, plus at most the one in flight;
-//! - the two keys of a MULTI/EXEC are both present or both absent (both present if acked);
+//! - the two keys of a MULTI/EXEC or of a script are both present or both absent (both
+//!   present if acked);
 //! - DBSIZE equals the number of keys the model says exist.
 //!
 //! Knobs: `CRASH_KILLS` (default 3; thorough mode is `CRASH_KILLS=50`) and `CRASH_SEED`
@@ -24,26 +25,14 @@ use std::collections::BTreeMap;
 use std::sync::{Arc, Barrier};
 use std::time::{Duration, Instant};
 
-use common::{env_u64, Conn, Frame, RivetServer};
+use common::{env_u64, Conn, Frame, RivetServer, Rng};
 
 const THREADS: usize = 8;
 
-/// splitmix64: small, seedable, good enough for timing and operation choices.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^ (z >> 31)
-    }
-
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n
-    }
-}
+/// The script that writes a pair: two SETs, then it counts them back.
+const PAIR_SCRIPT: &str = "redis.call('SET', KEYS[1], ARGV[1]) \
+     redis.call('SET', KEYS[2], ARGV[1]) \
+     return redis.call('EXISTS', KEYS[1], KEYS[2])";
 
 /// What the model knows about one key.
 #[derive(Clone, Debug)]
@@ -56,7 +45,7 @@ enum Expect {
     Absent,
 }
 
-/// One MULTI/EXEC pair.
+/// One pair of keys written together (MULTI/EXEC or a script).
 #[derive(Clone, Debug)]
 struct Pair {
     a: String,
@@ -185,7 +174,7 @@ fn writer(mut m: Model, mut c: Conn, mut rng: Rng, go: Arc<Barrier>) -> (Model, 
                         m.log_pending = None;
                     })
             }
-            _ => {
+            80..=89 => {
                 let a = format!("pair:{t}:{seq}:a");
                 let b = format!("pair:{t}:{seq}:b");
                 let v = value(&mut rng, t, seq);
@@ -213,6 +202,35 @@ fn writer(mut m: Model, mut c: Conn, mut rng: Rng, go: Arc<Barrier>) -> (Model, 
                     .and_then(|f| expect(f, &queued, "queued SET"))
                     .and_then(|_| read(&mut c))
                     .and_then(|f| expect(f, &exec, "EXEC"))
+                    .map(|_| {
+                        if let Some(p) = m.pairs.last_mut() {
+                            p.state = Some(true);
+                        }
+                    })
+            }
+            _ => {
+                // A Lua script writes the pair (and reads its own writes back): all of it or
+                // none of it may survive a crash.
+                let a = format!("pair:{t}:{seq}:a");
+                let b = format!("pair:{t}:{seq}:b");
+                let v = value(&mut rng, t, seq);
+                m.pairs.push(Pair {
+                    a: a.clone(),
+                    b: b.clone(),
+                    value: v.clone(),
+                    state: None,
+                });
+                let eval = args(&[
+                    b"EVAL",
+                    PAIR_SCRIPT.as_bytes(),
+                    b"2",
+                    a.as_bytes(),
+                    b.as_bytes(),
+                    &v,
+                ]);
+                send(&mut c, &[eval])
+                    .and_then(|_| read(&mut c))
+                    .and_then(|f| expect(f, &Frame::Integer(2), "EVAL"))
                     .map(|_| {
                         if let Some(p) = m.pairs.last_mut() {
                             p.state = Some(true);

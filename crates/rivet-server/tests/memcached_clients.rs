@@ -31,7 +31,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-use common::RivetServer;
+use common::{skip, RivetServer};
 use mc_support::{Memcached, MEMCACHED_BIN};
 
 /// Debian's memcached.
@@ -44,23 +44,6 @@ const MEMCCAPABLE_BIN: &str = "/usr/bin/memccapable";
 /// (None today: `stats cachedump` and `cache_memlimit`, which made `test_misc` fail, are
 /// answered as memcached answers them.)
 const PYMEMCACHE_KNOWN_GAPS: &[(&str, &str)] = &[];
-
-fn ci() -> bool {
-    std::env::var("CI").is_ok_and(|v| !v.is_empty())
-}
-
-/// Prints a loud SKIPPED banner (straight to stderr, past the harness' capture), or panics
-/// under CI.
-fn skip(test: &str, why: &str, fix: &str) {
-    if ci() {
-        panic!("{test}: {why} and CI is set ({fix})");
-    }
-    let stars = "*".repeat(70);
-    let _ = writeln!(
-        io::stderr(),
-        "\n{stars}\nSKIPPED: {why}; {test} not run ({fix})\n{stars}\n"
-    );
-}
 
 /// Sends `request` on a new connection and reads until `lines` reply lines arrived.
 fn exchange(port: u16, request: &[u8], lines: usize) -> io::Result<Vec<String>> {
@@ -227,33 +210,7 @@ fn memccapable_ascii_passes_what_memcached_passes() {
 
 /// The interpreter to run pymemcache with, or None (after the SKIPPED banner).
 fn python_with_pymemcache(test: &str) -> Option<PathBuf> {
-    if let Some(p) = std::env::var_os("RIVET_PYTHON") {
-        let p = PathBuf::from(p);
-        let ok = Command::new(&p)
-            .args(["-c", "import pymemcache"])
-            .output()
-            .is_ok_and(|o| o.status.success());
-        assert!(
-            ok,
-            "RIVET_PYTHON={} cannot `import pymemcache` (pip install pymemcache pytest)",
-            p.display()
-        );
-        return Some(p);
-    }
-    let ok = Command::new("python3")
-        .args(["-c", "import pymemcache"])
-        .output()
-        .is_ok_and(|o| o.status.success());
-    if ok {
-        return Some(PathBuf::from("python3"));
-    }
-    skip(
-        test,
-        "no Python with pymemcache (set RIVET_PYTHON)",
-        "python3 -m venv /tmp/mcvenv && /tmp/mcvenv/bin/pip install pymemcache pytest; \
-         RIVET_PYTHON=/tmp/mcvenv/bin/python",
-    );
-    None
+    common::python_with(test, "pymemcache", "pymemcache pytest")
 }
 
 fn script_path() -> PathBuf {

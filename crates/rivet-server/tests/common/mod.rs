@@ -326,15 +326,61 @@ pub fn redis_or_skip(test: &str) -> Option<RedisServer> {
     if let Some(r) = RedisServer::start() {
         return Some(r);
     }
-    if std::env::var("CI").is_ok_and(|v| !v.is_empty()) {
-        panic!("{test}: redis-server not installed ({REDIS_BIN}) and CI is set");
+    skip(
+        test,
+        &format!("redis-server not installed ({REDIS_BIN})"),
+        "apt-get install -y redis-server",
+    );
+    None
+}
+
+/// Whether the environment variable `CI` is set (non-empty): missing peers fail instead of
+/// skipping.
+pub fn ci() -> bool {
+    std::env::var("CI").is_ok_and(|v| !v.is_empty())
+}
+
+/// Reports a test that cannot run because a peer is missing (`why`; `fix` says how to get
+/// it): a loud SKIPPED banner straight to stderr (past the harness' capture), or a panic
+/// under CI.
+pub fn skip(test: &str, why: &str, fix: &str) {
+    if ci() {
+        panic!("{test}: {why} and CI is set ({fix})");
     }
     let stars = "*".repeat(70);
-    // Straight to stderr (not `eprintln!`), so the test harness' capture cannot hide it.
     let _ = writeln!(
         io::stderr(),
-        "\n{stars}\nSKIPPED: redis-server not installed ({REDIS_BIN}); {test} not run \
-         (apt-get install -y redis-server)\n{stars}\n"
+        "\n{stars}\nSKIPPED: {why}; {test} not run ({fix})\n{stars}\n"
+    );
+}
+
+/// The Python interpreter that can `import` every module in `modules` (comma-separated, as
+/// in an import statement): `$RIVET_PYTHON` (which must, or the test fails), else `python3`
+/// if it can; otherwise None after [`skip`] (`pip` names the packages to install).
+pub fn python_with(test: &str, modules: &str, pip: &str) -> Option<PathBuf> {
+    let can_import = |p: &Path| {
+        Command::new(p)
+            .args(["-c", &format!("import {modules}")])
+            .output()
+            .is_ok_and(|o| o.status.success())
+    };
+    if let Some(p) = std::env::var_os("RIVET_PYTHON") {
+        let p = PathBuf::from(p);
+        assert!(
+            can_import(&p),
+            "RIVET_PYTHON={} cannot `import {modules}` (pip install {pip})",
+            p.display()
+        );
+        return Some(p);
+    }
+    let p = PathBuf::from("python3");
+    if can_import(&p) {
+        return Some(p);
+    }
+    skip(
+        test,
+        &format!("no Python that can import {modules} (set RIVET_PYTHON)"),
+        &format!("python3 -m venv /tmp/venv && /tmp/venv/bin/pip install {pip}; RIVET_PYTHON=/tmp/venv/bin/python"),
     );
     None
 }
