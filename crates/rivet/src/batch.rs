@@ -7,28 +7,52 @@
 //! the delay. If a function fails, the transaction is rolled back, that caller is told to
 //! retry alone (so it gets its own error), and the rest of the batch is run again. Functions
 //! may therefore run more than once and must be idempotent.
+//!
+//! Unlike bbolt's `func(*Tx) error`, a function may borrow from its caller's stack and return
+//! a value: the caller stays inside `batch` until no other thread can reach its function (see
+//! [`Call`]), the way scoped threads borrow.
 
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::mpsc;
-use std::sync::{Arc, Condvar, Mutex};
+use std::sync::{Condvar, Mutex};
 use std::time::Instant;
 
 use crate::db::Db;
 use crate::error::{Error, Result};
 use crate::tx::Tx;
 
-/// A function queued in a batch.
-pub type BatchFn = Arc<dyn Fn(&Tx) -> Result<()> + Send + Sync>;
+/// A queued function with its type (and its result type) erased: it runs the caller's
+/// function and keeps the value in the caller's slot.
+type ErasedFn = dyn Fn(&Tx) -> Result<()> + Sync;
 
 enum Outcome {
     Done(Result<()>),
     RetrySolo,
 }
 
+/// One caller's function in a group, run by the group's leader (maybe on another thread).
+///
+/// `f` points into the calling thread's stack frame, which lives until that caller's
+/// `rx.recv()` in [`Db::batch`] returns. That happens only after `reply` sent an outcome
+/// (after the leader's last call of `f`) or was dropped with the `Call`: `f` is never used
+/// after either, so it is never used after the frame is gone.
 struct Call {
-    f: BatchFn,
+    f: *const ErasedFn,
     reply: mpsc::Sender<Outcome>,
+}
+
+// SAFETY: the pointee is `Sync` (so calling it from the leader's thread through a shared
+// reference is allowed) and outlives every use of the pointer (see `Call`).
+unsafe impl Send for Call {}
+
+impl Call {
+    fn run(&self, tx: &Tx) -> Result<()> {
+        // SAFETY: the caller that owns the pointee is blocked in `batch` until this `Call`
+        // has sent its outcome or is dropped (see `Call`), so the pointee is alive here.
+        let f = unsafe { &*self.f };
+        f(tx)
+    }
 }
 
 #[derive(Default)]
@@ -75,22 +99,38 @@ fn duplicate(e: &Error) -> Error {
 
 impl Db {
     /// Runs `f` in a write transaction shared with other concurrent `batch` callers (group
-    /// commit). Returns after the shared transaction committed. `f` may be called more than
-    /// once and must be idempotent. With `max_batch_size == 0` this is [`Db::update`].
+    /// commit) and returns its value once the shared transaction committed. `f` may be
+    /// called more than once (on any thread taking part in the batch) and must be
+    /// idempotent; the value returned is the one from the run that was committed. `f` may
+    /// borrow from the caller. With `max_batch_size == 0` this is [`Db::update`].
     ///
     /// The first caller of a group waits for others up to `max_batch_delay` or until
     /// `max_batch_size` have joined, as in bbolt, but no longer than until every caller
     /// currently inside `batch` has joined: a lone caller runs at once.
-    pub fn batch<F>(&self, f: F) -> Result<()>
+    ///
+    /// Errors: `f`'s own error (after it is retried alone, as bbolt does), or the commit's
+    /// error.
+    pub fn batch<F, T>(&self, f: F) -> Result<T>
     where
-        F: Fn(&Tx) -> Result<()> + Send + Sync + 'static,
+        F: Fn(&Tx) -> Result<T> + Sync,
+        T: Send,
     {
         let opts = self.options();
         let (max, delay) = (opts.max_batch_size, opts.max_batch_delay);
         if max == 0 {
             return self.update(|tx| f(tx));
         }
-        let f: BatchFn = Arc::new(f);
+        let slot: Mutex<Option<T>> = Mutex::new(None);
+        let run = |tx: &Tx| -> Result<()> {
+            let v = f(tx)?;
+            *slot.lock().unwrap_or_else(|e| e.into_inner()) = Some(v);
+            Ok(())
+        };
+        let short: *const (dyn Fn(&Tx) -> Result<()> + Sync + '_) = &run;
+        // SAFETY: only the pointee's lifetime bound changes (same vtable and layout); the
+        // pointer is used only while this frame is alive (see `Call`): this function does
+        // not return before `rx.recv()` below does.
+        let erased: *const ErasedFn = unsafe { std::mem::transmute(short) };
         let (tx, rx) = mpsc::channel();
         let b = &self.shared.batch;
         b.active.fetch_add(1, Ordering::AcqRel);
@@ -100,7 +140,7 @@ impl Db {
             match pending.as_mut() {
                 Some(g) if g.calls.len() < max => {
                     g.calls.push(Call {
-                        f: f.clone(),
+                        f: erased,
                         reply: tx,
                     });
                     b.full.notify_all();
@@ -112,7 +152,7 @@ impl Db {
                     // A full group left behind is run by its own leader; start a new one.
                     let old = pending.replace(Group {
                         calls: vec![Call {
-                            f: f.clone(),
+                            f: erased,
                             reply: tx,
                         }],
                         id: *id,
@@ -163,7 +203,12 @@ impl Db {
             self.run_group(group.calls);
         }
         match rx.recv() {
-            Ok(Outcome::Done(r)) => r,
+            Ok(Outcome::Done(r)) => {
+                r?;
+                slot.into_inner()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .ok_or_else(|| Error::Callback("batch function left no result".into()))
+            }
             Ok(Outcome::RetrySolo) | Err(_) => self.update(|tx| f(tx)),
         }
     }
@@ -173,7 +218,7 @@ impl Db {
             let mut failed: Option<usize> = None;
             let res = self.update(|tx| {
                 for (i, c) in calls.iter().enumerate() {
-                    let r = catch_unwind(AssertUnwindSafe(|| (c.f)(tx)));
+                    let r = catch_unwind(AssertUnwindSafe(|| c.run(tx)));
                     match r {
                         Ok(Ok(())) => {}
                         Ok(Err(e)) => {

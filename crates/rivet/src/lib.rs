@@ -94,7 +94,6 @@ pub mod storage;
 mod tree;
 mod tx;
 
-pub use batch::BatchFn;
 pub use bucket::{Bucket, DEFAULT_FILL_PERCENT};
 pub use check::Problem;
 pub use compact::{compact, CompactStats};

@@ -245,6 +245,76 @@ fn a_lone_batch_caller_does_not_wait_for_the_delay() {
     .unwrap();
 }
 
+/// `batch` functions may borrow from their caller and return a value (issue 13, kind 6):
+/// four scoped threads share batches, each function reads a borrowed table, returns the
+/// bucket's sequence it took, and a function that fails once is retried alone and still
+/// gets its own value back.
+#[test]
+fn batch_functions_borrow_and_return_values() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = Db::open(
+        dir.path().join("borrow.db"),
+        Options {
+            no_sync: true,
+            ..Options::default()
+        },
+    )
+    .unwrap();
+    db.update(|tx| tx.create_bucket(b"b").map(|_| ())).unwrap();
+    // Borrowed, not moved: lives on this stack frame.
+    let names: Vec<Vec<u8>> = (0..200u32)
+        .map(|i| format!("k{i:03}").into_bytes())
+        .collect();
+    let failures = std::sync::atomic::AtomicUsize::new(0);
+    let barrier = Barrier::new(4);
+    let taken: Vec<Vec<u64>> = std::thread::scope(|s| {
+        let handles: Vec<_> = (0..4usize)
+            .map(|t| {
+                let (db, names, failures, barrier) = (&db, &names, &failures, &barrier);
+                s.spawn(move || {
+                    barrier.wait();
+                    let mut mine = Vec::new();
+                    for name in names.iter().skip(t).step_by(4) {
+                        let seq = db
+                            .batch(|tx| {
+                                let b = tx.bucket(b"b")?.expect("bucket b");
+                                // One function in 20 fails on its first run (in the group).
+                                if name.ends_with(b"7")
+                                    && failures.fetch_add(1, Ordering::SeqCst) % 2 == 0
+                                {
+                                    return Err(Error::Callback("first run fails".into()));
+                                }
+                                let seq = b.next_sequence()?;
+                                b.put(name, &seq.to_be_bytes())?;
+                                Ok(seq)
+                            })
+                            .unwrap();
+                        mine.push(seq);
+                    }
+                    mine
+                })
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    // Every function got the sequence number its committed run stored.
+    let mut all: Vec<u64> = taken.iter().flatten().copied().collect();
+    all.sort_unstable();
+    assert_eq!(all.len(), 200);
+    all.dedup();
+    assert_eq!(all.len(), 200, "two callers got the same sequence number");
+    db.view(|tx| {
+        let b = tx.bucket(b"b")?.unwrap();
+        for (t, mine) in taken.iter().enumerate() {
+            for (name, seq) in names.iter().skip(t).step_by(4).zip(mine) {
+                assert_eq!(b.get(name)?, Some(&seq.to_be_bytes()[..]), "{name:?}");
+            }
+        }
+        Ok::<_, Error>(())
+    })
+    .unwrap();
+}
+
 /// Writers queue for the write transaction: every waiting writer is woken in turn (the wake
 /// is skipped only when nobody waits), so concurrent updates all apply and nobody hangs.
 #[test]
