@@ -15,6 +15,8 @@ use crate::readers::OpenReaders;
 use crate::storage::{self, FileStorage, LockMode, Mapping, OpenError, Storage};
 use crate::tx::Tx;
 
+/// Default [`Options::shrink_threshold`]: 1 MiB of free pages at the end of the file.
+pub const DEFAULT_SHRINK_THRESHOLD: u64 = 1 << 20;
 /// Default growth step of the file beyond 16 MiB (bbolt's `DefaultAllocSize`).
 pub const DEFAULT_ALLOC_SIZE: u64 = 16 * 1024 * 1024;
 
@@ -37,6 +39,11 @@ pub struct Options {
     pub timeout: Option<Duration>,
     /// Refuse to grow the file beyond this many bytes (0 = no limit).
     pub max_size: u64,
+    /// Give disk space back: when a commit leaves at least this many bytes of free pages at
+    /// the end of the file (pages no open reader can see), the commit lowers the high-water
+    /// mark below them and the file is truncated once the new meta page is durable. 0 never
+    /// shrinks the file (bbolt's behaviour). Default 1 MiB.
+    pub shrink_threshold: u64,
     /// Largest number of calls coalesced into one `batch` transaction (0 disables batching).
     pub max_batch_size: usize,
     /// Longest a `batch` call waits for others to join.
@@ -54,6 +61,7 @@ impl Default for Options {
             page_size: None,
             timeout: None,
             max_size: 0,
+            shrink_threshold: DEFAULT_SHRINK_THRESHOLD,
             max_batch_size: 1000,
             max_batch_delay: Duration::from_millis(10),
         }
@@ -533,7 +541,31 @@ impl Shared {
                 .sync_data()
                 .map_err(|e| self.poison(format!("fdatasync of meta page of {path}: {e}")))?;
         }
+        if meta.pgid < old_hwm {
+            self.shrink(meta, file_size);
+        }
         Ok(new_map)
+    }
+}
+
+impl Shared {
+    /// Cuts the file to the high-water mark of `meta`, which a commit lowered (see
+    /// [`Options::shrink_threshold`]) and which is on disk. The cut pages were free: no
+    /// snapshot can read them, and the older meta page, which still counts them, is
+    /// replaced by the next commit. With `no_sync` the meta page is synced first, so that a
+    /// power cut never leaves a shorter file with only the older meta on disk. The commit
+    /// has happened already: a failure here leaves the file longer, nothing else.
+    fn shrink(&self, meta: &Meta, file_size: u64) {
+        let new_len = meta.pgid * self.page_size as u64;
+        if new_len >= file_size {
+            return;
+        }
+        if self.options.no_sync && self.storage.sync_data().is_err() {
+            return;
+        }
+        if self.storage.set_len(new_len).is_ok() {
+            lock(&self.state).file_size = new_len;
+        }
     }
 }
 

@@ -139,6 +139,18 @@ impl Freelist {
         }
     }
 
+    /// Removes the free span that ends at the high-water mark `hwm` when it is at least
+    /// `min` pages long, and returns its first page (the new high-water mark). Only free
+    /// pages count: pending ones may still be read by an open snapshot.
+    pub fn take_tail(&mut self, hwm: Pgid, min: u64) -> Option<Pgid> {
+        let (&start, &len) = self.spans.range(..hwm).next_back()?;
+        if start + len != hwm || len < min.max(1) {
+            return None;
+        }
+        self.remove_span(start, len);
+        Some(start)
+    }
+
     /// Length of the longest free span (0 when nothing is free).
     pub fn longest_span(&self) -> u64 {
         self.by_size.last().map_or(0, |&(l, _)| l)

@@ -98,7 +98,7 @@ pub use bucket::{Bucket, DEFAULT_FILL_PERCENT};
 pub use check::Problem;
 pub use compact::{compact, CompactStats};
 pub use cursor::{Cursor, Entry, Iter};
-pub use db::{Db, DbStats, Options, DEFAULT_ALLOC_SIZE};
+pub use db::{Db, DbStats, Options, DEFAULT_ALLOC_SIZE, DEFAULT_SHRINK_THRESHOLD};
 pub use error::{Error, Result};
 pub use stats::BucketStats;
 pub use tx::{Tx, TxStats};

@@ -347,8 +347,10 @@ impl Tx {
                 let (h, _) = self.reader().run(meta.freelist)?;
                 pa.fl.free(txid, meta.freelist, u64::from(h.overflow) + 1);
             }
+            let shrink_pages = self.shared.options.shrink_threshold.div_ceil(ps as u64);
             if self.shared.options.no_freelist_sync {
                 pa.end_reservations();
+                pa.trim_tail(shrink_pages);
                 meta.freelist = PGID_NO_FREELIST;
             } else {
                 // Sized for the worst case: every still-reserved page returned to the free set.
@@ -357,6 +359,7 @@ impl Tx {
                 // The freelist is rewritten by every commit: a hot page.
                 let p = pa.allocate(n, true);
                 pa.end_reservations();
+                pa.trim_tail(shrink_pages);
                 let ids = pa.fl.all_ids();
                 let mut buf = vec![0u8; n as usize * ps];
                 format::write_freelist(&mut buf, p, (n - 1) as u32, &ids);
@@ -366,6 +369,7 @@ impl Tx {
             Ok(())
         })();
         if let Err(e) = spilled {
+            pa.undo_trim();
             pa.abandon_reservations();
             self.state.borrow_mut().freelist = Some(pa.fl);
             return Err((e, pa.allocated));
@@ -379,6 +383,7 @@ impl Tx {
         let new_map = match self.shared.write_commit(&meta, self.meta.pgid, rest) {
             Ok(m) => m,
             Err(e) => {
+                pa.undo_trim();
                 self.state.borrow_mut().freelist = Some(pa.fl);
                 return Err((e, pa.allocated));
             }
@@ -579,6 +584,8 @@ struct PageAllocator {
     all: Option<(Pgid, Pgid)>,
     /// The unused part `next..end` of the hot-page reservation.
     hot: Option<(Pgid, Pgid)>,
+    /// Free pages `start..end` at the top of the file that this commit gives back.
+    trimmed: Option<(Pgid, Pgid)>,
 }
 
 impl PageAllocator {
@@ -592,6 +599,28 @@ impl PageAllocator {
             allocated: Vec::new(),
             all: None,
             hot: None,
+            trimmed: None,
+        }
+    }
+
+    /// Lowers the high-water mark below the free span at the top of the file when it holds
+    /// at least `min` pages (0 = never): the file gives those pages back (see
+    /// [`crate::Options::shrink_threshold`]).
+    fn trim_tail(&mut self, min: u64) {
+        if min == 0 {
+            return;
+        }
+        if let Some(start) = self.fl.take_tail(self.hwm, min) {
+            self.trimmed = Some((start, self.hwm));
+            self.hwm = start;
+        }
+    }
+
+    /// Puts the pages [`PageAllocator::trim_tail`] took back when the commit fails.
+    fn undo_trim(&mut self) {
+        if let Some((start, end)) = self.trimmed.take() {
+            self.fl.give_back(start, end - start);
+            self.hwm = end;
         }
     }
 

@@ -567,7 +567,11 @@ fn corrupted_pages_are_errors_not_panics() {
 #[test]
 fn huge_freelist_uses_the_count_overflow_rule() {
     let (_d, p) = tmp();
-    let opts = small_pages();
+    // Keep the freed pages in the freelist (no shrinking): the subject is its format.
+    let opts = Options {
+        shrink_threshold: 0,
+        ..small_pages()
+    };
     {
         let db = Db::open(&p, opts.clone()).unwrap();
         db.update(|tx| {
@@ -991,4 +995,127 @@ fn get_on_corrupt_pages_names_the_page() {
     let mut bad = clean.clone();
     bad[at(leaf)..at(leaf) + 8].copy_from_slice(&(leaf + 1).to_le_bytes());
     expect_corrupt(get0(&bad), leaf, "header says id");
+}
+
+/// Sizes of the file and its high-water mark in pages.
+fn file_pages(p: &std::path::Path, db: &Db) -> (u64, u64) {
+    let len = std::fs::metadata(p).unwrap().len();
+    let hwm = db.view(|tx| Ok::<_, Error>(tx.size())).unwrap() / db.page_size() as u64;
+    (len / db.page_size() as u64, hwm)
+}
+
+/// Deleting data gives disk space back without compaction (issue 12, item 6): the free
+/// pages at the end of the file are cut off once no reader can see them (two commits after
+/// the delete when nobody reads: the delete's own freelist page is on top), the file stays
+/// clean, survives reopening, and a reader that still sees the deleted data keeps reading
+/// it until it closes (the space comes back after that).
+#[test]
+fn deleted_data_gives_disk_space_back() {
+    let (_d, p) = tmp();
+    let db = Db::open(&p, fast()).unwrap();
+    db.update(|tx| tx.create_bucket(b"keep")?.put(b"k", b"v"))
+        .unwrap();
+    db.update(|tx| {
+        let b = tx.create_bucket(b"big")?;
+        for i in 0..4000u32 {
+            b.put(&i.to_be_bytes(), &[9u8; 5000])?;
+        }
+        Ok::<_, Error>(())
+    })
+    .unwrap();
+    let (full, _) = file_pages(&p, &db);
+    assert!(full > 4000, "{full} pages");
+
+    // A reader on the full snapshot pins the pages: nothing is cut while it lives.
+    let reader = db.begin_read().unwrap();
+    db.update(|tx| tx.delete_bucket(b"big")).unwrap();
+    for i in 0..3u8 {
+        db.update(|tx| tx.bucket(b"keep")?.unwrap().put(b"n", &[i]))
+            .unwrap();
+    }
+    let (pinned, _) = file_pages(&p, &db);
+    assert!(
+        pinned >= full,
+        "cut while a reader could see the pages: {pinned} < {full}"
+    );
+    let big = reader
+        .bucket(b"big")
+        .unwrap()
+        .expect("the reader still sees big");
+    assert_eq!(big.iter().count(), 4000);
+    assert_eq!(
+        big.get(&3999u32.to_be_bytes()).unwrap(),
+        Some(&[9u8; 5000][..])
+    );
+    drop(reader);
+
+    // The next commit releases the pages; the pages at the very top (the freelist the
+    // delete wrote) are released one commit later, and then the file is cut to its
+    // high-water mark.
+    for _ in 0..2 {
+        db.update(|tx| tx.bucket(b"keep")?.unwrap().put(b"n", b"after"))
+            .unwrap();
+    }
+    let (len, hwm) = file_pages(&p, &db);
+    assert!(len < full / 10, "file not cut: {len} of {full} pages");
+    assert_eq!(len, hwm, "file length is the high-water mark");
+    assert!(db.check().unwrap().is_empty());
+    drop(db);
+
+    let db = Db::open(&p, fast()).unwrap();
+    assert!(db.check().unwrap().is_empty());
+    db.view(|tx| {
+        let keep = tx.bucket(b"keep")?.unwrap();
+        assert_eq!(keep.get(b"k")?, Some(&b"v"[..]));
+        assert_eq!(keep.get(b"n")?, Some(&b"after"[..]));
+        assert!(tx.bucket(b"big")?.is_none());
+        Ok::<_, Error>(())
+    })
+    .unwrap();
+    // It grows again when needed.
+    db.update(|tx| {
+        let b = tx.create_bucket(b"big2")?;
+        for i in 0..1000u32 {
+            b.put(&i.to_be_bytes(), &[3u8; 5000])?;
+        }
+        Ok::<_, Error>(())
+    })
+    .unwrap();
+    assert!(db.check().unwrap().is_empty());
+}
+
+/// `shrink_threshold: 0` keeps bbolt's behaviour (the file never shrinks), and free space
+/// below the threshold is not given back.
+#[test]
+fn shrinking_follows_the_threshold() {
+    for (threshold, shrinks) in [(0u64, false), (1 << 40, false), (1 << 20, true)] {
+        let (_d, p) = tmp();
+        let db = Db::open(
+            &p,
+            Options {
+                shrink_threshold: threshold,
+                ..fast()
+            },
+        )
+        .unwrap();
+        db.update(|tx| {
+            let b = tx.create_bucket(b"big")?;
+            for i in 0..2000u32 {
+                b.put(&i.to_be_bytes(), &[9u8; 5000])?;
+            }
+            Ok::<_, Error>(())
+        })
+        .unwrap();
+        let (full, _) = file_pages(&p, &db);
+        db.update(|tx| tx.delete_bucket(b"big")).unwrap();
+        db.update(|tx| tx.create_bucket(b"x").map(|_| ())).unwrap();
+        db.update(|tx| tx.create_bucket(b"y").map(|_| ())).unwrap();
+        let (len, _) = file_pages(&p, &db);
+        assert_eq!(
+            len < full / 10,
+            shrinks,
+            "threshold {threshold}: {len} of {full} pages"
+        );
+        assert!(db.check().unwrap().is_empty());
+    }
 }

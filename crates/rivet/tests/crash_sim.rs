@@ -3,8 +3,8 @@
 //! **Power loss.** A recording `Storage` shim logs every write (offset and bytes), every
 //! `fdatasync`/`fsync` and every `set_len` while random workloads run (several buckets, nested
 //! buckets, puts, deletes, bucket deletes, empty/small/large commits, overflow values, file
-//! growth and remaps, reopens, rollbacks). For every prefix of the log (every crash point) the
-//! test builds the disk images a power cut could leave: everything before the last sync is
+//! growth and remaps, the file cut back after deletes, reopens, rollbacks). For every prefix
+//! of the log (every crash point) the test builds the disk images a power cut could leave: everything before the last sync is
 //! there; each unsynced write is dropped, applied, applied only in part (torn at 512-byte
 //! sectors) or applied out of order (any subset of sectors); an unsynced `set_len` may or may
 //! not have reached the disk. Each image is written to a file and must open with
@@ -122,6 +122,13 @@ fn sim_options(cfg: &SimCfg) -> Options {
     Options {
         page_size: Some(cfg.page_size),
         no_freelist_sync: cfg.no_freelist_sync,
+        // Odd seeds give back free pages at the end of the file as soon as there are two, so
+        // that the log holds many truncations (and regrowths); even seeds use the default.
+        shrink_threshold: if cfg.seed % 2 == 1 {
+            2 * cfg.page_size as u64
+        } else {
+            rivet::DEFAULT_SHRINK_THRESHOLD
+        },
         ..Options::default()
     }
 }
@@ -219,6 +226,8 @@ struct SimStats {
     distinct_images: u64,
     in_flight_survived: u64,
     violations: u64,
+    /// `set_len` calls that shortened the file (disk space given back).
+    shrinks: u64,
 }
 
 /// What opening an image gave.
@@ -364,7 +373,12 @@ fn simulate(cfg: &SimCfg, dir: &Path, stats: &mut SimStats, lying_disk: bool) {
                     durable[off as usize..end].copy_from_slice(&data);
                 }
             }
-            Ev::SetLen(l) => pending_len = Some(*l),
+            Ev::SetLen(l) => {
+                if *l < pending_len.unwrap_or(durable.len() as u64) {
+                    stats.shrinks += 1;
+                }
+                pending_len = Some(*l);
+            }
             Ev::Begin(t) => in_flight = Some(*t),
             Ev::Ack(t) => {
                 last_ack = Some(*t);
@@ -546,24 +560,27 @@ fn power_loss_at_every_crash_point() {
                 t.images += st.images;
                 t.distinct_images += st.distinct_images;
                 t.in_flight_survived += st.in_flight_survived;
+                t.shrinks += st.shrinks;
             });
         }
     });
     let t = total.into_inner().unwrap();
     println!(
         "crash_sim: {} workloads, {} crash points, {} crash images checked ({} distinct images \
-         opened), {} images where the in-flight commit survived, {:.1}s",
+         opened), {} images where the in-flight commit survived, {} file truncations, {:.1}s",
         cfgs.len(),
         t.crash_points,
         t.images,
         t.distinct_images,
         t.in_flight_survived,
+        t.shrinks,
         start.elapsed().as_secs_f64()
     );
     assert!(
         t.in_flight_survived > 0,
         "some crash images must hold the in-flight commit"
     );
+    assert!(t.shrinks > 0, "the workloads must give disk space back");
     if thorough() {
         assert!(
             t.images >= 10_000,

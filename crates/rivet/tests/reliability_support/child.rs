@@ -127,6 +127,9 @@ pub fn run_crash_child(path: &Path, seed: u64, limit: Option<u64>) {
         path,
         Options {
             page_size: Some(CHILD_PAGE_SIZE),
+            // Give back free pages at the end of the file as soon as there are two: kills
+            // then also land around file truncations.
+            shrink_threshold: 2 * CHILD_PAGE_SIZE as u64,
             ..Options::default()
         },
     )
