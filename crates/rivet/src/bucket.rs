@@ -138,6 +138,15 @@ impl<'tx> Bucket<'tx> {
         self.put_stashed(k, v)
     }
 
+    /// Online compaction: moves the nodes on the path to the leaf holding `key` to new pages
+    /// at commit and packs them with their right-hand siblings up to `limit` bytes (see
+    /// [`crate::tree::TreeMut::pack`]). Returns the nodes absorbed.
+    pub(crate) fn pack_at(&self, key: &[u8], limit: Option<usize>) -> Result<usize> {
+        self.writable()?;
+        self.tx
+            .with_tree(self.id, |tm, root| tm.pack(root, key, limit))
+    }
+
     /// Stores `value` under `key` like [`Bucket::put`], optimised for keys arriving in
     /// ascending order (bulk loads, imports, compaction): a key greater than every key in the
     /// bucket goes straight to the rightmost leaf, and full pages are left completely full

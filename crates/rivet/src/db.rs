@@ -474,11 +474,11 @@ impl Shared {
             if target > file_size {
                 // bbolt's growth rule: small files grow to the mapping size, larger ones by
                 // 16 MiB beyond what is needed.
-                let need_map = if target >= map_len {
-                    storage::mmap_size(target, ps).unwrap_or(target)
-                } else {
-                    map_len
-                };
+                // (The mapping may be larger than the file needs after the file was cut
+                // back: grow by the rule for the size needed, not to the old mapping.)
+                let need_map = storage::mmap_size(target, ps)
+                    .unwrap_or(target)
+                    .min(map_len.max(target));
                 let new_size = if need_map <= DEFAULT_ALLOC_SIZE {
                     need_map
                 } else {
@@ -555,7 +555,7 @@ impl Shared {
     /// replaced by the next commit. With `no_sync` the meta page is synced first, so that a
     /// power cut never leaves a shorter file with only the older meta on disk. The commit
     /// has happened already: a failure here leaves the file longer, nothing else.
-    fn shrink(&self, meta: &Meta, file_size: u64) {
+    pub(crate) fn shrink(&self, meta: &Meta, file_size: u64) {
         let new_len = meta.pgid * self.page_size as u64;
         if new_len >= file_size {
             return;

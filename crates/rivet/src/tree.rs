@@ -558,6 +558,121 @@ impl<'a, 'r> TreeMut<'a, 'r> {
         Err(too_deep(*root))
     }
 
+    /// Online compaction's step: materialises the path from the root to the leaf that holds
+    /// `key` (so those nodes move to newly allocated pages at commit). With a `limit`, it then
+    /// packs, bottom-up, each node of the path and every sibling to its right under the same
+    /// parent: each node takes entries from the next (the whole next node when it fits) until
+    /// it holds `limit` bytes, as copy-compaction's full pages do. The content is unchanged.
+    /// Returns the number of nodes that disappeared into a neighbour.
+    pub(crate) fn pack(
+        &mut self,
+        root: &mut NodeRef,
+        key: &[u8],
+        limit: Option<usize>,
+    ) -> Result<usize> {
+        let path = self.descend(root, key)?;
+        let Some(limit) = limit else {
+            return Ok(0);
+        };
+        let mut absorbed = 0;
+        for level in (1..path.len()).rev() {
+            let (parent, mut idx) = path[level - 1];
+            let mut cur = path[level].0;
+            loop {
+                let next = match &self.nodes[parent] {
+                    Node::Branch(pe) if idx + 1 < pe.len() => pe[idx + 1].child,
+                    _ => break,
+                };
+                let sib = self.materialize(next)?;
+                let same_kind = self.nodes[cur].is_leaf() == self.nodes[sib].is_leaf();
+                let whole = same_kind
+                    && self.nodes[cur].size() + self.nodes[sib].size() - PAGE_HEADER_SIZE <= limit
+                    && self.nodes[cur].len() + self.nodes[sib].len() <= MAX_PAGE_ENTRIES;
+                if whole {
+                    let moved = std::mem::replace(&mut self.nodes[sib], Node::Leaf(Vec::new()));
+                    match (&mut self.nodes[cur], moved) {
+                        (Node::Leaf(l), Node::Leaf(r)) => l.extend(r),
+                        (Node::Branch(l), Node::Branch(r)) => l.extend(r),
+                        _ => unreachable!("kinds compared above"),
+                    }
+                    if let Node::Branch(pe) = &mut self.nodes[parent] {
+                        pe.remove(idx + 1);
+                    }
+                    absorbed += 1;
+                    continue;
+                }
+                // Not whole: fill this node from the sibling's first entries, point the parent
+                // at the sibling's copy (its new first key is the separator), go on from it.
+                let moved = if same_kind {
+                    self.fill_from(cur, sib, limit)
+                } else {
+                    0
+                };
+                let first = match &self.nodes[sib] {
+                    Node::Leaf(e) => e.first().map(|x| x.key),
+                    Node::Branch(e) => e.first().map(|x| x.key),
+                };
+                if let Node::Branch(pe) = &mut self.nodes[parent] {
+                    pe[idx + 1].child = NodeRef::Dirty(sib);
+                    if let (true, Some(k)) = (moved > 0, first) {
+                        pe[idx + 1].key = k;
+                    }
+                }
+                cur = sib;
+                idx += 1;
+            }
+        }
+        // A root branch left with one child hands the root to it.
+        while let NodeRef::Dirty(rid) = *root {
+            match &self.nodes[rid] {
+                Node::Branch(e) if e.len() == 1 => *root = e[0].child,
+                _ => break,
+            }
+        }
+        Ok(absorbed)
+    }
+
+    /// Moves the leading entries of node `from` to the end of node `to` (same kind) while `to`
+    /// stays within `limit` bytes, keeping at least one entry in `from`. Returns how many
+    /// moved.
+    fn fill_from(&mut self, to: NodeId, from: NodeId, limit: usize) -> usize {
+        let mut room = limit.saturating_sub(self.nodes[to].size());
+        let mut slots = MAX_PAGE_ENTRIES.saturating_sub(self.nodes[to].len());
+        let sizes: Vec<usize> = match &self.nodes[from] {
+            Node::Leaf(e) => e
+                .iter()
+                .map(|x| ELEMENT_SIZE + x.key.len() + x.value.len())
+                .collect(),
+            Node::Branch(e) => e.iter().map(|x| ELEMENT_SIZE + x.key.len()).collect(),
+        };
+        let mut n = 0;
+        for sz in sizes.iter().take(sizes.len().saturating_sub(1)) {
+            if *sz > room || slots == 0 {
+                break;
+            }
+            room -= sz;
+            slots -= 1;
+            n += 1;
+        }
+        if n == 0 {
+            return 0;
+        }
+        let taken = std::mem::replace(&mut self.nodes[from], Node::Leaf(Vec::new()));
+        let rest = match (&mut self.nodes[to], taken) {
+            (Node::Leaf(l), Node::Leaf(mut r)) => {
+                l.extend(r.drain(..n));
+                Node::Leaf(r)
+            }
+            (Node::Branch(l), Node::Branch(mut r)) => {
+                l.extend(r.drain(..n));
+                Node::Branch(r)
+            }
+            (_, other) => other,
+        };
+        self.nodes[from] = rest;
+        n
+    }
+
     /// Inserts or replaces `key`. `check` sees the flags of an existing entry first and may
     /// refuse the write. Returns whether the key existed.
     pub(crate) fn put(

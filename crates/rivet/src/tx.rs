@@ -83,6 +83,9 @@ pub struct Tx {
     pub(crate) arena: Bump,
     done: Cell<bool>,
     stats: Cell<TxStats>,
+    /// Overrides `Options::shrink_threshold` for this commit, in pages (online compaction
+    /// gives back every free page at the end of the file).
+    pub(crate) shrink_pages: Cell<Option<u64>>,
 }
 
 // SAFETY: the raw pointers inside `state` point into `map` (kept alive by the Arc this struct
@@ -128,7 +131,20 @@ impl Tx {
             arena: Bump::new(),
             done: Cell::new(false),
             stats: Cell::new(TxStats::default()),
+            shrink_pages: Cell::new(None),
         }
+    }
+
+    /// Free pages, pending pages and the longest free span of a write transaction's
+    /// freelist (zeros for a read transaction).
+    pub(crate) fn free_and_pending(&self) -> (u64, u64, u64) {
+        self.state
+            .borrow()
+            .freelist
+            .as_ref()
+            .map_or((0, 0, 0), |fl| {
+                (fl.free_count(), fl.pending_count(), fl.longest_span())
+            })
     }
 
     /// The transaction id: the snapshot's txid for a read transaction, the txid this commit
@@ -347,7 +363,10 @@ impl Tx {
                 let (h, _) = self.reader().run(meta.freelist)?;
                 pa.fl.free(txid, meta.freelist, u64::from(h.overflow) + 1);
             }
-            let shrink_pages = self.shared.options.shrink_threshold.div_ceil(ps as u64);
+            let shrink_pages = self
+                .shrink_pages
+                .get()
+                .unwrap_or_else(|| self.shared.options.shrink_threshold.div_ceil(ps as u64));
             if self.shared.options.no_freelist_sync {
                 pa.end_reservations();
                 pa.trim_tail(shrink_pages);
