@@ -3,6 +3,9 @@
 //! file, checks it, and verifies that it holds every acknowledged commit and exactly the
 //! state after the last acknowledged commit or after the one in flight. The same file is
 //! reused across all kills, so every child also starts on a file left by a killed process.
+//! Every 16th commit the child also runs an online compaction (`Db::compact_in_place`),
+//! whose commits keep the content, and gives back free pages at the end of the file as soon
+//! as there are two, so kills land in both.
 //!
 //! The child is this test binary re-run with `RIVET_CHILD_ROLE=crash ...` (see
 //! `reliability_support::child`); `examples/crash_child.rs` runs the same code by hand.

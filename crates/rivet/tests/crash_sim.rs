@@ -3,7 +3,8 @@
 //! **Power loss.** A recording `Storage` shim logs every write (offset and bytes), every
 //! `fdatasync`/`fsync` and every `set_len` while random workloads run (several buckets, nested
 //! buckets, puts, deletes, bucket deletes, empty/small/large commits, overflow values, file
-//! growth and remaps, the file cut back after deletes, reopens, rollbacks). For every prefix
+//! growth and remaps, the file cut back after deletes, online compactions
+//! (`Db::compact_in_place`), reopens, rollbacks). For every prefix
 //! of the log (every crash point) the test builds the disk images a power cut could leave: everything before the last sync is
 //! there; each unsynced write is dropped, applied, applied only in part (torn at 512-byte
 //! sectors) or applied out of order (any subset of sectors); an unsynced `set_len` may or may
@@ -37,6 +38,8 @@ use rivet::storage::{FileStorage, LockMode, Mapping, Storage};
 use rivet::{Db, Error, Options};
 
 const SECTOR: usize = 512;
+/// Online compactions (`Db::compact_in_place`) the recorded workloads ran.
+static COMPACTIONS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
 
 fn open_file_storage(path: &Path) -> FileStorage {
     FileStorage::open(
@@ -162,6 +165,25 @@ fn record_workload(cfg: &SimCfg, dir: &Path) -> (Vec<Ev>, BTreeMap<u64, MBucket>
             let (txid, m) = dump_db(&db).unwrap();
             assert_eq!(m, model, "reopen changed the content");
             assert_eq!(Some(&m), states.get(&txid));
+            continue;
+        }
+        if commits > 3 && rng.chance(1, 10) {
+            // Online compaction: rounds of commits that keep the content.
+            let txid_now = |db: &Db| db.view(|tx| Ok::<_, Error>(tx.id())).unwrap();
+            let t0 = txid_now(&db);
+            log.lock().unwrap().push(Ev::Begin(t0 + 1));
+            db.compact_in_place(4, |_| {
+                let t = txid_now(&db);
+                let mut l = log.lock().unwrap();
+                l.push(Ev::Ack(t));
+                l.push(Ev::Begin(t + 1));
+            })
+            .unwrap();
+            for t in t0 + 1..=txid_now(&db) + 1 {
+                states.insert(t, model.clone());
+            }
+            COMPACTIONS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            commits += 1;
             continue;
         }
         let size = TxSize::random(&mut rng);
@@ -581,6 +603,9 @@ fn power_loss_at_every_crash_point() {
         "some crash images must hold the in-flight commit"
     );
     assert!(t.shrinks > 0, "the workloads must give disk space back");
+    let compactions = COMPACTIONS.load(std::sync::atomic::Ordering::Relaxed);
+    println!("crash_sim: {compactions} online compactions in the workloads");
+    assert!(compactions > 0, "the workloads must run online compactions");
     if thorough() {
         assert!(
             t.images >= 10_000,

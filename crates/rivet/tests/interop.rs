@@ -608,6 +608,58 @@ fn shrunk_file_checks_clean_in_go() {
     check_with_go(&peer, &path, &model, &format!("{ctx}: after Go modify"));
 }
 
+/// A file compacted in place (`Db::compact_in_place`: leaves moved and packed, the file cut)
+/// is a valid bbolt file: Go checks it clean, dumps the same content and writes to it.
+#[test]
+fn file_compacted_in_place_checks_clean_in_go() {
+    let peer = require_peer!();
+    let ctx = "Rust->Go compacted in place page-size=4096";
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("in-place.db");
+    let mut model = Model::default();
+    {
+        let db = create(&path, 4096, false);
+        let mut rng = Rng::new(21);
+        update(&db, &mut model, |o| {
+            o.create_bucket(p!["data"]);
+            o.create_bucket(p!["data", "nested"]);
+            for i in 0..6000u32 {
+                let v = rng.bytes(20 + (i as usize * 13) % 400);
+                o.put(
+                    p!["data"],
+                    format!("k{:07}", (i * 7919) % 6000).as_bytes(),
+                    &v,
+                );
+                if i % 5 == 0 {
+                    o.put(p!["data", "nested"], &i.to_be_bytes(), &v);
+                }
+            }
+        });
+        update(&db, &mut model, |o| {
+            for i in 0..6000u32 {
+                if rng.below(10) < 8 {
+                    o.delete(p!["data"], format!("k{i:07}").as_bytes());
+                    if i % 5 == 0 {
+                        o.delete(p!["data", "nested"], &i.to_be_bytes());
+                    }
+                }
+            }
+        });
+        let before = std::fs::metadata(&path).unwrap().len();
+        let done = db.compact_in_place(64, |_| {}).unwrap();
+        assert!(
+            done.file_bytes < before / 2,
+            "{ctx}: {before} -> {} bytes",
+            done.file_bytes
+        );
+        assert_rivet_clean(&db, ctx);
+    }
+    check_with_go(&peer, &path, &model, &format!("{ctx}: after compaction"));
+    peer.modify(&path, &[]);
+    model.apply_go_modify();
+    check_with_go(&peer, &path, &model, &format!("{ctx}: after Go modify"));
+}
+
 // ------------------------------------------------------------------------------------------
 // Rivet modifies Go files
 
