@@ -21,6 +21,7 @@
 //! at one page). Passes over all buckets repeat until one finds nothing to do.
 
 use std::collections::VecDeque;
+use std::sync::atomic::Ordering;
 
 use crate::bucket::Bucket;
 use crate::db::Db;
@@ -225,6 +226,22 @@ fn open_path<'tx>(tx: &'tx Tx, path: &[Vec<u8>]) -> Result<Option<Bucket<'tx>>> 
     Ok(Some(b))
 }
 
+/// Counts a running compaction for as long as it lives.
+struct LowFirst<'a>(&'a Db);
+
+impl<'a> LowFirst<'a> {
+    fn new(db: &'a Db) -> LowFirst<'a> {
+        db.shared.compacting.fetch_add(1, Ordering::Relaxed);
+        LowFirst(db)
+    }
+}
+
+impl Drop for LowFirst<'_> {
+    fn drop(&mut self) {
+        self.0.shared.compacting.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
 /// The compaction's position between rounds.
 struct Position {
     /// Buckets still to visit in this pass (paths from the root).
@@ -264,6 +281,8 @@ impl Db {
     ) -> Result<InPlaceProgress> {
         let page_size = self.page_size();
         let budget = max_tx_pages.max(1);
+        // Every writer's commit places its pages low while this runs (see `Shared`).
+        let _low = LowFirst::new(self);
         let mut p = InPlaceProgress {
             start_bytes: self.shared.file_size(),
             ..InPlaceProgress::default()

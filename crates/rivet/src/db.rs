@@ -108,6 +108,9 @@ pub(crate) struct Shared {
     /// Set after a failed sync: writes are refused from then on.
     poisoned: Mutex<Option<String>>,
     pub(crate) batch: crate::batch::Batcher,
+    /// Online compactions running: while any does, every commit places its pages as low in
+    /// the file as it can (see [`Db::compact_in_place`]).
+    pub(crate) compacting: std::sync::atomic::AtomicUsize,
 }
 
 pub(crate) struct State {
@@ -219,6 +222,7 @@ impl Db {
             freelist: Mutex::new(None),
             poisoned: Mutex::new(None),
             batch: crate::batch::Batcher::default(),
+            compacting: std::sync::atomic::AtomicUsize::new(0),
             options,
         });
         let db = Db { shared };

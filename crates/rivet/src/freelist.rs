@@ -132,6 +132,20 @@ impl Freelist {
         Some(start)
     }
 
+    /// Like [`Freelist::reserve`], but a run comes from the lowest span that holds it (first
+    /// fit by address, O(spans)): online compaction fills the start of the file first.
+    pub fn reserve_low(&mut self, n: u64) -> Option<Pgid> {
+        if n <= 1 {
+            return self.reserve(n.max(1));
+        }
+        let (&start, &len) = self.spans.iter().find(|(_, &l)| l >= n)?;
+        self.remove_span(start, len);
+        if len > n {
+            self.insert_span(start + n, len - n);
+        }
+        Some(start)
+    }
+
     /// Returns unused reserved pages `start..start+len` to the free set.
     pub fn give_back(&mut self, start: Pgid, len: u64) {
         if len > 0 {

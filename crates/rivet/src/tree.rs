@@ -561,8 +561,9 @@ impl<'a, 'r> TreeMut<'a, 'r> {
     /// Online compaction's step: materialises the path from the root to the leaf that holds
     /// `key` (so those nodes move to newly allocated pages at commit). With a `limit`, it then
     /// packs, bottom-up, each node of the path and every sibling to its right under the same
-    /// parent: each node takes entries from the next (the whole next node when it fits) until
-    /// it holds `limit` bytes, as copy-compaction's full pages do. The content is unchanged.
+    /// parent: each leaf takes entries from the next (the whole next node when it fits) until
+    /// it holds `limit` bytes, as copy-compaction's full pages do, and a branch absorbs the
+    /// next branches that fit whole. The content is unchanged.
     /// Returns the number of nodes that disappeared into a neighbour.
     pub(crate) fn pack(
         &mut self,
@@ -601,9 +602,12 @@ impl<'a, 'r> TreeMut<'a, 'r> {
                     absorbed += 1;
                     continue;
                 }
-                // Not whole: fill this node from the sibling's first entries, point the parent
-                // at the sibling's copy (its new first key is the separator), go on from it.
-                let moved = if same_kind {
+                // Not whole: fill a leaf from the sibling's first entries, point the parent at
+                // the sibling's copy (its new first key is the separator), go on from it.
+                // Branches only merge whole: moving a branch's first children to its left
+                // neighbour would move leaves that a later packing step of the same round
+                // expects under their old parent.
+                let moved = if same_kind && self.nodes[cur].is_leaf() {
                     self.fill_from(cur, sib, limit)
                 } else {
                     0

@@ -83,8 +83,9 @@ pub struct Tx {
     pub(crate) arena: Bump,
     done: Cell<bool>,
     stats: Cell<TxStats>,
-    /// Overrides `Options::shrink_threshold` for this commit, in pages (online compaction
-    /// gives back every free page at the end of the file).
+    /// Overrides `Options::shrink_threshold` for this commit, in pages, and places every
+    /// page as low as possible (online compaction gives back every free page at the end of
+    /// the file).
     pub(crate) shrink_pages: Cell<Option<u64>>,
 }
 
@@ -337,8 +338,18 @@ impl Tx {
             .take()
             .expect("write transaction holds the freelist");
         let file_pages = self.shared.file_size() / ps as u64;
+
+        // Online compaction wants every page as low in the file as it can go: no contiguous
+        // reservations (their best-fit span may lie near the end), lowest free page first.
+        let low_first = self.shrink_pages.get().is_some()
+            || self
+                .shared
+                .compacting
+                .load(std::sync::atomic::Ordering::Relaxed)
+                > 0;
         let mut pa = PageAllocator::new(fl, meta.pgid, txid, file_pages);
-        if let Some(est) = self.estimate_commit_pages(&pa.fl) {
+        pa.low_first = low_first;
+        if let Some(est) = self.estimate_commit_pages(&pa.fl).filter(|_| !low_first) {
             if !pa.reserve_all(est.total) {
                 pa.reserve_hot(est.hot);
             }
@@ -605,6 +616,8 @@ struct PageAllocator {
     hot: Option<(Pgid, Pgid)>,
     /// Free pages `start..end` at the top of the file that this commit gives back.
     trimmed: Option<(Pgid, Pgid)>,
+    /// Runs come from the lowest free span that holds them instead of the best fit.
+    low_first: bool,
 }
 
 impl PageAllocator {
@@ -619,6 +632,7 @@ impl PageAllocator {
             all: None,
             hot: None,
             trimmed: None,
+            low_first: false,
         }
     }
 
@@ -716,9 +730,16 @@ impl PageAllocator {
             }
             _ => None,
         };
+        let low_first = self.low_first;
         let p = take(&mut self.all)
             .or_else(|| if hot { take(&mut self.hot) } else { None })
-            .or_else(|| self.fl.reserve(n))
+            .or_else(|| {
+                if low_first {
+                    self.fl.reserve_low(n)
+                } else {
+                    self.fl.reserve(n)
+                }
+            })
             .unwrap_or_else(|| self.extend(n));
         self.fl.note_allocated(p, self.txid);
         self.allocated.push((p, n));

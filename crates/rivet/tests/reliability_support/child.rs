@@ -164,7 +164,7 @@ pub fn run_crash_child(path: &Path, seed: u64, limit: Option<u64>) {
         out.flush().unwrap();
         // Every 16th commit is followed by an online compaction (commits that keep the
         // content), so kills also land in the middle of one.
-        if n % 16 == 0 {
+        if n.is_multiple_of(16) {
             db.compact_in_place(4, |_| {})
                 .expect("child: compact in place");
         }
