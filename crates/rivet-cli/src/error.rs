@@ -99,7 +99,11 @@ fn one_line(s: String) -> String {
 pub fn db_error(path: &Path, e: rivet::Error) -> CliError {
     let shown = path.display();
     let msg = match e {
-        rivet::Error::Invalid { reason, .. } => format!("{shown}: not a bbolt file: {reason}"),
+        rivet::Error::Invalid { reason, .. } => match crate::raw::why_not_bbolt(path) {
+            // The raw reader tells a truncated file from random bytes.
+            Some(m) => m,
+            None => format!("{shown}: not a bbolt file: {reason}"),
+        },
         rivet::Error::Timeout(_) => {
             format!("{shown}: locked by another process (timed out waiting for the file lock; see --timeout)")
         }

@@ -82,6 +82,9 @@ pub fn revert_meta(t: &Target, timeout: Duration) -> CliResult<u8> {
     with_target(t, timeout, |path| {
         let raw = RawFile::open(path, Access::Write, timeout)?;
         let slots = raw.metas()?;
+        if slots.iter().all(|s| s.problem.is_some()) {
+            return Err(CliError::new(raw.why_unusable(&slots)));
+        }
         if let Some(bad) = slots.iter().find(|s| s.problem.is_some()) {
             return Err(CliError::new(format!(
                 "{}: cannot revert: {}",
@@ -116,12 +119,7 @@ pub fn revert_meta(t: &Target, timeout: Duration) -> CliResult<u8> {
 fn abandon(raw: &RawFile) -> CliResult<Vec<String>> {
     let slots = raw.metas()?;
     if slots.iter().all(|s| s.problem.is_some()) {
-        return Err(CliError::new(format!(
-            "{}: no valid meta page ({}; {})",
-            raw.path().display(),
-            describe(&slots[0]),
-            describe(&slots[1])
-        )));
+        return Err(CliError::new(raw.why_unusable(&slots)));
     }
     let mut lines = Vec::new();
     for s in &slots {

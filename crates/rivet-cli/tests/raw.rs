@@ -1,0 +1,155 @@
+//! Raw inspection works on any bytes (issue 13, kind 3): `pages`, `page`, `dump` and
+//! `surgery meta validate` on truncated, zeroed and random files, overflow continuation
+//! pages, and what the engine-backed commands say about such files.
+
+mod common;
+
+use common::{ok, p, rivet, sample};
+
+/// Deterministic pseudo-random bytes (xorshift).
+fn random_bytes(n: usize) -> Vec<u8> {
+    let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
+    (0..n)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x as u8
+        })
+        .collect()
+}
+
+#[test]
+fn truncated_file_is_reported_as_truncated_and_still_listed() {
+    let (dir, db) = sample();
+    let bytes = std::fs::read(&db).unwrap();
+    let cut = dir.path().join("cut.db");
+    // Meta page 0 and part of meta page 1: both describe more pages than remain.
+    std::fs::write(&cut, &bytes[..6000]).unwrap();
+    for cmd in ["info", "check", "keys"] {
+        let mut args = vec![cmd, p(&cut)];
+        if cmd == "keys" {
+            args.push("widgets");
+        }
+        let r = rivet(&args).expect_error(&format!(
+            "{}: truncated: the file holds 6000 bytes",
+            p(&cut)
+        ));
+        assert!(!r.stderr.contains("not a bbolt file"), "{}", r.stderr);
+    }
+    let r = rivet(&["pages", p(&cut)]).expect(0);
+    assert!(r.out().contains("0        meta"), "{}", r.out());
+    assert!(r.stderr.contains("truncated"), "{}", r.stderr);
+    let r = rivet(&["surgery", "meta", "validate", p(&cut)]).expect(1);
+    assert!(
+        r.out().contains("meta page 0: INVALID: truncated"),
+        "{}",
+        r.out()
+    );
+    assert!(
+        r.out().contains("meta page 1: INVALID: truncated"),
+        "{}",
+        r.out()
+    );
+
+    // Cut off later: the page table stops at the last whole page.
+    let cut2 = dir.path().join("cut2.db");
+    let whole = bytes.len() / 4096;
+    std::fs::write(&cut2, &bytes[..(whole - 2) * 4096 + 100]).unwrap();
+    let r = rivet(&["pages", "--json", p(&cut2)]).expect(0);
+    let v: serde_json::Value = serde_json::from_slice(&r.stdout).unwrap();
+    let last = v["pages"].as_array().unwrap().last().unwrap()["id"]
+        .as_u64()
+        .unwrap();
+    assert!(last < (whole - 2) as u64, "{}", r.out());
+}
+
+#[test]
+fn zeroed_and_random_files_are_shown_page_by_page() {
+    let dir = tempfile::tempdir().unwrap();
+    let zero = dir.path().join("zero.db");
+    std::fs::write(&zero, vec![0u8; 8192]).unwrap();
+    let rnd = dir.path().join("random.db");
+    std::fs::write(&rnd, random_bytes(20_000)).unwrap();
+
+    let r = rivet(&["page", p(&zero), "0"]).expect(0);
+    assert!(
+        r.out().contains("Magic:         0x00000000 (wrong)"),
+        "{}",
+        r.out()
+    );
+    assert!(
+        r.out().contains("Valid:         no: bad magic number"),
+        "{}",
+        r.out()
+    );
+    assert!(r.stderr.contains("assuming 4096 bytes"), "{}", r.stderr);
+
+    let r = rivet(&["dump", p(&rnd), "0"]).expect(0);
+    let out = r.out();
+    assert!(
+        out.starts_with("Page 0 (unknown, 1 page(s), offset 0x0, 4096 bytes)"),
+        "{out}"
+    );
+    assert_eq!(out.lines().count(), 2 + 4096 / 16, "one page of hex: {out}");
+
+    let r = rivet(&["pages", p(&rnd)]).expect(0);
+    assert_eq!(r.out().lines().count(), 2 + 4, "{}", r.out());
+
+    // Each meta page is reported invalid; exit 1, not a failure to open.
+    for f in [&zero, &rnd] {
+        let r = rivet(&["surgery", "meta", "validate", p(f)]).expect(1);
+        let out = r.out();
+        assert!(
+            out.contains("meta page 0: INVALID: bad magic number"),
+            "{out}"
+        );
+        assert!(
+            out.contains("meta page 1: INVALID: bad magic number"),
+            "{out}"
+        );
+        assert!(out.contains("active: none"), "{out}");
+    }
+    // A file too short for the guessed page size still gets both meta pages reported.
+    let tiny = dir.path().join("tiny.db");
+    std::fs::write(&tiny, random_bytes(100)).unwrap();
+    let r = rivet(&["surgery", "meta", "validate", p(&tiny)]).expect(1);
+    assert!(
+        r.out()
+            .contains("meta page 1: INVALID: the file ends at byte 100"),
+        "{}",
+        r.out()
+    );
+
+    // The engine's refusal says it once, without repeating itself.
+    for f in [&zero, &rnd] {
+        let r = rivet(&["info", p(f)]).expect_error(&format!(
+            "{}: not a bbolt file: neither meta page has the bbolt magic number",
+            p(f)
+        ));
+        assert_eq!(r.stderr.matches("bbolt").count(), 2, "{}", r.stderr);
+    }
+}
+
+#[test]
+fn overflow_continuation_page_names_its_run() {
+    let (_dir, db) = sample();
+    let r = rivet(&["pages", "--json", p(&db)]).expect(0);
+    let v: serde_json::Value = serde_json::from_slice(&r.stdout).unwrap();
+    let run = v["pages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["overflow"].as_u64().unwrap_or(0) >= 2)
+        .expect("the sample holds an overflow run");
+    let start = run["id"].as_u64().unwrap();
+    let n = run["overflow"].as_u64().unwrap() + 1;
+    let out = ok(&["page", p(&db), &(start + 2).to_string()]);
+    assert!(
+        out.contains(&format!(
+            "Page type:     overflow (page 3 of {n} in the run of leaf page {start}; no header of its own)"
+        )),
+        "{out}"
+    );
+    assert!(!out.contains("Items:"), "{out}");
+}
