@@ -11,7 +11,9 @@ use rivet::Problem;
 
 use crate::cli::JsonDbArgs;
 use crate::error::{db_error, CliResult, EXIT_OK, EXIT_PROBLEMS};
-use crate::json::Out as J;
+use serde_json::Value;
+
+use crate::json;
 use crate::open::open_read;
 use crate::output::Out;
 use crate::progress::Progress;
@@ -30,19 +32,19 @@ pub fn run(args: &JsonDbArgs, timeout: Duration) -> CliResult<u8> {
         let list = problems
             .iter()
             .map(|p| {
-                J::Object(vec![
-                    ("page", p.page.map(J::U64).unwrap_or(J::Null)),
-                    ("message", J::str(p.message.clone())),
+                json::object(vec![
+                    ("page", p.page.map(Value::from).unwrap_or(Value::Null)),
+                    ("message", Value::from(p.message.clone())),
                 ])
             })
             .collect();
         out.line(
-            J::Object(vec![
-                ("ok", J::Bool(problems.is_empty())),
-                ("txid", J::U64(tx.id())),
-                ("problems", J::Array(list)),
+            json::object(vec![
+                ("ok", Value::Bool(problems.is_empty())),
+                ("txid", Value::from(tx.id())),
+                ("problems", Value::Array(list)),
             ])
-            .to_json(),
+            .to_string(),
         )?;
     } else if problems.is_empty() {
         out.line("OK")?;

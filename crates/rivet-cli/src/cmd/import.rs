@@ -186,7 +186,7 @@ fn import(
             if text.trim().is_empty() {
                 continue;
             }
-            let line = parse_line(text).map_err(&at)?;
+            let line = parse_line(text.trim_end_matches(['\n', '\r'])).map_err(&at)?;
             match apply(&tx, &mut cache, &mut st.declared, line).map_err(&at)? {
                 Applied::Bucket => buckets += 1,
                 Applied::Pair => pairs += 1,

@@ -15,7 +15,9 @@ use rivet::format::{
 use crate::bytes::{preview, Show};
 use crate::cli::{DumpArgs, JsonDbArgs, PageArgs};
 use crate::error::{CliError, CliResult, EXIT_OK};
-use crate::json::Out as J;
+use serde_json::Value;
+
+use crate::json;
 use crate::output::Out;
 use crate::raw::{Access, RawFile, RawMeta};
 use crate::walk::free_pages;
@@ -175,24 +177,24 @@ pub fn pages(args: &JsonDbArgs, timeout: Duration) -> CliResult<u8> {
         let list = rows
             .iter()
             .map(|r| {
-                let mut f = vec![("id", J::U64(r.id)), ("type", J::str(r.kind))];
+                let mut f = vec![("id", Value::from(r.id)), ("type", Value::from(r.kind))];
                 if let Some(n) = r.items {
-                    f.push(("items", J::U64(n)));
-                    f.push(("overflow", J::U64(u64::from(r.overflow))));
+                    f.push(("items", Value::from(n)));
+                    f.push(("overflow", Value::from(u64::from(r.overflow))));
                 }
-                J::Object(f)
+                json::object(f)
             })
             .collect();
         out.line(
-            J::Object(vec![
-                ("page_size", J::U64(raw.page_size() as u64)),
+            json::object(vec![
+                ("page_size", Value::from(raw.page_size() as u64)),
                 (
                     "high_water_mark",
-                    v.meta.map(|m| J::U64(m.pgid)).unwrap_or(J::Null),
+                    v.meta.map(|m| Value::from(m.pgid)).unwrap_or(Value::Null),
                 ),
-                ("pages", J::Array(list)),
+                ("pages", Value::Array(list)),
             ])
-            .to_json(),
+            .to_string(),
         )?;
     } else {
         out.line("ID       TYPE       ITEMS  OVRFLW")?;
