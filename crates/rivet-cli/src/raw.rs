@@ -44,13 +44,29 @@ impl RawFile {
     /// no meta page gives the page size, [`GUESSED_PAGE_SIZE`] is assumed (see
     /// [`page_size_known`](RawFile::page_size_known)), so the raw views work on any bytes.
     pub fn open(path: &Path, access: Access, timeout: Duration) -> CliResult<RawFile> {
+        RawFile::open_with(path, access, Some(timeout))
+    }
+
+    /// Opens `path` read-only without taking the lock: only for a quick look at the meta
+    /// pages of a file this process already has open through the engine.
+    fn peek(path: &Path) -> CliResult<RawFile> {
+        RawFile::open_with(path, Access::Read, None)
+    }
+
+    fn open_with(
+        path: &Path,
+        access: Access,
+        lock_timeout: Option<Duration>,
+    ) -> CliResult<RawFile> {
         require_file(path)?;
         let file = OpenOptions::new()
             .read(true)
             .write(access == Access::Write)
             .open(path)
             .map_err(|e| io_error(path, "", &e))?;
-        lock(&file, path, access, timeout)?;
+        if let Some(timeout) = lock_timeout {
+            lock(&file, path, access, timeout)?;
+        }
         let len = file
             .metadata()
             .map_err(|e| io_error(path, "stat", &e))?
@@ -84,6 +100,11 @@ impl RawFile {
                 self.page_size
             );
         }
+    }
+
+    /// The file's path.
+    pub fn path(&self) -> &Path {
+        &self.path
     }
 
     /// The page size.
@@ -340,6 +361,32 @@ impl RawFile {
 pub fn why_not_bbolt(path: &Path) -> Option<String> {
     let raw = RawFile::open(path, Access::Read, Duration::ZERO).ok()?;
     raw.active_meta().err().map(|e| e.message)
+}
+
+/// A warning when the engine opened `path` at an older commit because the newer meta page
+/// describes more bytes than the (truncated) file holds: the last commit is lost.
+pub fn older_commit_warning(path: &Path) -> Option<String> {
+    let raw = RawFile::peek(path).ok()?;
+    let slots = raw.metas().ok()?;
+    let used = slots
+        .iter()
+        .filter(|s| s.problem.is_none())
+        .max_by_key(|s| s.raw.txid)?;
+    let cut = slots
+        .iter()
+        .find(|s| s.truncated && s.raw.txid > used.raw.txid)?;
+    Some(format!(
+        "{}: truncated: the file holds {} bytes, but meta page {} (txid {}) describes {} pages \
+         of {} bytes; using the older meta page {} (txid {}), without the later commit",
+        path.display(),
+        raw.len,
+        cut.index,
+        cut.raw.txid,
+        cut.raw.pgid,
+        raw.page_size,
+        used.index,
+        used.raw.txid
+    ))
 }
 
 /// Whether `ps` is a page size bbolt can write.

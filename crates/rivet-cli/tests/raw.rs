@@ -5,6 +5,7 @@
 mod common;
 
 use common::{ok, p, rivet, sample};
+use rivet::{Db, Options};
 
 /// Deterministic pseudo-random bytes (xorshift).
 fn random_bytes(n: usize) -> Vec<u8> {
@@ -152,4 +153,41 @@ fn overflow_continuation_page_names_its_run() {
         "{out}"
     );
     assert!(!out.contains("Items:"), "{out}");
+}
+
+#[test]
+fn truncated_newer_commit_is_warned_about_when_the_older_one_opens() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("grown.db");
+    {
+        let d = Db::open(
+            &db,
+            Options {
+                page_size: Some(4096),
+                ..Options::default()
+            },
+        )
+        .unwrap();
+        d.update(|tx| tx.create_bucket(b"b").map(|_| ())).unwrap();
+        d.update(|tx| {
+            let b = tx.bucket(b"b")?.expect("b");
+            for i in 0..2000u32 {
+                b.put(format!("k{i:05}").as_bytes(), &[b'v'; 100])?;
+            }
+            Ok::<_, rivet::Error>(())
+        })
+        .unwrap();
+    }
+    // Keep the pages of the first commit only.
+    let bytes = std::fs::read(&db).unwrap();
+    std::fs::write(&db, &bytes[..8 * 4096]).unwrap();
+    for cmd in ["info", "pages"] {
+        let r = rivet(&[cmd, p(&db)]).expect(0);
+        assert!(
+            r.stderr.contains("truncated: the file holds 32768 bytes")
+                && r.stderr.contains("using the older meta page"),
+            "{cmd}: {}",
+            r.stderr
+        );
+    }
 }

@@ -119,6 +119,9 @@ fn view(raw: &RawFile, listing: bool) -> CliResult<View> {
             });
         }
     };
+    if let Some(w) = crate::raw::older_commit_warning(raw.path()) {
+        eprintln!("rivet: warning: {w}");
+    }
     Ok(View {
         meta: Some(meta),
         limit: meta.pgid.min(whole),
