@@ -56,7 +56,10 @@ impl Drop for NewFile {
 /// An output file being written beside its destination, renamed into place by
 /// [`commit`](Staged::commit); removed if dropped before.
 pub struct Staged {
+    /// Where the finished file goes (a symbolic link resolved).
     dest: PathBuf,
+    /// The destination as the user named it, for messages.
+    shown: PathBuf,
     /// The temporary file; `None` when writing straight to a device or pipe (`-o /dev/stdout`),
     /// which cannot be renamed over.
     temp: Option<tempfile::NamedTempFile>,
@@ -66,19 +69,37 @@ impl Staged {
     /// Prepares to write `dest`. An existing character device, FIFO or socket is written
     /// directly (there is nothing to cut off); anything else goes through a temporary file.
     pub fn new(dest: &Path) -> CliResult<Staged> {
-        use std::os::unix::fs::FileTypeExt;
+        use std::os::unix::fs::{FileTypeExt, PermissionsExt};
+        let shown = dest.to_path_buf();
+        // Through a symbolic link: replace the file it points to, not the link.
+        let resolved;
+        let dest = match std::fs::symlink_metadata(dest) {
+            Ok(m) if m.file_type().is_symlink() => match std::fs::canonicalize(dest) {
+                Ok(p) => {
+                    resolved = p;
+                    resolved.as_path()
+                }
+                Err(_) => dest,
+            },
+            _ => dest,
+        };
+        // An existing file keeps its permissions; a new one gets 0666 less the umask, as with
+        // `File::create` (not the temporary file's usual 0600).
+        let mut mode = 0o666;
         if let Ok(m) = std::fs::metadata(dest) {
+            mode = m.permissions().mode() & 0o7777;
             let t = m.file_type();
             if t.is_char_device() || t.is_fifo() || t.is_socket() {
                 return Ok(Staged {
                     dest: dest.to_path_buf(),
+                    shown,
                     temp: None,
                 });
             }
             if t.is_dir() {
                 return Err(CliError::new(format!(
                     "{}: is a directory, not a file",
-                    dest.display()
+                    shown.display()
                 )));
             }
         }
@@ -93,12 +114,12 @@ impl Staged {
         let temp = tempfile::Builder::new()
             .prefix(&format!(".{name}."))
             .suffix(".tmp")
-            // Like `File::create`: 0666 less the umask, not the temporary file's usual 0600.
-            .permissions(std::os::unix::fs::PermissionsExt::from_mode(0o666))
+            .permissions(std::fs::Permissions::from_mode(mode))
             .tempfile_in(&dir)
-            .map_err(|e| io_error(dest, "create", &e))?;
+            .map_err(|e| io_error(&shown, "create", &e))?;
         Ok(Staged {
             dest: dest.to_path_buf(),
+            shown,
             temp: Some(temp),
         })
     }
@@ -114,8 +135,8 @@ impl Staged {
     /// Opens the file to write to.
     pub fn open(&self) -> CliResult<File> {
         match &self.temp {
-            Some(t) => t.reopen().map_err(|e| io_error(&self.dest, "open", &e)),
-            None => File::create(&self.dest).map_err(|e| io_error(&self.dest, "open", &e)),
+            Some(t) => t.reopen().map_err(|e| io_error(&self.shown, "open", &e)),
+            None => File::create(&self.dest).map_err(|e| io_error(&self.shown, "open", &e)),
         }
     }
 
@@ -123,7 +144,7 @@ impl Staged {
     pub fn blame_dest(&self, mut e: CliError) -> CliError {
         if let Some(t) = &self.temp {
             let tmp = t.path().display().to_string();
-            e.message = e.message.replace(&tmp, &self.dest.display().to_string());
+            e.message = e.message.replace(&tmp, &self.shown.display().to_string());
         }
         e
     }
@@ -134,16 +155,16 @@ impl Staged {
         let Some(temp) = self.temp else {
             return Ok(());
         };
-        let dest = &self.dest;
+        let (dest, shown) = (&self.dest, &self.shown);
         temp.as_file()
             .sync_all()
-            .map_err(|e| io_error(dest, "fsync", &e))?;
+            .map_err(|e| io_error(shown, "fsync", &e))?;
         let persisted = if no_clobber {
             temp.persist_noclobber(dest)
         } else {
             temp.persist(dest)
         };
-        persisted.map_err(|e| io_error(dest, "rename into place", &e.error))?;
+        persisted.map_err(|e| io_error(shown, "rename into place", &e.error))?;
         if let Some(dir) = dest.parent().filter(|d| !d.as_os_str().is_empty()) {
             // Make the rename durable; a directory that cannot be opened or synced (some file
             // systems refuse) still holds the complete file.

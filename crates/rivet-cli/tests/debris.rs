@@ -201,6 +201,44 @@ fn compact_blames_a_damaged_source_and_leaves_no_destination() {
 }
 
 #[test]
+fn export_output_is_replaced_only_when_complete() {
+    use std::os::unix::fs::PermissionsExt;
+    let (dir, db) = sample();
+    let mut bytes = std::fs::read(&db).unwrap();
+    for page in 3..bytes.len() / 4096 {
+        let off = page * 4096 + 16;
+        bytes[off..off + 16].fill(0xee);
+    }
+    let damaged = dir.path().join("damaged.db");
+    std::fs::write(&damaged, &bytes).unwrap();
+    let out = dir.path().join("out.jsonl");
+    std::fs::write(&out, "old\n").unwrap();
+    std::fs::set_permissions(&out, std::fs::Permissions::from_mode(0o640)).unwrap();
+    // A failed export leaves the previous file as it was, and is blamed on the database.
+    rivet(&["export", p(&damaged), "-o", p(&out)]).expect_error(&format!("{}: ", p(&damaged)));
+    assert_eq!(std::fs::read_to_string(&out).unwrap(), "old\n");
+    // A complete one replaces it, keeping its permissions.
+    rivet(&["export", p(&db), "-o", p(&out)]).expect(0);
+    assert_eq!(
+        std::fs::read_to_string(&out).unwrap(),
+        common::rivet(&["export", p(&db)]).expect(0).out()
+    );
+    let mode = std::fs::metadata(&out).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o640);
+    // Through a symbolic link: the link stays, its target gets the export.
+    let link = dir.path().join("link.jsonl");
+    std::os::unix::fs::symlink(&out, &link).unwrap();
+    std::fs::write(&out, "old\n").unwrap();
+    rivet(&["export", p(&db), "-o", p(&link)]).expect(0);
+    assert!(std::fs::symlink_metadata(&link)
+        .unwrap()
+        .file_type()
+        .is_symlink());
+    assert_ne!(std::fs::read_to_string(&out).unwrap(), "old\n");
+    assert!(!listing(dir.path()).iter().any(|n| n.starts_with('.')));
+}
+
+#[test]
 fn output_to_dev_full_is_reported_against_the_output() {
     let (_dir, db) = sample();
     let r = rivet(&["export", p(&db), "-o", "/dev/full"])
