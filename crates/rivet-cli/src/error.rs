@@ -26,6 +26,9 @@ pub struct CliError {
     pub message: String,
     /// Whether to exit without printing anything (the reader of stdout went away).
     pub quiet: bool,
+    /// Whether an I/O operation failed (rather than the file's contents being wrong): with a
+    /// source and a destination, tells which file a problem belongs to.
+    pub io: bool,
 }
 
 impl CliError {
@@ -35,6 +38,7 @@ impl CliError {
             code: EXIT_ERROR,
             message: one_line(message.into()),
             quiet: false,
+            io: false,
         }
     }
 
@@ -44,6 +48,7 @@ impl CliError {
             code: EXIT_PROBLEMS,
             message: one_line(message.into()),
             quiet: false,
+            io: false,
         }
     }
 
@@ -53,6 +58,7 @@ impl CliError {
             code,
             message: one_line(message.into()),
             quiet: false,
+            io: false,
         }
     }
 
@@ -64,9 +70,18 @@ impl CliError {
                 code: EXIT_OK,
                 message: String::new(),
                 quiet: true,
+                io: true,
             };
         }
-        CliError::new(format!("{what}: write failed: {}", io_cause(&e)))
+        CliError::new(format!("{what}: write failed: {}", io_cause(&e))).io_failure()
+    }
+}
+
+impl CliError {
+    /// Marks the error as a failed I/O operation.
+    pub fn io_failure(mut self) -> CliError {
+        self.io = true;
+        self
     }
 }
 
@@ -123,11 +138,12 @@ pub fn db_error(path: &Path, e: rivet::Error) -> CliError {
                 .split_whitespace()
                 .collect::<Vec<_>>()
                 .join(" ");
-            if op.is_empty() || op == "open" {
+            let msg = if op.is_empty() || op == "open" {
                 format!("{shown}: {}", io_cause(&source))
             } else {
                 format!("{shown}: {op}: {}", io_cause(&source))
-            }
+            };
+            return CliError::new(msg).io_failure();
         }
         rivet::Error::BigEndian(_)
         | rivet::Error::VersionMismatch { .. }
@@ -169,11 +185,12 @@ pub fn io_cause(e: &std::io::Error) -> String {
 
 /// An I/O error about `path`.
 pub fn io_error(path: &Path, what: &str, e: &std::io::Error) -> CliError {
-    if what.is_empty() {
-        CliError::new(format!("{}: {}", path.display(), io_cause(e)))
+    let msg = if what.is_empty() {
+        format!("{}: {}", path.display(), io_cause(e))
     } else {
-        CliError::new(format!("{}: {what}: {}", path.display(), io_cause(e)))
-    }
+        format!("{}: {what}: {}", path.display(), io_cause(e))
+    };
+    CliError::new(msg).io_failure()
 }
 
 #[cfg(test)]

@@ -141,10 +141,15 @@ impl Staged {
     }
 
     /// Rewrites a message about the temporary file so that it names the destination.
-    pub fn blame_dest(&self, mut e: CliError) -> CliError {
+    pub fn blame_dest(&self, e: CliError) -> CliError {
+        self.blame(e, &self.shown)
+    }
+
+    /// Rewrites a message about the temporary file so that it names `file`.
+    pub fn blame(&self, mut e: CliError, file: &Path) -> CliError {
         if let Some(t) = &self.temp {
             let tmp = t.path().display().to_string();
-            e.message = e.message.replace(&tmp, &self.shown.display().to_string());
+            e.message = e.message.replace(&tmp, &file.display().to_string());
         }
         e
     }

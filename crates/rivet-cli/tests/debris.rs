@@ -197,6 +197,19 @@ fn compact_blames_a_damaged_source_and_leaves_no_destination() {
         r.stderr
     );
     assert!(!dst.exists());
+    // Same for a repair written to --output: the damage is the source's.
+    let copy = dir.path().join("copy.db");
+    let r = rivet(&[
+        "surgery",
+        "freelist",
+        "rebuild",
+        p(&damaged),
+        "--output",
+        p(&copy),
+    ])
+    .expect_error(&format!("{}: the tree is damaged", p(&damaged)));
+    no_os_error(&r);
+    assert!(!copy.exists());
     assert!(!listing(dir.path()).iter().any(|n| n.starts_with('.')));
 }
 

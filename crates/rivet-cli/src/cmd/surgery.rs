@@ -44,7 +44,15 @@ fn with_target(
                 std::fs::copy(&t.db, staged.path())
                     .map_err(|e| io_error(out, &format!("copy from {}", t.db.display()), &e))?;
             }
-            let lines = repair(staged.path()).map_err(|e| staged.blame_dest(e))?;
+            // The copy holds the source's bytes: what is wrong with its contents is wrong
+            // with the source; a failed read or write is the copy's.
+            let lines = repair(staged.path()).map_err(|e| {
+                if e.io {
+                    staged.blame_dest(e)
+                } else {
+                    staged.blame(e, &t.db)
+                }
+            })?;
             staged.commit(true)?;
             (lines, out.clone())
         }
