@@ -153,6 +153,14 @@ fn overflow_continuation_page_names_its_run() {
         "{out}"
     );
     assert!(!out.contains("Items:"), "{out}");
+    let out = ok(&["dump", p(&db), &(start + 1).to_string()]);
+    assert!(
+        out.starts_with(&format!(
+            "Page {} (overflow page 2 of {n} in the run of leaf page {start}, offset ",
+            start + 1
+        )),
+        "{out}"
+    );
 }
 
 #[test]

@@ -422,7 +422,8 @@ fn bucket_value(v: &[u8], pgid: Pgid) -> String {
 /// `rivet dump DB ID...`: hex dump of each page and its overflow pages.
 pub fn dump(args: &DumpArgs, timeout: Duration) -> CliResult<u8> {
     let raw = RawFile::open(&args.db, Access::Read, timeout)?;
-    raw.warn_if_guessed();
+    let v = view(&raw, false)?;
+    let runs = scan(&raw, &v)?;
     let mut out = Out::new();
     for (n, &id) in args.ids.iter().enumerate() {
         if id >= raw.page_count() {
@@ -432,6 +433,29 @@ pub fn dump(args: &DumpArgs, timeout: Duration) -> CliResult<u8> {
                 raw.page_count()
             )));
         }
+        if n > 0 {
+            out.line("")?;
+        }
+        let run = runs
+            .iter()
+            .find(|r| r.id < id && id <= r.id + u64::from(r.overflow));
+        if let Some(r) = run {
+            // Inside an overflow run: this page alone, named by its run (it has no header).
+            let offset = raw.offset(id)?;
+            let data = raw.page(id)?;
+            out.line(format!(
+                "Page {id} (overflow page {} of {} in the run of {} page {}, offset {offset:#x}, {} bytes)",
+                id - r.id + 1,
+                u64::from(r.overflow) + 1,
+                r.kind,
+                r.id,
+                data.len()
+            ))?;
+            for line in hexdump(&data, offset) {
+                out.line(line)?;
+            }
+            continue;
+        }
         let h = raw.header(id)?;
         // The overflow count of a page of unknown type means nothing: show that page alone.
         let known = matches!(h.flags, FLAG_META | FLAG_LEAF | FLAG_BRANCH | FLAG_FREELIST);
@@ -440,9 +464,6 @@ pub fn dump(args: &DumpArgs, timeout: Duration) -> CliResult<u8> {
         let ps = raw.page_size() as u64;
         let offset = raw.offset(id)?;
         let data = raw.read_at(offset, (pages * ps) as usize)?;
-        if n > 0 {
-            out.line("")?;
-        }
         let mut title = format!(
             "Page {id} ({}, {pages} page(s), offset {offset:#x}, {} bytes)",
             format::page_type_name(h.flags),
