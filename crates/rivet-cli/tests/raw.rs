@@ -114,6 +114,21 @@ fn zeroed_and_random_files_are_shown_page_by_page() {
     // A file too short for the guessed page size still gets both meta pages reported.
     let tiny = dir.path().join("tiny.db");
     std::fs::write(&tiny, random_bytes(100)).unwrap();
+    let out = ok(&["dump", p(&tiny), "0"]);
+    assert!(
+        out.starts_with("Page 0 (partial: the file ends 100 bytes into it, offset 0x0)"),
+        "{out}"
+    );
+    assert_eq!(out.lines().count(), 1 + 7 + 1, "{out}");
+    // (After the warnings about the page size and the missing magic number.)
+    let r = rivet(&["dump", p(&tiny), "1"]).expect(2);
+    assert!(
+        r.stderr
+            .trim_end()
+            .ends_with("page 1 is beyond the end of the file (100 bytes, 0 whole pages)"),
+        "{}",
+        r.stderr
+    );
     let r = rivet(&["surgery", "meta", "validate", p(&tiny)]).expect(1);
     assert!(
         r.out()

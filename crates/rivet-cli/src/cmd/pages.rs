@@ -226,15 +226,29 @@ pub fn page(args: &PageArgs, timeout: Duration) -> CliResult<u8> {
     let show = if args.hex { Show::Hex } else { Show::Escaped };
     let mut out = Out::new();
     for (n, &id) in args.ids.iter().enumerate() {
-        if id >= raw.page_count() {
+        let offset = raw.offset(id)?;
+        if id >= raw.page_count() && offset >= raw.len() {
             return Err(CliError::new(format!(
-                "{}: page {id} is beyond the end of the file ({} pages)",
+                "{}: page {id} is beyond the end of the file ({} bytes, {} whole pages)",
                 args.db.display(),
+                raw.len(),
                 raw.page_count()
             )));
         }
         if n > 0 {
             out.line("")?;
+        }
+        if id >= raw.page_count() {
+            // The file ends inside this page: show the bytes it has.
+            let data = raw.read_at(offset, (raw.len() - offset) as usize)?;
+            out.line(format!(
+                "Page {id} (partial: the file ends {} bytes into it, offset {offset:#x})",
+                data.len()
+            ))?;
+            for line in hexdump(&data, offset) {
+                out.line(line)?;
+            }
+            continue;
         }
         let run = runs
             .iter()
@@ -426,22 +440,35 @@ pub fn dump(args: &DumpArgs, timeout: Duration) -> CliResult<u8> {
     let runs = scan(&raw, &v)?;
     let mut out = Out::new();
     for (n, &id) in args.ids.iter().enumerate() {
-        if id >= raw.page_count() {
+        let offset = raw.offset(id)?;
+        if id >= raw.page_count() && offset >= raw.len() {
             return Err(CliError::new(format!(
-                "{}: page {id} is beyond the end of the file ({} pages)",
+                "{}: page {id} is beyond the end of the file ({} bytes, {} whole pages)",
                 args.db.display(),
+                raw.len(),
                 raw.page_count()
             )));
         }
         if n > 0 {
             out.line("")?;
         }
+        if id >= raw.page_count() {
+            // The file ends inside this page: show the bytes it has.
+            let data = raw.read_at(offset, (raw.len() - offset) as usize)?;
+            out.line(format!(
+                "Page {id} (partial: the file ends {} bytes into it, offset {offset:#x})",
+                data.len()
+            ))?;
+            for line in hexdump(&data, offset) {
+                out.line(line)?;
+            }
+            continue;
+        }
         let run = runs
             .iter()
             .find(|r| r.id < id && id <= r.id + u64::from(r.overflow));
         if let Some(r) = run {
             // Inside an overflow run: this page alone, named by its run (it has no header).
-            let offset = raw.offset(id)?;
             let data = raw.page(id)?;
             out.line(format!(
                 "Page {id} (overflow page {} of {} in the run of {} page {}, offset {offset:#x}, {} bytes)",
@@ -462,7 +489,6 @@ pub fn dump(args: &DumpArgs, timeout: Duration) -> CliResult<u8> {
         let wanted = if known { 1 + u64::from(h.overflow) } else { 1 };
         let pages = wanted.min(raw.page_count() - id);
         let ps = raw.page_size() as u64;
-        let offset = raw.offset(id)?;
         let data = raw.read_at(offset, (pages * ps) as usize)?;
         let mut title = format!(
             "Page {id} ({}, {pages} page(s), offset {offset:#x}, {} bytes)",
