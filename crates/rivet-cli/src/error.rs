@@ -75,9 +75,7 @@ impl CliError {
         }
         CliError::new(format!("{what}: write failed: {}", io_cause(&e))).io_failure()
     }
-}
 
-impl CliError {
     /// Marks the error as a failed I/O operation.
     pub fn io_failure(mut self) -> CliError {
         self.io = true;

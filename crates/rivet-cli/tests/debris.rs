@@ -41,7 +41,7 @@ impl Tmpfs {
     /// `CI` is unset.
     fn mount(size: u64) -> Option<Tmpfs> {
         let dir = tempfile::tempdir().unwrap();
-        let why = if unsafe_is_root() {
+        let why = if is_root() {
             let out = Command::new("mount")
                 .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
                 .arg(dir.path())
@@ -83,7 +83,7 @@ impl Drop for Tmpfs {
 }
 
 /// Whether the test runs as root (reads the effective uid from /proc, no libc needed).
-fn unsafe_is_root() -> bool {
+fn is_root() -> bool {
     std::fs::read_to_string("/proc/self/status")
         .ok()
         .and_then(|s| {
