@@ -306,6 +306,11 @@ fn full_disk() {
     let r = rivet(&["put", p(&new), "b", "k", "v"]);
     no_os_error(&r.expect_error(&format!("{}: ", p(&new))));
     assert_eq!(listing(&data), ["filler"], "a failed put left a file");
+    // Same for a benchmark's --path database.
+    let bench = data.join("bench.db");
+    let r = rivet(&["bench", "--count", "1000", "--no-sync", "--path", p(&bench)]);
+    no_os_error(&r.expect_error(&format!("{}: ", p(&bench))));
+    assert_eq!(listing(&data), ["filler"], "a failed bench left a file");
 
     // An import that runs out of space in its first batch: one sentence naming the database,
     // the failed write and what was committed.
