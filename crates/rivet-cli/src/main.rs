@@ -8,6 +8,7 @@ mod bytes;
 mod cli;
 mod cmd;
 mod error;
+mod files;
 mod json;
 mod jsonl;
 mod open;

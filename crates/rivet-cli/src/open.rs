@@ -26,7 +26,7 @@ pub fn require_file(path: &Path) -> CliResult<()> {
 /// Opens an existing database read-only, waiting at most `timeout` for the file lock.
 pub fn open_read(path: &Path, timeout: Duration) -> CliResult<Db> {
     require_file(path)?;
-    Db::open(
+    let db = Db::open(
         path,
         Options {
             read_only: true,
@@ -34,7 +34,16 @@ pub fn open_read(path: &Path, timeout: Duration) -> CliResult<Db> {
             ..Options::default()
         },
     )
-    .map_err(|e| db_error(path, e))
+    .map_err(|e| db_error(path, e))?;
+    warn_if_older_commit(path);
+    Ok(db)
+}
+
+/// Warns on stderr when the engine fell back to the older meta page of a truncated file.
+fn warn_if_older_commit(path: &Path) {
+    if let Some(w) = crate::raw::older_commit_warning(path) {
+        eprintln!("rivet: warning: {w}");
+    }
 }
 
 /// How a writing command opens its database.
@@ -62,7 +71,7 @@ pub fn open_write(path: &Path, o: WriteOptions) -> CliResult<Db> {
     } else {
         require_file(path)?;
     }
-    Db::open(
+    let db = Db::open(
         path,
         Options {
             timeout: Some(o.timeout),
@@ -71,7 +80,9 @@ pub fn open_write(path: &Path, o: WriteOptions) -> CliResult<Db> {
             ..Options::default()
         },
     )
-    .map_err(|e| db_error(path, e))
+    .map_err(|e| db_error(path, e))?;
+    warn_if_older_commit(path);
+    Ok(db)
 }
 
 /// Parses a duration such as `1s`, `250ms`, `1.5s`, `2m` or a bare number of seconds.

@@ -3,7 +3,8 @@
 //! `pages`, `page`, `dump` and the `surgery` commands must work on files the engine refuses to
 //! open (a damaged meta page, a broken freelist), so they read the file themselves: [`RawFile`]
 //! takes the same `flock` the engine takes (shared to read, exclusive to modify, with the
-//! `--timeout`), finds the page size, and reads pages with positioned reads. Decoding uses the
+//! `--timeout`), finds the page size (assuming 4096 bytes when no meta page tells it, so they
+//! work on any bytes), and reads pages with positioned reads. Decoding uses the
 //! engine's public codecs in [`rivet::format`].
 
 use std::fs::{File, OpenOptions, TryLockError};
@@ -31,18 +32,41 @@ pub struct RawFile {
     path: PathBuf,
     len: u64,
     page_size: usize,
+    /// Whether a meta page gave the page size (else it is [`GUESSED_PAGE_SIZE`]).
+    page_size_known: bool,
 }
 
+/// The page size assumed when no meta page tells it (random bytes, a zeroed file).
+pub const GUESSED_PAGE_SIZE: usize = 4096;
+
 impl RawFile {
-    /// Opens and locks `path`, then determines its page size.
+    /// Opens and locks `path`, then determines its page size. Any non-empty file opens: when
+    /// no meta page gives the page size, [`GUESSED_PAGE_SIZE`] is assumed (see
+    /// [`page_size_known`](RawFile::page_size_known)), so the raw views work on any bytes.
     pub fn open(path: &Path, access: Access, timeout: Duration) -> CliResult<RawFile> {
+        RawFile::open_with(path, access, Some(timeout))
+    }
+
+    /// Opens `path` read-only without taking the lock: only for a quick look at the meta
+    /// pages of a file this process already has open through the engine.
+    fn peek(path: &Path) -> CliResult<RawFile> {
+        RawFile::open_with(path, Access::Read, None)
+    }
+
+    fn open_with(
+        path: &Path,
+        access: Access,
+        lock_timeout: Option<Duration>,
+    ) -> CliResult<RawFile> {
         require_file(path)?;
         let file = OpenOptions::new()
             .read(true)
             .write(access == Access::Write)
             .open(path)
             .map_err(|e| io_error(path, "", &e))?;
-        lock(&file, path, access, timeout)?;
+        if let Some(timeout) = lock_timeout {
+            lock(&file, path, access, timeout)?;
+        }
         let len = file
             .metadata()
             .map_err(|e| io_error(path, "stat", &e))?
@@ -57,17 +81,25 @@ impl RawFile {
             file,
             path: path.to_path_buf(),
             len,
-            page_size: 0,
+            page_size: GUESSED_PAGE_SIZE,
+            page_size_known: false,
         };
-        raw.page_size = raw.detect_page_size()?;
-        if len < 2 * raw.page_size as u64 {
-            return Err(CliError::new(format!(
-                "{}: not a bbolt file: {len} bytes is less than two {}-byte pages",
-                path.display(),
-                raw.page_size
-            )));
+        if let Some(ps) = raw.detect_page_size()? {
+            raw.page_size = ps;
+            raw.page_size_known = true;
         }
         Ok(raw)
+    }
+
+    /// Warns on stderr when the page size was guessed, so page numbers are read with care.
+    pub fn warn_if_guessed(&self) {
+        if !self.page_size_known {
+            eprintln!(
+                "rivet: warning: {}: no meta page gives the page size; assuming {} bytes",
+                self.path.display(),
+                self.page_size
+            );
+        }
     }
 
     /// The file's path.
@@ -171,17 +203,38 @@ impl RawFile {
         Ok([self.meta_slot(0)?, self.meta_slot(1)?])
     }
 
+    /// Decodes meta page `index`, reading only the bytes the file holds (a file cut off inside
+    /// the meta page reads as zeros past its end).
     fn meta_slot(&self, index: Pgid) -> CliResult<MetaSlot> {
-        let page = self.page(index)?;
+        let off = self.offset(index)?;
+        let avail = self.len.saturating_sub(off).min(self.page_size as u64) as usize;
+        let mut page = if avail > 0 {
+            self.read_at(off, avail)?
+        } else {
+            Vec::new()
+        };
+        page.resize(self.page_size, 0);
         let raw = RawMeta::decode(&page, index);
+        let cut = avail < META_OFFSET + format::META_SIZE;
         let problem = match Meta::decode(&page) {
-            Err(e) => Some(e.to_string()),
+            Err(_) if cut => Some(format!(
+                "the file ends at byte {}, before this meta page's fields",
+                self.len
+            )),
+            Err(e) => Some(e.to_string().replace(" (not a bbolt file)", "")),
             Ok(m) => self.meta_bounds(&m).err(),
+        };
+        let truncated = match Meta::decode(&page) {
+            Ok(m) if !cut && u64::from(m.page_size) == self.page_size as u64 => {
+                m.pgid.saturating_mul(self.page_size as u64) > self.len
+            }
+            _ => false,
         };
         Ok(MetaSlot {
             index,
             raw,
             problem,
+            truncated,
         })
     }
 
@@ -192,10 +245,18 @@ impl RawFile {
         if u64::from(m.page_size) != ps {
             return Err(format!("page size {} differs from {ps}", m.page_size));
         }
-        if m.pgid < 3 || m.pgid.saturating_mul(ps) > self.len {
+        if m.pgid >= 3 && m.pgid.saturating_mul(ps) > self.len {
             return Err(format!(
-                "high-water mark {} does not fit the {}-byte file",
-                m.pgid, self.len
+                "truncated: high-water mark {} needs {} bytes, the file holds {}",
+                m.pgid,
+                m.pgid.saturating_mul(ps),
+                self.len
+            ));
+        }
+        if m.pgid < 3 {
+            return Err(format!(
+                "high-water mark {} is below 3 (two meta pages and a root)",
+                m.pgid
             ));
         }
         if m.root < 2 || m.root >= m.pgid {
@@ -219,23 +280,59 @@ impl RawFile {
             .max_by_key(|s| s.raw.txid);
         match best {
             Some(s) => Ok(s.raw.to_meta()),
-            None => Err(CliError::new(format!(
-                "{}: not a bbolt file: meta page 0: {}; meta page 1: {}",
-                self.path.display(),
-                slots[0].problem.as_deref().unwrap_or("valid"),
-                slots[1].problem.as_deref().unwrap_or("valid"),
-            ))),
+            None => Err(CliError::new(self.why_unusable(&slots))),
         }
     }
 
+    /// The newest meta page that is intact but describes more pages than a truncated file
+    /// holds; `None` unless the file is truncated.
+    pub fn truncated_meta(&self) -> CliResult<Option<MetaSlot>> {
+        let slots = self.metas()?;
+        Ok(slots
+            .into_iter()
+            .filter(|s| s.truncated)
+            .max_by_key(|s| s.raw.txid))
+    }
+
+    /// Why neither meta page can be used, as one message naming the file: truncated (an
+    /// intact meta page describes more bytes than the file holds), not a bbolt file at all
+    /// (neither has the magic number), or each meta page's problem.
+    pub fn why_unusable(&self, slots: &[MetaSlot; 2]) -> String {
+        let shown = self.path.display();
+        if let Some(t) = slots
+            .iter()
+            .filter(|s| s.truncated)
+            .max_by_key(|s| s.raw.txid)
+        {
+            let need = t.raw.pgid.saturating_mul(self.page_size as u64);
+            return format!(
+                "{shown}: truncated: the file holds {} bytes, but meta page {} (txid {}) describes \
+                 {} pages of {} bytes ({need} bytes)",
+                self.len, t.index, t.raw.txid, t.raw.pgid, self.page_size
+            );
+        }
+        if !self.page_size_known && slots.iter().all(|s| s.raw.magic != format::MAGIC) {
+            return format!(
+                "{shown}: not a bbolt file: neither meta page has the bbolt magic number \
+                 (see `rivet dump {shown} 0`)"
+            );
+        }
+        format!(
+            "{shown}: not a bbolt file: meta page 0: {}; meta page 1: {}",
+            slots[0].problem.as_deref().unwrap_or("valid"),
+            slots[1].problem.as_deref().unwrap_or("valid"),
+        )
+    }
+
     /// Finds the page size: from a valid meta page 0, else a valid meta page 1 probed at every
-    /// possible page size, else the page size field of meta page 0 when its magic is right.
-    fn detect_page_size(&self) -> CliResult<usize> {
+    /// possible page size, else the page size field of meta page 0 when its magic is right;
+    /// `None` when nothing gives it.
+    fn detect_page_size(&self) -> CliResult<Option<usize>> {
         let head_len = self.len.min(4096) as usize;
         let head = self.read_at(0, head_len)?;
         if let Ok(m) = Meta::decode(&head) {
             if valid_page_size(m.page_size) {
-                return Ok(m.page_size as usize);
+                return Ok(Some(m.page_size as usize));
             }
         }
         for i in 0..15 {
@@ -246,23 +343,50 @@ impl RawFile {
             let buf = self.read_at(off, 1024)?;
             if let Ok(m) = Meta::decode(&buf) {
                 if u64::from(m.page_size) == off {
-                    return Ok(m.page_size as usize);
+                    return Ok(Some(m.page_size as usize));
                 }
             }
         }
         let raw = RawMeta::decode(&head, 0);
         if raw.magic == format::MAGIC && valid_page_size(raw.page_size) {
-            return Ok(raw.page_size as usize);
+            return Ok(Some(raw.page_size as usize));
         }
-        let why = match Meta::decode(&head) {
-            Err(e) => e.to_string(),
-            Ok(m) => format!("invalid page size {}", m.page_size),
-        };
-        Err(CliError::new(format!(
-            "{}: not a bbolt file: meta page 0: {why}; no valid meta page 1 found either",
-            self.path.display()
-        )))
+        Ok(None)
     }
+}
+
+/// Why the engine refused `path` as a database, when reading its meta pages directly tells
+/// more (a truncated file, or bytes that are no bbolt file at all); `None` when the file
+/// cannot be read or its meta pages look usable.
+pub fn why_not_bbolt(path: &Path) -> Option<String> {
+    let raw = RawFile::open(path, Access::Read, Duration::ZERO).ok()?;
+    raw.active_meta().err().map(|e| e.message)
+}
+
+/// A warning when the engine opened `path` at an older commit because the newer meta page
+/// describes more bytes than the (truncated) file holds: the last commit is lost.
+pub fn older_commit_warning(path: &Path) -> Option<String> {
+    let raw = RawFile::peek(path).ok()?;
+    let slots = raw.metas().ok()?;
+    let used = slots
+        .iter()
+        .filter(|s| s.problem.is_none())
+        .max_by_key(|s| s.raw.txid)?;
+    let cut = slots
+        .iter()
+        .find(|s| s.truncated && s.raw.txid > used.raw.txid)?;
+    Some(format!(
+        "{}: truncated: the file holds {} bytes, but meta page {} (txid {}) describes {} pages \
+         of {} bytes; using the older meta page {} (txid {}), without the later commit",
+        path.display(),
+        raw.len,
+        cut.index,
+        cut.raw.txid,
+        cut.raw.pgid,
+        raw.page_size,
+        used.index,
+        used.raw.txid
+    ))
 }
 
 /// Whether `ps` is a page size bbolt can write.
@@ -303,6 +427,8 @@ pub struct MetaSlot {
     pub raw: RawMeta,
     /// Why the engine would not use this meta (`None` when valid).
     pub problem: Option<String>,
+    /// Intact (magic, version, checksum), but describing more pages than the file holds.
+    pub truncated: bool,
 }
 
 /// The fields of a meta page as stored, whether valid or not.

@@ -88,9 +88,14 @@ fn garbage_empty_truncated_and_directory() {
         (&garbage, "not a bbolt file"),
         (&empty, "not a bbolt file: file is empty"),
         (&tiny, "not a bbolt file"),
-        (&truncated, "not a bbolt file"),
+        (&truncated, "truncated"),
     ] {
         for args in READERS {
+            // The raw views work on any non-empty bytes (tests/raw.rs).
+            let raw_view = matches!(args[0], "pages" | "page" | "dump" | "surgery");
+            if raw_view && file != &empty {
+                continue;
+            }
             let r = unchanged(file, "a failed read", || rivet(&with_db(args, p(file))));
             r.expect_error(&format!("{}: {want}", p(file)));
         }

@@ -13,6 +13,7 @@ use std::time::{Duration, Instant};
 
 use crate::cli::{BenchArgs, Order};
 use crate::error::{db_error, CliError, CliResult, EXIT_OK};
+use crate::files::NewFile;
 use crate::open::{open_write, WriteOptions};
 use crate::output::Out;
 use crate::progress::Progress;
@@ -141,6 +142,8 @@ pub fn run(args: &BenchArgs) -> CliResult<u8> {
             (p.clone(), TempFile(Some(p)))
         }
     };
+    // A `--path` file is kept only when the benchmark completes.
+    let mut new_file = NewFile::track(&path);
     let db = open_write(
         &path,
         WriteOptions {
@@ -246,6 +249,7 @@ pub fn run(args: &BenchArgs) -> CliResult<u8> {
     }
     let read_time = start.elapsed();
     drop(progress);
+    new_file.keep();
 
     let mut out = Out::new();
     out.line(report("Write", args.count, write_time))?;

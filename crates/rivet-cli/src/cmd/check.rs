@@ -1,10 +1,19 @@
 //! `rivet check DB`: the engine's full consistency check.
+//!
+//! One damaged page can make hundreds of others unreachable, each reported by the engine. The
+//! text output groups pages with the same problem into ranges (`pages 182..359 (178 pages):
+//! ...`) and lists problems met on a single page, usually the root cause, first. `--json` keeps
+//! every problem, one object per page, for scripts.
 
 use std::time::Duration;
 
+use rivet::Problem;
+
 use crate::cli::JsonDbArgs;
 use crate::error::{db_error, CliResult, EXIT_OK, EXIT_PROBLEMS};
-use crate::json::Out as J;
+use serde_json::Value;
+
+use crate::json;
 use crate::open::open_read;
 use crate::output::Out;
 use crate::progress::Progress;
@@ -23,25 +32,25 @@ pub fn run(args: &JsonDbArgs, timeout: Duration) -> CliResult<u8> {
         let list = problems
             .iter()
             .map(|p| {
-                J::Object(vec![
-                    ("page", p.page.map(J::U64).unwrap_or(J::Null)),
-                    ("message", J::str(p.message.clone())),
+                json::object(vec![
+                    ("page", p.page.map(Value::from).unwrap_or(Value::Null)),
+                    ("message", Value::from(p.message.clone())),
                 ])
             })
             .collect();
         out.line(
-            J::Object(vec![
-                ("ok", J::Bool(problems.is_empty())),
-                ("txid", J::U64(tx.id())),
-                ("problems", J::Array(list)),
+            json::object(vec![
+                ("ok", Value::Bool(problems.is_empty())),
+                ("txid", Value::from(tx.id())),
+                ("problems", Value::Array(list)),
             ])
-            .to_json(),
+            .to_string(),
         )?;
     } else if problems.is_empty() {
         out.line("OK")?;
     } else {
-        for p in &problems {
-            out.line(p)?;
+        for line in grouped(&problems) {
+            out.line(line)?;
         }
         out.line(format!("{} problem(s) found", problems.len()))?;
     }
@@ -51,4 +60,101 @@ pub fn run(args: &JsonDbArgs, timeout: Duration) -> CliResult<u8> {
     } else {
         EXIT_PROBLEMS
     })
+}
+
+/// At most this many ranges are spelled out on one line; `--json` has them all.
+const MAX_RANGES: usize = 8;
+
+/// The problems as lines: each message once, with the pages it was found on as ranges. Messages
+/// found on one page come first, in the engine's order; messages shared by several pages (the
+/// consequences, such as pages left unreachable) follow.
+fn grouped(problems: &[Problem]) -> Vec<String> {
+    let mut groups: Vec<(&str, Vec<u64>)> = Vec::new();
+    let mut lines = Vec::new();
+    for p in problems {
+        let Some(page) = p.page else {
+            continue;
+        };
+        match groups.iter_mut().find(|(m, _)| *m == p.message) {
+            Some((_, pages)) => pages.push(page),
+            None => groups.push((&p.message, vec![page])),
+        }
+    }
+    // Problems without a page first (about the whole file), then single pages, then groups.
+    for p in problems.iter().filter(|p| p.page.is_none()) {
+        lines.push(p.message.clone());
+    }
+    for (message, pages) in groups.iter().filter(|(_, p)| p.len() == 1) {
+        lines.push(format!("page {}: {message}", pages[0]));
+    }
+    for (message, pages) in groups.iter_mut().filter(|(_, p)| p.len() > 1) {
+        pages.sort_unstable();
+        pages.dedup();
+        let ranges = ranges(pages);
+        let mut shown: Vec<String> = ranges
+            .iter()
+            .take(MAX_RANGES)
+            .map(|&(a, b)| {
+                if a == b {
+                    a.to_string()
+                } else {
+                    format!("{a}..{b}")
+                }
+            })
+            .collect();
+        if ranges.len() > MAX_RANGES {
+            shown.push(format!(
+                "and {} more ranges (see --json)",
+                ranges.len() - MAX_RANGES
+            ));
+        }
+        lines.push(format!(
+            "pages {} ({} pages): {message}",
+            shown.join(", "),
+            pages.len()
+        ));
+    }
+    lines
+}
+
+/// Runs of consecutive ids in sorted `ids`, as inclusive ranges.
+fn ranges(ids: &[u64]) -> Vec<(u64, u64)> {
+    let mut out: Vec<(u64, u64)> = Vec::new();
+    for &id in ids {
+        match out.last_mut() {
+            Some((_, end)) if *end + 1 == id => *end = id,
+            _ => out.push((id, id)),
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn p(page: u64, m: &str) -> Problem {
+        Problem {
+            page: Some(page),
+            message: m.into(),
+        }
+    }
+
+    #[test]
+    fn groups_pages_with_the_same_problem_into_ranges() {
+        let mut problems = vec![p(664, "referenced more than once")];
+        for id in (182..=359).chain([400, 402, 403]) {
+            problems.push(p(id, "unreachable"));
+        }
+        problems.push(p(7, "keys out of order"));
+        assert_eq!(
+            grouped(&problems),
+            [
+                "page 664: referenced more than once",
+                "page 7: keys out of order",
+                "pages 182..359, 400, 402..403 (181 pages): unreachable",
+            ]
+        );
+        assert_eq!(ranges(&[1, 2, 3, 5, 7, 8]), [(1, 3), (5, 5), (7, 8)]);
+    }
 }

@@ -12,6 +12,7 @@ use rivet::{Bucket, Tx};
 use crate::bytes::{decode_arg, show_path, Show};
 use crate::cli::{DeleteArgs, GetArgs, PathArgs, PutArgs};
 use crate::error::{db_error, CliError, CliResult, EXIT_OK};
+use crate::files::NewFile;
 use crate::open::{open_read, open_write, WriteOptions};
 use crate::output::Out;
 
@@ -138,10 +139,11 @@ pub fn get(args: &GetArgs, timeout: Duration) -> CliResult<u8> {
 }
 
 /// `rivet put DB BUCKET... KEY VALUE`: creates the buckets along the path (and the file) when
-/// missing.
+/// missing. When the put fails, a file it created is removed again.
 pub fn put(args: &PutArgs, timeout: Duration) -> CliResult<u8> {
     let (path, rest) = split_args(&args.args, args.hex, 1, &["key", "value"])?;
     let (key, value) = (&rest[0], &rest[1]);
+    let mut new_file = NewFile::track(&args.db);
     let db = open_write(
         &args.db,
         WriteOptions {
@@ -174,6 +176,7 @@ pub fn put(args: &PutArgs, timeout: Duration) -> CliResult<u8> {
         e => err(e),
     })?;
     tx.commit().map_err(err)?;
+    new_file.keep();
     Ok(EXIT_OK)
 }
 

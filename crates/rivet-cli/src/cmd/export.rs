@@ -1,15 +1,18 @@
 //! `rivet export DB [-o FILE]`: the canonical JSON Lines dump.
 //!
+//! `-o FILE` is complete or absent: the export is written beside it and renamed into place
+//! (see [`crate::files::Staged`]).
+//!
 //! The format is [`rivet::export::write_jsonl`]'s, byte for byte (and so the Go interop peer's
 //! `dump`); `import` reads it back.
 
-use std::fs::File;
 use std::io::{BufWriter, Write};
 use std::path::Path;
 use std::time::Duration;
 
 use crate::cli::ExportArgs;
-use crate::error::{db_error, io_error, CliError, CliResult, EXIT_OK};
+use crate::error::{db_error, CliError, CliResult, EXIT_OK};
+use crate::files::Staged;
 use crate::open::open_read;
 use crate::progress::Progress;
 
@@ -49,6 +52,7 @@ pub fn run(args: &ExportArgs, timeout: Duration) -> CliResult<u8> {
     let db = open_read(&args.db, timeout)?;
     let tx = db.begin_read().map_err(|e| db_error(&args.db, e))?;
     let progress = Progress::spinner("exporting", "lines");
+    let mut staged = None;
     let (sink, name): (Box<dyn Write>, String) = match &args.output {
         None => (Box::new(std::io::stdout().lock()), "stdout".into()),
         Some(path) => {
@@ -58,7 +62,10 @@ pub fn run(args: &ExportArgs, timeout: Duration) -> CliResult<u8> {
                     path.display()
                 )));
             }
-            let f = File::create(path).map_err(|e| io_error(path, "create", &e))?;
+            // Written beside the destination and renamed into place once complete.
+            let s = Staged::new(path)?;
+            let f = s.open()?;
+            staged = Some(s);
             (Box::new(f), path.display().to_string())
         }
     };
@@ -71,7 +78,11 @@ pub fn run(args: &ExportArgs, timeout: Duration) -> CliResult<u8> {
         e => db_error(&args.db, e),
     })?;
     w.flush().map_err(|e| CliError::write(&name, e))?;
+    drop(w);
     drop(progress);
+    if let Some(s) = staged {
+        s.commit(false)?;
+    }
     if let Some(path) = &args.output {
         eprintln!("exported {lines} lines to {}", path.display());
     }

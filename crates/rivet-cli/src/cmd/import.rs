@@ -5,7 +5,8 @@
 //! line than its pairs and its sub-buckets. A malformed line, or one that cannot be applied,
 //! stops the import: the current transaction is rolled back, so exactly the lines committed
 //! before it stay in the file, and their count is printed. Ctrl-C does the same (a second
-//! Ctrl-C exits at once).
+//! Ctrl-C exits at once). A database file this import created is removed again when the import
+//! stops before its first commit.
 
 use std::collections::HashSet;
 use std::fs::File;
@@ -14,11 +15,14 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use rivet::{Bucket, Tx};
+use rivet::{Bucket, Db, Tx};
 
 use crate::bytes::{escape, show_path};
 use crate::cli::ImportArgs;
-use crate::error::{db_error, io_error, CliError, CliResult, EXIT_INTERRUPTED, EXIT_OK};
+use crate::error::{
+    db_error, io_cause, io_error, CliError, CliResult, EXIT_ERROR, EXIT_INTERRUPTED, EXIT_OK,
+};
+use crate::files::NewFile;
 use crate::jsonl::{parse_line, Line};
 use crate::open::{open_write, WriteOptions};
 use crate::output::Out;
@@ -42,17 +46,41 @@ struct State {
 /// The most recently used bucket of the current transaction.
 type Cache<'tx> = Option<(Vec<Vec<u8>>, Bucket<'tx>)>;
 
+/// Why an import stopped early: the exit code and the cause, without the count of committed
+/// lines (added by [`run`]).
+struct Stop {
+    code: u8,
+    why: String,
+}
+
+impl Stop {
+    fn error(why: String) -> Stop {
+        Stop {
+            code: EXIT_ERROR,
+            why,
+        }
+    }
+}
+
 /// Imports the input into the database.
 pub fn run(args: &ImportArgs, timeout: Duration) -> CliResult<u8> {
     let (input, name, size): (Box<dyn Read>, String, Option<u64>) = match &args.file {
         None => (Box::new(std::io::stdin().lock()), "<stdin>".into(), None),
         Some(p) => {
             let f = File::open(p).map_err(|e| io_error(p, "", &e))?;
-            let size = f.metadata().ok().map(|m| m.len());
-            (Box::new(f), p.display().to_string(), size)
+            let meta = f.metadata().map_err(|e| io_error(p, "stat", &e))?;
+            if meta.is_dir() {
+                return Err(CliError::new(format!(
+                    "{}: is a directory, not a JSON Lines file",
+                    p.display()
+                )));
+            }
+            (Box::new(f), p.display().to_string(), Some(meta.len()))
         }
     };
     let mut reader = BufReader::with_capacity(1 << 20, input);
+    // A database this import creates is removed again if nothing gets committed to it.
+    let mut new_file = NewFile::track(&args.db);
     let db = open_write(
         &args.db,
         WriteOptions {
@@ -77,15 +105,60 @@ pub fn run(args: &ImportArgs, timeout: Duration) -> CliResult<u8> {
         None => Progress::spinner("importing", "lines"),
     };
     let mut st = State::default();
+    let result = import(
+        args,
+        &db,
+        &mut reader,
+        &name,
+        size,
+        &progress,
+        &interrupted,
+        &mut st,
+    );
+    drop(progress);
+    if let Err(stop) = result {
+        drop(db);
+        let shown = args.db.display();
+        let tail = if st.commits == 0 && new_file.created() {
+            format!("nothing was committed, so {shown}, which this import created, was removed")
+        } else {
+            new_file.keep();
+            format!(
+                "{} lines committed to {shown}; nothing after them was written",
+                st.committed_lines
+            )
+        };
+        return Err(CliError::with_code(
+            stop.code,
+            format!("{} ({tail})", stop.why),
+        ));
+    }
+    new_file.keep();
+    let mut out = Out::new();
+    out.line(format!(
+        "imported {} entries ({} buckets, {} keys) from {name} in {} transaction(s)",
+        st.committed_entries, st.buckets, st.pairs, st.commits
+    ))?;
+    out.flush()?;
+    Ok(EXIT_OK)
+}
+
+/// Reads and applies the input batch by batch, keeping `st` up to date with what was
+/// committed.
+#[allow(clippy::too_many_arguments)]
+fn import(
+    args: &ImportArgs,
+    db: &Db,
+    reader: &mut impl BufRead,
+    name: &str,
+    size: Option<u64>,
+    progress: &Progress,
+    interrupted: &AtomicBool,
+    st: &mut State,
+) -> Result<(), Stop> {
     let mut buf = Vec::new();
     let mut bytes_read = 0u64;
-    let db_err = |e| db_error(&args.db, e);
-    let stopped = |committed_lines: u64, why: String| {
-        format!(
-            "{why} ({committed_lines} lines committed to {}; nothing after them was written)",
-            args.db.display()
-        )
-    };
+    let db_err = |e| Stop::error(db_error(&args.db, e).message);
     loop {
         let tx = db.begin_write().map_err(db_err)?;
         let mut cache: Cache<'_> = None;
@@ -97,27 +170,23 @@ pub fn run(args: &ImportArgs, timeout: Duration) -> CliResult<u8> {
                 break;
             }
             buf.clear();
-            let n = reader.read_until(b'\n', &mut buf).map_err(|e| {
-                CliError::new(stopped(
-                    st.committed_lines,
-                    format!("{name}: read failed: {e}"),
-                ))
-            })?;
+            let n = reader
+                .read_until(b'\n', &mut buf)
+                .map_err(|e| Stop::error(format!("{name}: read failed: {}", io_cause(&e))))?;
             if n == 0 {
                 eof = true;
                 break;
             }
             bytes_read += n as u64;
             st.line_no += 1;
-            let (line_no, committed) = (st.line_no, st.committed_lines);
-            let at =
-                |why: String| CliError::new(stopped(committed, format!("{name}:{line_no}: {why}")));
+            let line_no = st.line_no;
+            let at = |why: String| Stop::error(format!("{name}:{line_no}: {why}"));
             let text =
                 std::str::from_utf8(&buf).map_err(|_| at("line is not valid UTF-8".into()))?;
             if text.trim().is_empty() {
                 continue;
             }
-            let line = parse_line(text).map_err(&at)?;
+            let line = parse_line(text.trim_end_matches(['\n', '\r'])).map_err(&at)?;
             match apply(&tx, &mut cache, &mut st.declared, line).map_err(&at)? {
                 Applied::Bucket => buckets += 1,
                 Applied::Pair => pairs += 1,
@@ -132,10 +201,10 @@ pub fn run(args: &ImportArgs, timeout: Duration) -> CliResult<u8> {
         if interrupted.load(Ordering::Relaxed) {
             drop(cache);
             tx.rollback();
-            return Err(CliError::with_code(
-                EXIT_INTERRUPTED,
-                stopped(st.committed_lines, "import interrupted".into()),
-            ));
+            return Err(Stop {
+                code: EXIT_INTERRUPTED,
+                why: "import interrupted".into(),
+            });
         }
         drop(cache);
         if entries > 0 {
@@ -161,14 +230,7 @@ pub fn run(args: &ImportArgs, timeout: Duration) -> CliResult<u8> {
     if args.no_sync {
         db.sync().map_err(db_err)?;
     }
-    drop(progress);
-    let mut out = Out::new();
-    out.line(format!(
-        "imported {} entries ({} buckets, {} keys) from {name} in {} transaction(s)",
-        st.committed_entries, st.buckets, st.pairs, st.commits
-    ))?;
-    out.flush()?;
-    Ok(EXIT_OK)
+    Ok(())
 }
 
 /// What a line did.

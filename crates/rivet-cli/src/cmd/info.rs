@@ -4,7 +4,9 @@ use std::time::Duration;
 
 use crate::cli::JsonDbArgs;
 use crate::error::{db_error, CliResult, EXIT_OK};
-use crate::json::Out as J;
+use serde_json::Value;
+
+use crate::json;
 use crate::open::open_read;
 use crate::output::Out;
 use crate::raw::{Access, RawFile};
@@ -32,26 +34,23 @@ pub fn run(args: &JsonDbArgs, timeout: Duration) -> CliResult<u8> {
     let mut out = Out::new();
     if args.json {
         let (mode, page) = match free.source {
-            FreeSource::Synced(p) => ("synced", J::U64(p)),
-            FreeSource::NotSynced => ("not-synced", J::Null),
+            FreeSource::Synced(p) => ("synced", Value::from(p)),
+            FreeSource::NotSynced => ("not-synced", Value::Null),
         };
-        let obj = J::Object(vec![
-            (
-                "path",
-                J::Bytes(path.as_os_str().as_encoded_bytes().to_vec()),
-            ),
-            ("page_size", J::U64(ps)),
-            ("txid", J::U64(meta.txid)),
-            ("high_water_mark", J::U64(meta.pgid)),
-            ("file_size", J::U64(file_size)),
-            ("free_pages", J::U64(free.ids.len() as u64)),
-            ("pending_pages", J::U64(0)),
-            ("freelist", J::str(mode)),
+        let obj = json::object(vec![
+            ("path", json::bytes(path.as_os_str().as_encoded_bytes())),
+            ("page_size", Value::from(ps)),
+            ("txid", Value::from(meta.txid)),
+            ("high_water_mark", Value::from(meta.pgid)),
+            ("file_size", Value::from(file_size)),
+            ("free_pages", Value::from(free.ids.len() as u64)),
+            ("pending_pages", Value::from(0)),
+            ("freelist", Value::from(mode)),
             ("freelist_page", page),
-            ("root_page", J::U64(meta.root)),
-            ("meta_page", active.map(J::U64).unwrap_or(J::Null)),
+            ("root_page", Value::from(meta.root)),
+            ("meta_page", active.map(Value::from).unwrap_or(Value::Null)),
         ]);
-        out.line(obj.to_json())?;
+        out.line(obj.to_string())?;
     } else {
         out.line(format!("Page size:        {ps}"))?;
         out.line(format!("Txid:             {}", meta.txid))?;

@@ -15,7 +15,9 @@ use rivet::format::{
 use crate::bytes::{preview, Show};
 use crate::cli::{DumpArgs, JsonDbArgs, PageArgs};
 use crate::error::{CliError, CliResult, EXIT_OK};
-use crate::json::Out as J;
+use serde_json::Value;
+
+use crate::json;
 use crate::output::Out;
 use crate::raw::{Access, RawFile, RawMeta};
 use crate::walk::free_pages;
@@ -61,15 +63,79 @@ fn free_set(raw: &RawFile, meta: &format::Meta) -> BTreeSet<Pgid> {
     }
 }
 
-/// `rivet pages DB`: one row per page run below the high-water mark.
-pub fn pages(args: &JsonDbArgs, timeout: Duration) -> CliResult<u8> {
-    let raw = RawFile::open(&args.db, Access::Read, timeout)?;
-    let meta = raw.active_meta()?;
-    let free = free_set(&raw, &meta);
+/// What the page views go by: the meta (and free set) of the latest commit, or for a damaged
+/// file whatever can still be used.
+struct View {
+    /// The meta page the views go by (`None` for bytes without a usable meta page).
+    meta: Option<format::Meta>,
+    /// Pages to list: the high-water mark, capped at the whole pages the file holds.
+    limit: Pgid,
+    free: BTreeSet<Pgid>,
+}
+
+/// The active meta; else, for a truncated file, its newest intact meta page (with a warning);
+/// else nothing (with a warning), so every whole page is shown by its header.
+/// `listing` is true for `pages` (the warnings say what is listed instead).
+fn view(raw: &RawFile, listing: bool) -> CliResult<View> {
+    raw.warn_if_guessed();
+    let whole = raw.page_count();
+    let meta = match raw.active_meta() {
+        Ok(m) => m,
+        Err(e) => {
+            return Ok(match raw.truncated_meta()? {
+                Some(t) => {
+                    let m = t.raw.to_meta();
+                    let limit = m.pgid.min(whole);
+                    if listing {
+                        eprintln!(
+                            "rivet: warning: {}; showing the {limit} whole page(s) it holds",
+                            e.message
+                        );
+                    } else {
+                        eprintln!("rivet: warning: {}", e.message);
+                    }
+                    // The freelist of a cut-off file is usually past its end: not shown.
+                    View {
+                        meta: Some(m),
+                        limit,
+                        free: BTreeSet::new(),
+                    }
+                }
+                None => {
+                    if listing {
+                        eprintln!(
+                            "rivet: warning: {}; showing each of its {whole} whole page(s) by its header",
+                            e.message
+                        );
+                    } else {
+                        eprintln!("rivet: warning: {}", e.message);
+                    }
+                    View {
+                        meta: None,
+                        limit: whole,
+                        free: BTreeSet::new(),
+                    }
+                }
+            });
+        }
+    };
+    if let Some(w) = crate::raw::older_commit_warning(raw.path()) {
+        eprintln!("rivet: warning: {w}");
+    }
+    Ok(View {
+        meta: Some(meta),
+        limit: meta.pgid.min(whole),
+        free: free_set(raw, &meta),
+    })
+}
+
+/// The page runs below `v.limit`: free pages one by one, other pages with their overflow. A
+/// page of unknown type is shown alone (its overflow count means nothing).
+fn scan(raw: &RawFile, v: &View) -> CliResult<Vec<Row>> {
     let mut rows = Vec::new();
     let mut id = 0;
-    while id < meta.pgid {
-        if free.contains(&id) {
+    while id < v.limit {
+        if v.free.contains(&id) {
             rows.push(Row {
                 id,
                 kind: "free",
@@ -80,35 +146,58 @@ pub fn pages(args: &JsonDbArgs, timeout: Duration) -> CliResult<u8> {
             continue;
         }
         let h = raw.header(id)?;
+        let kind = format::page_type_name(h.flags);
+        if !matches!(h.flags, FLAG_META | FLAG_LEAF | FLAG_BRANCH | FLAG_FREELIST) {
+            rows.push(Row {
+                id,
+                kind,
+                items: None,
+                overflow: 0,
+            });
+            id += 1;
+            continue;
+        }
         rows.push(Row {
             id,
-            kind: format::page_type_name(h.flags),
-            items: Some(item_count(&raw, id, &h)),
+            kind,
+            items: Some(item_count(raw, id, &h)),
             overflow: h.overflow,
         });
         // A damaged overflow count must not skip past the end.
-        id = id.saturating_add(1 + u64::from(h.overflow)).min(meta.pgid);
+        id = id.saturating_add(1 + u64::from(h.overflow)).min(v.limit);
     }
+    Ok(rows)
+}
+
+/// `rivet pages DB`: one row per page run below the high-water mark (every whole page of a
+/// file without a usable meta page).
+pub fn pages(args: &JsonDbArgs, timeout: Duration) -> CliResult<u8> {
+    let raw = RawFile::open(&args.db, Access::Read, timeout)?;
+    let v = view(&raw, true)?;
+    let rows = scan(&raw, &v)?;
     let mut out = Out::new();
     if args.json {
         let list = rows
             .iter()
             .map(|r| {
-                let mut f = vec![("id", J::U64(r.id)), ("type", J::str(r.kind))];
+                let mut f = vec![("id", Value::from(r.id)), ("type", Value::from(r.kind))];
                 if let Some(n) = r.items {
-                    f.push(("items", J::U64(n)));
-                    f.push(("overflow", J::U64(u64::from(r.overflow))));
+                    f.push(("items", Value::from(n)));
+                    f.push(("overflow", Value::from(u64::from(r.overflow))));
                 }
-                J::Object(f)
+                json::object(f)
             })
             .collect();
         out.line(
-            J::Object(vec![
-                ("page_size", J::U64(raw.page_size() as u64)),
-                ("high_water_mark", J::U64(meta.pgid)),
-                ("pages", J::Array(list)),
+            json::object(vec![
+                ("page_size", Value::from(raw.page_size() as u64)),
+                (
+                    "high_water_mark",
+                    v.meta.map(|m| Value::from(m.pgid)).unwrap_or(Value::Null),
+                ),
+                ("pages", Value::Array(list)),
             ])
-            .to_json(),
+            .to_string(),
         )?;
     } else {
         out.line("ID       TYPE       ITEMS  OVRFLW")?;
@@ -132,28 +221,76 @@ pub fn pages(args: &JsonDbArgs, timeout: Duration) -> CliResult<u8> {
 /// `rivet page DB ID...`: a decoded view of each page.
 pub fn page(args: &PageArgs, timeout: Duration) -> CliResult<u8> {
     let raw = RawFile::open(&args.db, Access::Read, timeout)?;
-    let meta = raw.active_meta().ok();
-    let free = meta.map(|m| free_set(&raw, &m)).unwrap_or_default();
+    let v = view(&raw, false)?;
+    let runs = scan(&raw, &v)?;
     let show = if args.hex { Show::Hex } else { Show::Escaped };
     let mut out = Out::new();
     for (n, &id) in args.ids.iter().enumerate() {
-        if id >= raw.page_count() {
+        let offset = raw.offset(id)?;
+        if id >= raw.page_count() && offset >= raw.len() {
             return Err(CliError::new(format!(
-                "{}: page {id} is beyond the end of the file ({} pages)",
+                "{}: page {id} is beyond the end of the file ({} bytes, {} whole pages)",
                 args.db.display(),
+                raw.len(),
                 raw.page_count()
             )));
         }
         if n > 0 {
             out.line("")?;
         }
-        let lines = describe(&raw, id, meta.map(|m| m.pgid), &free, show, args.max_bytes)?;
+        if id >= raw.page_count() {
+            // The file ends inside this page: show the bytes it has.
+            let data = raw.read_at(offset, (raw.len() - offset) as usize)?;
+            out.line(format!(
+                "Page {id} (partial: the file ends {} bytes into it, offset {offset:#x})",
+                data.len()
+            ))?;
+            for line in hexdump(&data, offset) {
+                out.line(line)?;
+            }
+            continue;
+        }
+        let run = runs
+            .iter()
+            .find(|r| r.id < id && id <= r.id + u64::from(r.overflow));
+        let lines = match run {
+            Some(r) => continuation(&args.db, id, r),
+            None => describe(
+                &raw,
+                id,
+                v.meta.map(|m| m.pgid),
+                &v.free,
+                show,
+                args.max_bytes,
+            )?,
+        };
         for l in lines {
             out.line(l)?;
         }
     }
     out.flush()?;
     Ok(EXIT_OK)
+}
+
+/// Page `id` inside the overflow run starting at `run.id`: it has no header of its own.
+fn continuation(db: &std::path::Path, id: Pgid, run: &Row) -> Vec<String> {
+    vec![
+        format!("Page ID:       {id}"),
+        format!(
+            "Page type:     overflow (page {} of {} in the run of {} page {}; no header of its own)",
+            id - run.id + 1,
+            u64::from(run.overflow) + 1,
+            run.kind,
+            run.id
+        ),
+        format!(
+            "See:           rivet page {} {} (decoded) or rivet dump {} {} (bytes)",
+            db.display(),
+            run.id,
+            db.display(),
+            run.id
+        ),
+    ]
 }
 
 /// The decoded view of page `id`.
@@ -188,6 +325,8 @@ fn describe(
     }
     let limit = raw.page_count();
     match h.flags {
+        // Pages 0 and 1 are meta pages whatever their header says (a zeroed file).
+        _ if id < 2 => describe_meta(raw, id, &mut l)?,
         FLAG_META => describe_meta(raw, id, &mut l)?,
         FLAG_LEAF | FLAG_BRANCH => {
             let (_, data) = raw.run(id, limit)?;
@@ -297,24 +436,60 @@ fn bucket_value(v: &[u8], pgid: Pgid) -> String {
 /// `rivet dump DB ID...`: hex dump of each page and its overflow pages.
 pub fn dump(args: &DumpArgs, timeout: Duration) -> CliResult<u8> {
     let raw = RawFile::open(&args.db, Access::Read, timeout)?;
+    let v = view(&raw, false)?;
+    let runs = scan(&raw, &v)?;
     let mut out = Out::new();
     for (n, &id) in args.ids.iter().enumerate() {
-        if id >= raw.page_count() {
+        let offset = raw.offset(id)?;
+        if id >= raw.page_count() && offset >= raw.len() {
             return Err(CliError::new(format!(
-                "{}: page {id} is beyond the end of the file ({} pages)",
+                "{}: page {id} is beyond the end of the file ({} bytes, {} whole pages)",
                 args.db.display(),
+                raw.len(),
                 raw.page_count()
             )));
         }
-        let h = raw.header(id)?;
-        let wanted = 1 + u64::from(h.overflow);
-        let pages = wanted.min(raw.page_count() - id);
-        let ps = raw.page_size() as u64;
-        let offset = raw.offset(id)?;
-        let data = raw.read_at(offset, (pages * ps) as usize)?;
         if n > 0 {
             out.line("")?;
         }
+        if id >= raw.page_count() {
+            // The file ends inside this page: show the bytes it has.
+            let data = raw.read_at(offset, (raw.len() - offset) as usize)?;
+            out.line(format!(
+                "Page {id} (partial: the file ends {} bytes into it, offset {offset:#x})",
+                data.len()
+            ))?;
+            for line in hexdump(&data, offset) {
+                out.line(line)?;
+            }
+            continue;
+        }
+        let run = runs
+            .iter()
+            .find(|r| r.id < id && id <= r.id + u64::from(r.overflow));
+        if let Some(r) = run {
+            // Inside an overflow run: this page alone, named by its run (it has no header).
+            let data = raw.page(id)?;
+            out.line(format!(
+                "Page {id} (overflow page {} of {} in the run of {} page {}, offset {offset:#x}, {} bytes)",
+                id - r.id + 1,
+                u64::from(r.overflow) + 1,
+                r.kind,
+                r.id,
+                data.len()
+            ))?;
+            for line in hexdump(&data, offset) {
+                out.line(line)?;
+            }
+            continue;
+        }
+        let h = raw.header(id)?;
+        // The overflow count of a page of unknown type means nothing: show that page alone.
+        let known = matches!(h.flags, FLAG_META | FLAG_LEAF | FLAG_BRANCH | FLAG_FREELIST);
+        let wanted = if known { 1 + u64::from(h.overflow) } else { 1 };
+        let pages = wanted.min(raw.page_count() - id);
+        let ps = raw.page_size() as u64;
+        let data = raw.read_at(offset, (pages * ps) as usize)?;
         let mut title = format!(
             "Page {id} ({}, {pages} page(s), offset {offset:#x}, {} bytes)",
             format::page_type_name(h.flags),

@@ -8,7 +8,9 @@ use rivet::BucketStats;
 use crate::bytes::escape;
 use crate::cli::StatsArgs;
 use crate::error::{db_error, CliResult, EXIT_OK};
-use crate::json::Out as J;
+use serde_json::Value;
+
+use crate::json;
 use crate::open::open_read;
 use crate::output::Out;
 use crate::progress::Progress;
@@ -44,7 +46,7 @@ pub fn run(args: &StatsArgs, timeout: Duration) -> CliResult<u8> {
     let ps = tx.page_size() as u64;
     let mut out = Out::new();
     if args.json {
-        out.line(to_json(prefix, matched, ps, &total).to_json())?;
+        out.line(to_json(prefix, matched, ps, &total).to_string())?;
     } else {
         for line in table(prefix, matched, all, &total) {
             out.line(line)?;
@@ -128,25 +130,25 @@ fn table(prefix: &[u8], matched: u64, all: u64, s: &BucketStats) -> Vec<String> 
 }
 
 /// The JSON object: bbolt's field names in snake case, plus fill percentages.
-fn to_json(prefix: &[u8], matched: u64, page_size: u64, s: &BucketStats) -> J {
-    let pct = |p: Option<f64>| p.map(J::F64).unwrap_or(J::Null);
-    J::Object(vec![
-        ("prefix", J::Bytes(prefix.to_vec())),
-        ("top_level_buckets", J::U64(matched)),
-        ("page_size", J::U64(page_size)),
-        ("branch_page_n", J::U64(s.branch_page_n)),
-        ("branch_overflow_n", J::U64(s.branch_overflow_n)),
-        ("leaf_page_n", J::U64(s.leaf_page_n)),
-        ("leaf_overflow_n", J::U64(s.leaf_overflow_n)),
-        ("key_n", J::U64(s.key_n)),
-        ("depth", J::U64(s.depth)),
-        ("branch_alloc", J::U64(s.branch_alloc)),
-        ("branch_inuse", J::U64(s.branch_inuse)),
-        ("leaf_alloc", J::U64(s.leaf_alloc)),
-        ("leaf_inuse", J::U64(s.leaf_inuse)),
-        ("bucket_n", J::U64(s.bucket_n)),
-        ("inline_bucket_n", J::U64(s.inline_bucket_n)),
-        ("inline_bucket_inuse", J::U64(s.inline_bucket_inuse)),
+fn to_json(prefix: &[u8], matched: u64, page_size: u64, s: &BucketStats) -> Value {
+    let pct = |p: Option<f64>| p.map(json::percent).unwrap_or(Value::Null);
+    json::object(vec![
+        ("prefix", json::bytes(prefix)),
+        ("top_level_buckets", Value::from(matched)),
+        ("page_size", Value::from(page_size)),
+        ("branch_page_n", Value::from(s.branch_page_n)),
+        ("branch_overflow_n", Value::from(s.branch_overflow_n)),
+        ("leaf_page_n", Value::from(s.leaf_page_n)),
+        ("leaf_overflow_n", Value::from(s.leaf_overflow_n)),
+        ("key_n", Value::from(s.key_n)),
+        ("depth", Value::from(s.depth)),
+        ("branch_alloc", Value::from(s.branch_alloc)),
+        ("branch_inuse", Value::from(s.branch_inuse)),
+        ("leaf_alloc", Value::from(s.leaf_alloc)),
+        ("leaf_inuse", Value::from(s.leaf_inuse)),
+        ("bucket_n", Value::from(s.bucket_n)),
+        ("inline_bucket_n", Value::from(s.inline_bucket_n)),
+        ("inline_bucket_inuse", Value::from(s.inline_bucket_inuse)),
         (
             "branch_fill_percent",
             pct(percent(s.branch_inuse, s.branch_alloc)),

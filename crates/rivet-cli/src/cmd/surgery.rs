@@ -1,11 +1,12 @@
 //! `rivet surgery ...`: repairs that edit meta pages or rebuild the freelist.
 //!
 //! Each repair works on a copy written to `--output FILE` (the original is only read, under a
-//! shared lock) unless `--in-place` is given, in which case the file is modified under an
+//! shared lock; the copy is repaired beside FILE and renamed into place when done) unless
+//! `--in-place` is given, in which case the file is modified under an
 //! exclusive lock. Meta pages are patched field by field and resealed with a fresh checksum;
 //! everything else in them is kept as stored.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::Duration;
 
 use rivet::format::PGID_NO_FREELIST;
@@ -13,66 +14,54 @@ use rivet::{Db, Options};
 
 use crate::cli::{DbArg, Target};
 use crate::error::{db_error, io_error, CliError, CliResult, EXIT_OK, EXIT_PROBLEMS};
+use crate::files::Staged;
 use crate::open::require_file;
 use crate::output::Out;
 use crate::raw::{reseal_meta, Access, MetaSlot, RawFile, META_FREELIST_OFFSET};
 use crate::walk::reachable;
 
-/// The file a repair modifies.
-struct Prepared {
-    path: PathBuf,
-    /// A copy made by this command (removed again when the repair fails).
-    copy: bool,
-}
-
-/// Returns DB itself (`--in-place`) or a fresh copy of it at `--output`.
-fn prepare(t: &Target, timeout: Duration) -> CliResult<Prepared> {
-    require_file(&t.db)?;
-    let Some(out) = &t.output else {
-        return Ok(Prepared {
-            path: t.db.clone(),
-            copy: false,
-        });
-    };
-    if out.exists() {
-        return Err(CliError::new(format!(
-            "{}: already exists (--output writes a new file)",
-            out.display()
-        )));
-    }
-    // Hold a shared lock on the source while copying, so no writer is mid-commit.
-    let _src = RawFile::open(&t.db, Access::Read, timeout)?;
-    std::fs::copy(&t.db, out).map_err(|e| {
-        let _ = std::fs::remove_file(out);
-        io_error(out, &format!("copy from {}", t.db.display()), &e)
-    })?;
-    Ok(Prepared {
-        path: out.clone(),
-        copy: true,
-    })
-}
-
-/// Runs `repair` on the prepared file, removes a copy when it fails, and prints the report.
+/// Runs `repair` on DB itself (`--in-place`) or on a fresh copy of it that becomes `--output`
+/// only once repaired and synced (so `--output` is complete or absent), and prints the report.
 fn with_target(
     t: &Target,
     timeout: Duration,
     repair: impl FnOnce(&Path) -> CliResult<Vec<String>>,
 ) -> CliResult<u8> {
-    let p = prepare(t, timeout)?;
-    let lines = match repair(&p.path) {
-        Ok(l) => l,
-        Err(e) => {
-            if p.copy {
-                let _ = std::fs::remove_file(&p.path);
+    require_file(&t.db)?;
+    let (lines, written) = match &t.output {
+        None => (repair(&t.db)?, t.db.clone()),
+        Some(out) => {
+            if out.exists() {
+                return Err(CliError::new(format!(
+                    "{}: already exists (--output writes a new file)",
+                    out.display()
+                )));
             }
-            return Err(e);
+            let staged = Staged::new(out)?;
+            {
+                // Hold a shared lock on the source while copying, so no writer is mid-commit.
+                let _src = RawFile::open(&t.db, Access::Read, timeout)?;
+                std::fs::copy(&t.db, staged.path())
+                    .map_err(|e| io_error(out, &format!("copy from {}", t.db.display()), &e))?;
+            }
+            // The copy holds the source's bytes: what is wrong with its contents is wrong
+            // with the source; a failed read or write is the copy's.
+            let lines = repair(staged.path()).map_err(|e| {
+                if e.io {
+                    staged.blame_dest(e)
+                } else {
+                    staged.blame(e, &t.db)
+                }
+            })?;
+            staged.commit(true)?;
+            (lines, out.clone())
         }
     };
     let mut out = Out::new();
     for l in lines {
         out.line(l)?;
     }
-    out.line(format!("written to {}", p.path.display()))?;
+    out.line(format!("written to {}", written.display()))?;
     out.flush()?;
     Ok(EXIT_OK)
 }
@@ -101,6 +90,9 @@ pub fn revert_meta(t: &Target, timeout: Duration) -> CliResult<u8> {
     with_target(t, timeout, |path| {
         let raw = RawFile::open(path, Access::Write, timeout)?;
         let slots = raw.metas()?;
+        if slots.iter().all(|s| s.problem.is_some()) {
+            return Err(CliError::new(raw.why_unusable(&slots)));
+        }
         if let Some(bad) = slots.iter().find(|s| s.problem.is_some()) {
             return Err(CliError::new(format!(
                 "{}: cannot revert: {}",
@@ -135,12 +127,7 @@ pub fn revert_meta(t: &Target, timeout: Duration) -> CliResult<u8> {
 fn abandon(raw: &RawFile) -> CliResult<Vec<String>> {
     let slots = raw.metas()?;
     if slots.iter().all(|s| s.problem.is_some()) {
-        return Err(CliError::new(format!(
-            "{}: no valid meta page ({}; {})",
-            raw.path().display(),
-            describe(&slots[0]),
-            describe(&slots[1])
-        )));
+        return Err(CliError::new(raw.why_unusable(&slots)));
     }
     let mut lines = Vec::new();
     for s in &slots {
