@@ -111,9 +111,10 @@ Example:\n  rivet import new.db my.jsonl\n  rivet export old.db | rivet import n
     )]
     Import(ImportArgs),
 
-    /// Copy-compact SRC into a new file DST, dropping free pages.
+    /// Copy-compact SRC into a new file DST, or compact SRC in place (--in-place).
     #[command(
-        after_help = "Example:\n  rivet compact my.db my-compacted.db --tx-max-size 1048576"
+        after_help = "Examples:\n  rivet compact my.db my-compacted.db --tx-max-size 1048576\n  \
+rivet compact --in-place my.db"
     )]
     Compact(CompactArgs),
 
@@ -286,12 +287,31 @@ pub struct ImportArgs {
 /// Arguments of `compact`.
 #[derive(Debug, Args)]
 pub struct CompactArgs {
-    /// The database to compact (opened read-only).
+    /// The database to compact (opened read-only; read-write with --in-place).
     pub src: PathBuf,
-    /// The new file (must not exist, or be empty).
-    pub dst: PathBuf,
+    /// The new file (must not exist, or be empty); not given with --in-place.
+    #[arg(required_unless_present = "in_place")]
+    pub dst: Option<PathBuf>,
+    /// Compact SRC itself, online: move its pages toward the start of the file and pack
+    /// them, in small transactions that other processes' readers and writers of the same
+    /// handle interleave with, then cut the file (a crash loses nothing).
+    #[arg(long, conflicts_with = "dst")]
+    pub in_place: bool,
+    /// With --in-place: leaves moved per transaction.
+    #[arg(
+        long,
+        value_name = "LEAVES",
+        default_value_t = 256,
+        requires = "in_place"
+    )]
+    pub round_leaves: usize,
     /// Commit the destination every this many bytes of keys and values (0: one transaction).
-    #[arg(long, value_name = "BYTES", default_value_t = 65536)]
+    #[arg(
+        long,
+        value_name = "BYTES",
+        default_value_t = 65536,
+        conflicts_with = "in_place"
+    )]
     pub tx_max_size: u64,
     /// Skip fdatasync at each commit (sync once at the end).
     #[arg(long)]

@@ -83,6 +83,11 @@ impl Progress {
     pub fn set(&self, pos: u64) {
         self.bar.set_position(pos);
     }
+
+    /// Replaces the message.
+    pub fn message(&self, message: String) {
+        self.bar.set_message(message);
+    }
 }
 
 impl Drop for Progress {

@@ -398,6 +398,44 @@ fn compact_prints_sizes_and_copies_everything() {
     assert!(!dst2.exists());
 }
 
+/// `compact --in-place` (online compaction) keeps the content, shrinks a file whose data was
+/// mostly deleted, reports sizes and moves, and refuses a destination or a missing file.
+#[test]
+fn compact_in_place_shrinks_the_file_and_keeps_the_content() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("logs.db");
+    let mut lines = String::from("{\"bucket\":[\"old\"]}\n{\"bucket\":[\"new\"]}\n");
+    for i in 0..20_000u32 {
+        let b = if i % 5 == 0 { "new" } else { "old" };
+        lines.push_str(&format!(
+            "{{\"bucket\":[\"{b}\"],\"key\":\"k{i:06}\",\"value\":\"{i:0100}\"}}\n"
+        ));
+    }
+    rivet_stdin(
+        &["import", "--batch", "1000", p(&db)],
+        Some(lines.as_bytes()),
+    )
+    .expect(0);
+    ok(&["delete", "--bucket", p(&db), "old"]);
+    let before = std::fs::metadata(&db).unwrap().len();
+    let content = rivet(&["export", p(&db)]).expect(0).stdout;
+    let out = ok(&["compact", "--in-place", p(&db), "--round-leaves", "16"]);
+    let after = std::fs::metadata(&db).unwrap().len();
+    assert!(after * 4 < before, "{before} -> {after}: {out}");
+    assert!(out.contains(&format!("before: {before} bytes")), "{out}");
+    assert!(out.contains(&format!("after:  {after} bytes")), "{out}");
+    assert!(out.contains("moved "), "{out}");
+    assert_eq!(rivet(&["export", p(&db)]).expect(0).stdout, content);
+    assert_eq!(ok(&["check", p(&db)]), "OK\n");
+    let dst = dir.path().join("dst.db");
+    let r = rivet(&["compact", "--in-place", p(&db), p(&dst)]).expect(2);
+    assert!(r.stderr.contains("cannot be used with"), "{}", r.stderr);
+    assert!(!dst.exists());
+    let missing = dir.path().join("missing.db");
+    rivet(&["compact", "--in-place", p(&missing)]).expect_error("no such file");
+    assert!(!missing.exists());
+}
+
 #[test]
 fn bench_reports_ops_and_keeps_the_file() {
     let dir = tempfile::tempdir().unwrap();

@@ -1,4 +1,5 @@
-//! `rivet compact SRC DST`: copy-compaction into a new file.
+//! `rivet compact SRC DST`: copy-compaction into a new file; `rivet compact --in-place DB`:
+//! online compaction of the file itself.
 
 use std::path::Path;
 use std::time::Duration;
@@ -39,25 +40,80 @@ fn blame(args: &CompactArgs, staged: &Staged, e: rivet::Error) -> CliError {
 /// both sizes. DST must not exist (or be empty); it gets SRC's page size. The copy is written
 /// beside DST and renamed into place once complete, so DST is never left half-written.
 pub fn run(args: &CompactArgs, timeout: Duration) -> CliResult<u8> {
-    if same_file(&args.src, &args.dst) {
+    let Some(dst) = &args.dst else {
+        return in_place(args, timeout);
+    };
+    copy(args, dst, timeout)
+}
+
+/// Compacts the file itself (`Db::compact_in_place`), with a spinner that shows the rounds,
+/// then prints both sizes.
+fn in_place(args: &CompactArgs, timeout: Duration) -> CliResult<u8> {
+    crate::open::require_file(&args.src)?;
+    let db = open_write(
+        &args.src,
+        WriteOptions {
+            timeout,
+            create: false,
+            page_size: None,
+            no_sync: args.no_sync,
+        },
+    )?;
+    let done = {
+        let spinner = Progress::spinner("compacting in place", "");
+        db.compact_in_place(args.round_leaves, |p| {
+            spinner.message(format!(
+                "compacting in place: {} leaves moved, {} bytes returned",
+                p.leaves_moved,
+                p.bytes_returned()
+            ))
+        })
+        .map_err(|e| db_error(&args.src, e))?
+    };
+    if args.no_sync {
+        db.sync().map_err(|e| db_error(&args.src, e))?;
+    }
+    let mut out = Out::new();
+    let gain = if done.file_bytes > 0 {
+        format!(
+            " (gain {:.2}x)",
+            done.start_bytes as f64 / done.file_bytes as f64
+        )
+    } else {
+        String::new()
+    };
+    out.line(format!("{} (in place)", args.src.display()))?;
+    out.line(format!("  before: {} bytes", done.start_bytes))?;
+    out.line(format!("  after:  {} bytes{gain}", done.file_bytes))?;
+    out.line(format!(
+        "  moved {} leaves and merged {} pages in {} transaction(s)",
+        done.leaves_moved, done.nodes_merged, done.rounds
+    ))?;
+    out.flush()?;
+    Ok(EXIT_OK)
+}
+
+/// Copy-compaction of SRC into the new file `dst`.
+fn copy(args: &CompactArgs, dst_path: &Path, timeout: Duration) -> CliResult<u8> {
+    if same_file(&args.src, dst_path) {
         return Err(CliError::new(format!(
             "{}: destination is the source file",
-            args.dst.display()
+            dst_path.display()
         )));
     }
-    let existed = match std::fs::metadata(&args.dst) {
+    let existed = match std::fs::metadata(dst_path) {
         Ok(m) if m.is_file() && m.len() == 0 => true,
         Ok(_) => {
             return Err(CliError::new(format!(
                 "{}: destination already exists (compact writes a new file)",
-                args.dst.display()
+                dst_path.display()
             )))
         }
         Err(_) => false,
     };
     let src = open_read(&args.src, timeout)?;
     let src_size = file_size(&args.src)?;
-    let staged = Staged::new(&args.dst)?;
+    let staged = Staged::new(dst_path)?;
     let stats = {
         let dst = open_write(
             staged.path(),
@@ -80,14 +136,14 @@ pub fn run(args: &CompactArgs, timeout: Duration) -> CliResult<u8> {
     };
     // An empty DST that existed may be replaced; one that appeared meanwhile may not.
     staged.commit(!existed)?;
-    let dst_size = file_size(&args.dst)?;
+    let dst_size = file_size(dst_path)?;
     let mut out = Out::new();
     let gain = if dst_size > 0 {
         format!(" (gain {:.2}x)", src_size as f64 / dst_size as f64)
     } else {
         String::new()
     };
-    out.line(format!("{} -> {}", args.src.display(), args.dst.display()))?;
+    out.line(format!("{} -> {}", args.src.display(), dst_path.display()))?;
     out.line(format!("  before: {src_size} bytes"))?;
     out.line(format!("  after:  {dst_size} bytes{gain}"))?;
     out.line(format!(
