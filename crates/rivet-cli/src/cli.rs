@@ -24,11 +24,6 @@ Examples:\n  rivet info my.db\n  rivet check my.db\n  rivet get my.db widgets fo
 rivet export my.db -o my.jsonl"
 )]
 pub struct Cli {
-    /// How long to wait for a file lock held by another process before failing (e.g. 1s,
-    /// 250ms, 0 to fail at once).
-    #[arg(long, global = true, value_name = "DURATION", default_value = "1s", value_parser = parse_duration)]
-    pub timeout: Duration,
-
     /// The command to run.
     #[command(subcommand)]
     pub command: Command,
@@ -138,6 +133,15 @@ rivet surgery freelist rebuild my.db --in-place"
     Version,
 }
 
+/// `--timeout`, on every command that opens a database file.
+#[derive(Debug, Args, Clone, Copy)]
+pub struct Lock {
+    /// How long to wait for a file lock held by another process before failing (e.g. 1s,
+    /// 250ms, 0 to fail at once).
+    #[arg(long, value_name = "DURATION", default_value = "1s", value_parser = parse_duration)]
+    pub timeout: Duration,
+}
+
 /// A database path and `--json`.
 #[derive(Debug, Args)]
 pub struct JsonDbArgs {
@@ -146,6 +150,9 @@ pub struct JsonDbArgs {
     /// Print one JSON object instead of text.
     #[arg(long)]
     pub json: bool,
+    /// Lock waiting.
+    #[command(flatten)]
+    pub lock: Lock,
 }
 
 /// Arguments of `stats`.
@@ -158,6 +165,9 @@ pub struct StatsArgs {
     /// Print one JSON object instead of a table.
     #[arg(long)]
     pub json: bool,
+    /// Lock waiting.
+    #[command(flatten)]
+    pub lock: Lock,
 }
 
 /// How byte strings are given and shown.
@@ -181,6 +191,9 @@ pub struct PathArgs {
     pub path: Vec<OsString>,
     #[command(flatten)]
     pub enc: Encoding,
+    /// Lock waiting.
+    #[command(flatten)]
+    pub lock: Lock,
 }
 
 /// Arguments of `get`.
@@ -193,6 +206,9 @@ pub struct GetArgs {
     pub args: Vec<OsString>,
     #[command(flatten)]
     pub enc: Encoding,
+    /// Lock waiting.
+    #[command(flatten)]
+    pub lock: Lock,
 }
 
 /// Arguments of `put`.
@@ -209,6 +225,9 @@ pub struct PutArgs {
     /// Page size when the file is created.
     #[arg(long, value_name = "BYTES")]
     pub page_size: Option<usize>,
+    /// Lock waiting.
+    #[command(flatten)]
+    pub lock: Lock,
 }
 
 /// Arguments of `delete`.
@@ -225,6 +244,9 @@ pub struct DeleteArgs {
     /// KEY names a sub-bucket: delete it with everything in it.
     #[arg(long)]
     pub bucket: bool,
+    /// Lock waiting.
+    #[command(flatten)]
+    pub lock: Lock,
 }
 
 /// Arguments of `page`.
@@ -241,6 +263,9 @@ pub struct PageArgs {
     /// Show at most this many bytes of each key and value.
     #[arg(long, value_name = "BYTES", default_value_t = 128)]
     pub max_bytes: usize,
+    /// Lock waiting.
+    #[command(flatten)]
+    pub lock: Lock,
 }
 
 /// Arguments of `dump`.
@@ -251,6 +276,9 @@ pub struct DumpArgs {
     /// Page ids.
     #[arg(value_name = "ID", required = true)]
     pub ids: Vec<u64>,
+    /// Lock waiting.
+    #[command(flatten)]
+    pub lock: Lock,
 }
 
 /// Arguments of `export`.
@@ -261,6 +289,9 @@ pub struct ExportArgs {
     /// Write to this file instead of stdout.
     #[arg(short, long, value_name = "FILE")]
     pub output: Option<PathBuf>,
+    /// Lock waiting.
+    #[command(flatten)]
+    pub lock: Lock,
 }
 
 /// Arguments of `import`.
@@ -282,6 +313,9 @@ pub struct ImportArgs {
     /// Report each commit on stderr.
     #[arg(short, long)]
     pub verbose: bool,
+    /// Lock waiting.
+    #[command(flatten)]
+    pub lock: Lock,
 }
 
 /// Arguments of `compact`.
@@ -316,6 +350,9 @@ pub struct CompactArgs {
     /// Skip fdatasync at each commit (sync once at the end).
     #[arg(long)]
     pub no_sync: bool,
+    /// Lock waiting.
+    #[command(flatten)]
+    pub lock: Lock,
 }
 
 /// Key order of a benchmark phase.
@@ -374,6 +411,9 @@ pub struct Target {
     /// Modify DB itself.
     #[arg(long)]
     pub in_place: bool,
+    /// Lock waiting.
+    #[command(flatten)]
+    pub lock: Lock,
 }
 
 /// `surgery` subcommands.
@@ -421,4 +461,7 @@ pub enum MetaCommand {
 pub struct DbArg {
     /// The database file.
     pub db: PathBuf,
+    /// Lock waiting.
+    #[command(flatten)]
+    pub lock: Lock,
 }

@@ -42,32 +42,33 @@ fn main() -> ExitCode {
 
 /// Runs one command and returns its exit status.
 fn run(cli: Cli) -> CliResult<u8> {
-    let t = cli.timeout;
     match cli.command {
-        Command::Info(a) => cmd::info::run(&a, t),
-        Command::Check(a) => cmd::check::run(&a, t),
-        Command::Stats(a) => cmd::stats::run(&a, t),
-        Command::Buckets(a) => cmd::data::buckets(&a, t),
-        Command::Keys(a) => cmd::data::keys(&a, t),
-        Command::Get(a) => cmd::data::get(&a, t),
-        Command::Put(a) => cmd::data::put(&a, t),
-        Command::Delete(a) => cmd::data::delete(&a, t),
-        Command::Pages(a) => cmd::pages::pages(&a, t),
-        Command::Page(a) => cmd::pages::page(&a, t),
-        Command::Dump(a) => cmd::pages::dump(&a, t),
-        Command::Export(a) => cmd::export::run(&a, t),
-        Command::Import(a) => cmd::import::run(&a, t),
-        Command::Compact(a) => cmd::compact::run(&a, t),
+        Command::Info(a) => cmd::info::run(&a, a.lock.timeout),
+        Command::Check(a) => cmd::check::run(&a, a.lock.timeout),
+        Command::Stats(a) => cmd::stats::run(&a, a.lock.timeout),
+        Command::Buckets(a) => cmd::data::buckets(&a, a.lock.timeout),
+        Command::Keys(a) => cmd::data::keys(&a, a.lock.timeout),
+        Command::Get(a) => cmd::data::get(&a, a.lock.timeout),
+        Command::Put(a) => cmd::data::put(&a, a.lock.timeout),
+        Command::Delete(a) => cmd::data::delete(&a, a.lock.timeout),
+        Command::Pages(a) => cmd::pages::pages(&a, a.lock.timeout),
+        Command::Page(a) => cmd::pages::page(&a, a.lock.timeout),
+        Command::Dump(a) => cmd::pages::dump(&a, a.lock.timeout),
+        Command::Export(a) => cmd::export::run(&a, a.lock.timeout),
+        Command::Import(a) => cmd::import::run(&a, a.lock.timeout),
+        Command::Compact(a) => cmd::compact::run(&a, a.lock.timeout),
         Command::Bench(a) => cmd::bench::run(&a),
-        Command::Surgery(SurgeryCommand::RevertMeta(a)) => cmd::surgery::revert_meta(&a, t),
+        Command::Surgery(SurgeryCommand::RevertMeta(a)) => {
+            cmd::surgery::revert_meta(&a, a.lock.timeout)
+        }
         Command::Surgery(SurgeryCommand::Freelist(FreelistCommand::Rebuild(a))) => {
-            cmd::surgery::freelist_rebuild(&a, t)
+            cmd::surgery::freelist_rebuild(&a, a.lock.timeout)
         }
         Command::Surgery(SurgeryCommand::Freelist(FreelistCommand::Abandon(a))) => {
-            cmd::surgery::freelist_abandon(&a, t)
+            cmd::surgery::freelist_abandon(&a, a.lock.timeout)
         }
         Command::Surgery(SurgeryCommand::Meta(MetaCommand::Validate(a))) => {
-            cmd::surgery::meta_validate(&a, t)
+            cmd::surgery::meta_validate(&a, a.lock.timeout)
         }
         Command::Version => cmd::version::run(),
     }

@@ -220,10 +220,12 @@ fn buckets_keys_get() {
     );
     let r = rivet(&["get", p(&db), "nope", "foo"]).expect(1);
     assert!(r.stderr.contains("bucket nope not found"), "{}", r.stderr);
-    let r = rivet(&["get", p(&db), "widgets", "parts"]).expect(1);
-    assert!(r.stderr.contains("is a bucket"), "{}", r.stderr);
-    let r = rivet(&["keys", p(&db), "widgets", "foo"]).expect(1);
-    assert!(r.stderr.contains("is a key, not a bucket"), "{}", r.stderr);
+    // The wrong kind (a bucket where a key is expected, or the reverse) is a usage error:
+    // exit 2 in every command (issue 13, kind 5), unlike a missing one (exit 1).
+    rivet(&["get", p(&db), "widgets", "parts"]).expect_error("is a bucket, not a key");
+    rivet(&["keys", p(&db), "widgets", "foo"]).expect_error("is a key, not a bucket");
+    rivet(&["buckets", p(&db), "widgets", "foo"]).expect_error("is a key, not a bucket");
+    rivet(&["get", p(&db), "widgets", "foo", "x"]).expect_error("is a key, not a bucket");
     rivet(&["get", "--hex", p(&db), "zz", "00"]).expect_error("invalid hex");
     rivet(&["get", p(&db), "foo"]).expect_error("at least one bucket");
 }
@@ -240,7 +242,7 @@ fn put_and_delete() {
     assert_eq!(ok(&["keys", p(&db), "a"]), "\\x00\\xff\nb\n");
     // A key where a bucket is expected, and the reverse.
     rivet(&["put", p(&db), "a", "b", "key", "x", "y"]).expect_error("is a key, not a bucket");
-    rivet(&["put", p(&db), "a", "b", "v"]).expect_error("is a bucket");
+    rivet(&["put", p(&db), "a", "b", "v"]).expect_error("is a bucket, not a key");
     rivet(&["put", p(&db), "a", "", "v"]).expect_error("key required");
     rivet(&["put", p(&db), "", "k", "v"]).expect_error("must not be empty");
     // delete: keys, missing keys (exit 1, nothing written), buckets only with --bucket.

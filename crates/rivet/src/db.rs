@@ -480,9 +480,12 @@ impl Shared {
                 // 16 MiB beyond what is needed.
                 // (The mapping may be larger than the file needs after the file was cut
                 // back: grow by the rule for the size needed, not to the old mapping.)
-                let need_map = storage::mmap_size(target, ps)
-                    .unwrap_or(target)
-                    .min(map_len.max(target));
+                let by_rule = storage::mmap_size(target, ps).unwrap_or(target);
+                let need_map = if target < map_len {
+                    by_rule.min(map_len)
+                } else {
+                    by_rule
+                };
                 let new_size = if need_map <= DEFAULT_ALLOC_SIZE {
                     need_map
                 } else {

@@ -51,6 +51,12 @@ fn split_args(
     Ok((path, rest))
 }
 
+/// A path that names a bucket where a key is expected, or a key where a bucket is: a usage
+/// error (exit 2) in every command, unlike a missing key or bucket (exit 1).
+fn wrong_kind(message: String) -> CliError {
+    CliError::new(message)
+}
+
 /// Opens the bucket at `path` (the root when empty); a missing bucket is a "not found" error.
 fn open_bucket<'tx>(tx: &'tx Tx, db: &Path, path: &[Vec<u8>]) -> CliResult<Bucket<'tx>> {
     let mut b = tx.root();
@@ -59,13 +65,16 @@ fn open_bucket<'tx>(tx: &'tx Tx, db: &Path, path: &[Vec<u8>]) -> CliResult<Bucke
             Some(sub) => sub,
             None => {
                 let here = show_path(&path[..=i]);
-                let why = if b.get(name).map_err(|e| db_error(db, e))?.is_some() {
-                    "is a key, not a bucket"
-                } else {
-                    "not found"
-                };
+                // The wrong kind of entry is a usage error (exit 2), absence is "not found"
+                // (exit 1): the same rule in every command.
+                if b.get(name).map_err(|e| db_error(db, e))?.is_some() {
+                    return Err(wrong_kind(format!(
+                        "{}: bucket {here} is a key, not a bucket",
+                        db.display()
+                    )));
+                }
                 return Err(CliError::not_found(format!(
-                    "{}: bucket {here} {why}",
+                    "{}: bucket {here} not found",
                     db.display()
                 )));
             }
@@ -116,17 +125,16 @@ pub fn get(args: &GetArgs, timeout: Duration) -> CliResult<u8> {
     let bucket = open_bucket(&tx, &args.db, &path)?;
     let err = |e| db_error(&args.db, e);
     let Some(value) = bucket.get(key).map_err(err)? else {
-        let why = if bucket.bucket(key).map_err(err)?.is_some() {
-            "is a bucket, not a key"
-        } else {
-            "not found"
-        };
-        return Err(CliError::not_found(format!(
-            "{}: key {} in bucket {} {why}",
+        let what = format!(
+            "{}: key {} in bucket {}",
             args.db.display(),
             crate::bytes::escape(key),
             show_path(&path)
-        )));
+        );
+        if bucket.bucket(key).map_err(err)?.is_some() {
+            return Err(wrong_kind(format!("{what} is a bucket, not a key")));
+        }
+        return Err(CliError::not_found(format!("{what} not found")));
     };
     let show = Show::from_flags(args.enc.hex, args.enc.raw);
     let mut out = Out::new();
@@ -168,7 +176,7 @@ pub fn put(args: &PutArgs, timeout: Duration) -> CliResult<u8> {
     }
     b.put(key, value).map_err(|e| match e {
         rivet::Error::IncompatibleValue => CliError::new(format!(
-            "{}: key {} in bucket {} is a bucket",
+            "{}: key {} in bucket {} is a bucket, not a key",
             args.db.display(),
             crate::bytes::escape(key),
             show_path(&path)
