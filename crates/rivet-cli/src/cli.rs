@@ -216,13 +216,18 @@ pub struct GetArgs {
 pub struct PutArgs {
     /// The database file.
     pub db: PathBuf,
-    /// Bucket path, outermost first, then the key and the value.
+    /// Bucket path, outermost first, then the key and the value (`-` reads the value from
+    /// stdin; with --file there is no VALUE).
     #[arg(value_name = "BUCKET... KEY VALUE", required = true)]
     pub args: Vec<OsString>,
-    /// Bucket names, key and value are given as hex.
+    /// Bucket names, key and value are given as hex (a value from stdin or --file is taken
+    /// as it is).
     #[arg(long)]
     pub hex: bool,
-    /// Page size when the file is created.
+    /// Read the value from this file (byte for byte: the inverse of `get --raw`).
+    #[arg(long, value_name = "FILE")]
+    pub file: Option<PathBuf>,
+    /// Page size when the file is created (an existing file keeps its own).
     #[arg(long, value_name = "BYTES")]
     pub page_size: Option<usize>,
     /// Lock waiting.
@@ -358,9 +363,10 @@ pub struct CompactArgs {
 /// Key order of a benchmark phase.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum Order {
-    /// Ascending keys.
+    // Ascending keys. (Plain comments: documented variants would switch `bench --help` to
+    // clap's long layout, unlike every other command.)
     Seq,
-    /// Shuffled keys.
+    // Shuffled keys.
     Rnd,
 }
 
@@ -379,10 +385,10 @@ pub struct BenchArgs {
     /// Value size in bytes.
     #[arg(long, default_value_t = 32)]
     pub value_size: usize,
-    /// Order of the writes.
+    /// Order of the writes: seq (ascending keys) or rnd (shuffled).
     #[arg(long, value_enum, default_value_t = Order::Seq)]
     pub write_mode: Order,
-    /// Order of the reads.
+    /// Order of the reads: seq or rnd.
     #[arg(long, value_enum, default_value_t = Order::Seq)]
     pub read_mode: Order,
     /// Repeat the read phase until it has run this long (0: read every key once).

@@ -230,6 +230,46 @@ fn buckets_keys_get() {
     rivet(&["get", p(&db), "foo"]).expect_error("at least one bucket");
 }
 
+/// `put` takes its value from stdin (`-`) or a file (`--file`), byte for byte, says when it
+/// created the file, and warns when `--page-size` cannot apply (issue 13, kind 5).
+#[test]
+fn put_reads_stdin_and_files_and_says_what_it_did() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("new.db");
+    let r = rivet(&["put", "--page-size", "8192", p(&db), "b", "k", "v"]).expect(0);
+    assert_eq!(
+        r.stderr,
+        format!("rivet: created {} (page size 8192)\n", p(&db))
+    );
+    let bin: &[u8] = b"line one\n\x00\xffline two";
+    let r = rivet_stdin(&["put", p(&db), "b", "from-stdin", "-"], Some(bin)).expect(0);
+    assert_eq!(r.stderr, "", "no notice for an existing file");
+    assert_eq!(
+        rivet(&["get", "--raw", p(&db), "b", "from-stdin"])
+            .expect(0)
+            .stdout,
+        bin
+    );
+    let file = dir.path().join("value.bin");
+    std::fs::write(&file, bin).unwrap();
+    ok(&["put", "--file", p(&file), p(&db), "b", "from-file"]);
+    assert_eq!(
+        rivet(&["get", "--raw", p(&db), "b", "from-file"])
+            .expect(0)
+            .stdout,
+        bin
+    );
+    let r = rivet(&["put", "--page-size", "4096", p(&db), "b", "k", "v2"]).expect(0);
+    assert!(
+        r.stderr.contains("--page-size 4096 ignored"),
+        "{}",
+        r.stderr
+    );
+    let missing = dir.path().join("missing.bin");
+    rivet(&["put", "--file", p(&missing), p(&db), "b", "k"]).expect_error("no such file");
+    assert_eq!(ok(&["get", p(&db), "b", "k"]), "v2\n");
+}
+
 #[test]
 fn put_and_delete() {
     let dir = tempfile::tempdir().unwrap();

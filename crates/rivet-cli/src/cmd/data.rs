@@ -149,8 +149,8 @@ pub fn get(args: &GetArgs, timeout: Duration) -> CliResult<u8> {
 /// `rivet put DB BUCKET... KEY VALUE`: creates the buckets along the path (and the file) when
 /// missing. When the put fails, a file it created is removed again.
 pub fn put(args: &PutArgs, timeout: Duration) -> CliResult<u8> {
-    let (path, rest) = split_args(&args.args, args.hex, 1, &["key", "value"])?;
-    let (key, value) = (&rest[0], &rest[1]);
+    let (path, key, value) = put_operands(args)?;
+    let (key, value) = (&key[..], &value[..]);
     let mut new_file = NewFile::track(&args.db);
     let db = open_write(
         &args.db,
@@ -184,8 +184,46 @@ pub fn put(args: &PutArgs, timeout: Duration) -> CliResult<u8> {
         e => err(e),
     })?;
     tx.commit().map_err(err)?;
+    if new_file.created() {
+        // Said on stderr, so that a typo in the path does not pass unnoticed.
+        eprintln!(
+            "rivet: created {} (page size {})",
+            args.db.display(),
+            db.page_size()
+        );
+    } else if let Some(asked) = args.page_size.filter(|&ps| ps != db.page_size()) {
+        eprintln!(
+            "rivet: {}: --page-size {asked} ignored: the file exists with page size {}",
+            args.db.display(),
+            db.page_size()
+        );
+    }
     new_file.keep();
     Ok(EXIT_OK)
+}
+
+/// A bucket path (outermost first), a key and a value.
+type PathKeyValue = (Vec<Vec<u8>>, Vec<u8>, Vec<u8>);
+
+/// The bucket path, key and value of `put`: the value from the last argument, from stdin
+/// (`-`), or from `--file`.
+fn put_operands(args: &PutArgs) -> CliResult<PathKeyValue> {
+    if let Some(file) = &args.file {
+        let (path, mut rest) = split_args(&args.args, args.hex, 1, &["key"])?;
+        let value = std::fs::read(file).map_err(|e| crate::error::io_error(file, "read", &e))?;
+        return Ok((path, rest.remove(0), value));
+    }
+    let (path, mut rest) = split_args(&args.args, args.hex, 1, &["key", "value"])?;
+    let key = rest.remove(0);
+    let value = if args.args.last().is_some_and(|v| v == "-") {
+        let mut v = Vec::new();
+        std::io::Read::read_to_end(&mut std::io::stdin(), &mut v)
+            .map_err(|e| CliError::new(format!("reading the value from stdin: {e}")))?;
+        v
+    } else {
+        rest.remove(0)
+    };
+    Ok((path, key, value))
 }
 
 /// `rivet delete DB BUCKET... KEY`: deletes a key, or a sub-bucket with `--bucket`; a missing
