@@ -693,7 +693,8 @@ pub fn xrange(ctx: &mut Ctx<'_>, a: &[Bytes]) -> CmdResult {
         return Ok(Reply::Array(vec![]));
     };
     if count == 0 {
-        return Ok(Reply::Array(vec![]));
+        // Redis answers COUNT 0 on an existing stream with a null array.
+        return Ok(Reply::NilArray);
     }
     let items = range(&v, s.c.id, start, end, rev, count.max(0) as usize)?;
     Ok(Reply::Array(
