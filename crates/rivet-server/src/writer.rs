@@ -665,7 +665,8 @@ fn serve_stream_reader(
     if holds != Some(Kind::Stream) {
         return Ok(());
     }
-    let (client, mut pdb, args) = (p.client, p.db, p.args.clone());
+    let args = commands::stream_read::parked_args_for(&p.args, key).unwrap_or(p.args.clone());
+    let (client, mut pdb) = (p.client, p.db);
     let (r, wait) = run_command(run, reg, client, &mut pdb, &args, true)?;
     if wait.is_none() {
         if let Some(p) = reg.remove(run.state, id) {

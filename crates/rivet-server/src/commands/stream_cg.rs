@@ -137,9 +137,6 @@ pub fn xgroup(ctx: &mut Ctx<'_>, a: &[Bytes]) -> CmdResult {
             if !create_group(&v, sid, g, id, entries_read)? {
                 return Ok(err("BUSYGROUP Consumer Group name already exists"));
             }
-            if let Some(s) = &s {
-                s.save(&v, key)?;
-            }
             Ok(OK)
         }
         "setid" if a.len() == 5 || a.len() == 7 => {
@@ -158,7 +155,6 @@ pub fn xgroup(ctx: &mut Ctx<'_>, a: &[Bytes]) -> CmdResult {
             ge.g.entries_read = entries_read;
             ge.touch();
             ge.save()?;
-            s.save(&v, key)?;
             Ok(OK)
         }
         "destroy" => {
@@ -182,9 +178,6 @@ pub fn xgroup(ctx: &mut Ctx<'_>, a: &[Bytes]) -> CmdResult {
             };
             let created = ge.ensure_consumer(&a[4], ctx.now_ms, false)?;
             ge.save()?;
-            if created {
-                s.save(&v, key)?;
-            }
             Ok(Reply::Int(created as i64))
         }
         "delconsumer" => {
@@ -196,9 +189,6 @@ pub fn xgroup(ctx: &mut Ctx<'_>, a: &[Bytes]) -> CmdResult {
             };
             let pending = ge.delete_consumer(&a[4])?;
             ge.save()?;
-            if pending.is_some() {
-                s.save(&v, key)?;
-            }
             Ok(Reply::Int(pending.unwrap_or(0) as i64))
         }
         _ => Ok(sub_syntax("xgroup", &a[1])),

@@ -394,6 +394,19 @@ fn serve_group(
     Ok(Some(out))
 }
 
+/// The parked XREAD/XREADGROUP `args` narrowed to the one stream `key` that was written (as
+/// Redis serves a blocked reader from the key that became ready); None if `key` is not one
+/// of its streams.
+pub fn parked_args_for(args: &[Bytes], key: &[u8]) -> Option<Vec<Bytes>> {
+    let at = args.iter().position(|x| is(x, "streams"))? + 1;
+    let n = (args.len() - at) / 2;
+    let i = args[at..at + n].iter().position(|k| k.as_ref() == key)?;
+    let mut out = args[..at].to_vec();
+    out.push(args[at + i].clone());
+    out.push(args[at + n + i].clone());
+    Some(out)
+}
+
 /// For a parked XREADGROUP whose key `key` was written: Redis's error when the key no longer
 /// holds a stream or the group is gone (the client is then unblocked with it); None when the
 /// command should simply run again. Other commands: None.
