@@ -251,6 +251,19 @@ fn blocking_reads_time_out_and_wake() {
     c.cmd(&["XREAD", "BLOCK", "0", "STREAMS", "s", "$"]);
     let r = items(&c.cmd(&["EXEC"]));
     assert_eq!(r[0], Frame::Array(None));
+    // Inside a script BLOCK is refused, as Redis does.
+    match c.cmd(&[
+        "EVAL",
+        "return redis.pcall('xread','BLOCK',0,'STREAMS','s','$')",
+        "1",
+        "s",
+    ]) {
+        Frame::Error(e) => assert!(
+            e.contains("not allowed with BLOCK option from scripts"),
+            "{e}"
+        ),
+        other => panic!("expected an error, got {other}"),
+    }
     // `$` is the last id when the command ran: an XADD wakes the reader with that entry.
     ok(&mut c, &["XADD", "s", "5-0", "a", "1"]);
     parked.send(&["XREAD", "BLOCK", "0", "STREAMS", "s", "$"]);

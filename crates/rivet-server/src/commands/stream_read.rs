@@ -131,7 +131,7 @@ fn block_timeout(a: &[u8], now_ms: i64) -> Result<Option<Instant>, Reply> {
     Ok((ms > 0).then(|| Instant::now() + Duration::from_millis(ms as u64)))
 }
 
-fn parse(a: &[Bytes], group: bool, now_ms: i64) -> Result<ReadOpts, Reply> {
+fn parse(a: &[Bytes], group: bool, now_ms: i64, in_script: bool) -> Result<ReadOpts, Reply> {
     let mut o = ReadOpts {
         block: None,
         count: 0,
@@ -146,6 +146,12 @@ fn parse(a: &[Bytes], group: bool, now_ms: i64) -> Result<ReadOpts, Reply> {
         let more = a.len() - i - 1;
         let opt = &a[i];
         if is(opt, "block") && more > 0 {
+            if in_script {
+                return Err(Reply::err(format!(
+                    "ERR {} command is not allowed with BLOCK option from scripts",
+                    String::from_utf8_lossy(&a[0])
+                )));
+            }
             o.block = Some((i + 1, block_timeout(&a[i + 1], now_ms)?));
             i += 2;
         } else if is(opt, "count") && more > 0 {
@@ -201,7 +207,8 @@ fn nogroup(key: &[u8], g: &[u8]) -> Reply {
 /// XREADGROUP GROUP g c [COUNT n] [BLOCK ms] [NOACK] STREAMS key [key ...] id [id ...]
 pub fn xread(ctx: &mut Ctx<'_>, a: &[Bytes]) -> CmdResult {
     let is_group = is(&a[0], "xreadgroup");
-    let o = arg!(parse(a, is_group, ctx.now_ms));
+    let in_script = ctx.log.is_some() && ctx.state.scripts.running();
+    let o = arg!(parse(a, is_group, ctx.now_ms, in_script));
     let keys = &a[o.at..o.at + o.n];
     let idargs = &a[o.at + o.n..];
     let v = ctx.view()?;
