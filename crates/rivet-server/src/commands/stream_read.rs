@@ -445,3 +445,77 @@ pub fn parked_unblock(
     }
     Ok(None)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn id(ms: u64) -> StreamId {
+        StreamId { ms, seq: 0 }
+    }
+
+    fn state(len: u64, first: u64, last: u64, added: u64, max_deleted: u64) -> State {
+        State {
+            len,
+            first: id(first),
+            last: id(last),
+            added,
+            max_deleted: id(max_deleted),
+        }
+    }
+
+    fn group(last: u64, entries_read: i64) -> Group {
+        Group {
+            last: id(last),
+            entries_read,
+            pel: 0,
+            consumers: 0,
+        }
+    }
+
+    #[test]
+    fn lag_follows_redis_rules() {
+        // Never-used stream: lag 0.
+        assert_eq!(state(0, 0, 0, 0, 0).lag(&group(0, -1)), Some(0));
+        // Five entries 1..5, none deleted, group read two of them.
+        let s = state(5, 1, 5, 5, 0);
+        assert_eq!(s.lag(&group(2, 2)), Some(3));
+        // Unknown counter at the first entry or before it can be estimated...
+        assert_eq!(s.lag(&group(1, -1)), Some(4));
+        assert_eq!(s.lag(&group(0, -1)), Some(5));
+        // ...in the middle it cannot.
+        assert_eq!(s.lag(&group(3, -1)), None);
+        // At the last id it is 0.
+        assert_eq!(s.lag(&group(5, -1)), Some(0));
+        // A tombstone after the group's position makes the counter unusable.
+        let holes = state(4, 1, 5, 5, 3);
+        assert_eq!(holes.lag(&group(2, 2)), None);
+        assert_eq!(holes.lag(&group(5, 5)), Some(0));
+    }
+
+    #[test]
+    fn reads_advance_the_counter() {
+        let s = state(5, 1, 5, 5, 0);
+        let mut g = group(0, 0);
+        s.advance(&mut g, id(1));
+        s.advance(&mut g, id(2));
+        assert_eq!((g.last, g.entries_read), (id(2), 2));
+        // Re-reading an older id changes nothing.
+        s.advance(&mut g, id(1));
+        assert_eq!((g.last, g.entries_read), (id(2), 2));
+        let mut lost = group(0, -1);
+        s.advance(&mut lost, id(1));
+        assert_eq!(lost.entries_read, 1);
+    }
+
+    #[test]
+    fn parked_args_keep_only_the_written_stream() {
+        let a: Vec<Bytes> = ["XREAD", "COUNT", "5", "STREAMS", "a", "b", "1-0", "2-0"]
+            .iter()
+            .map(|s| Bytes::from(s.to_string()))
+            .collect();
+        let n = parked_args_for(&a, b"b").expect("b is parked");
+        assert_eq!(n, ["XREAD", "COUNT", "5", "STREAMS", "b", "2-0"]);
+        assert!(parked_args_for(&a, b"c").is_none());
+    }
+}

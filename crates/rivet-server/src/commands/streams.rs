@@ -799,3 +799,65 @@ pub fn xsetid(ctx: &mut Ctx<'_>, a: &[Bytes]) -> CmdResult {
     s.save(&v, &a[1])?;
     Ok(crate::resp::OK)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ids_parse_as_redis() {
+        assert_eq!(parse_id(b"5", 0).ok(), Some(StreamId { ms: 5, seq: 0 }));
+        assert_eq!(parse_id(b"5", u64::MAX).ok().map(|i| i.seq), Some(u64::MAX));
+        assert_eq!(parse_id(b"-", 0).ok(), Some(StreamId::default()));
+        assert_eq!(parse_id(b"+", 0).ok(), Some(StreamId::MAX));
+        assert!(parse_strict(b"+").is_err());
+        assert!(parse_strict(b"1-x").is_err());
+        assert!(parse_strict(b"-1").is_err());
+        assert!(parse_start(b"(18446744073709551615-18446744073709551615").is_err());
+        assert!(parse_end(b"(0-0").is_err());
+        assert_eq!(parse_start(b"(1-1").ok(), Some(StreamId { ms: 1, seq: 2 }));
+        assert_eq!(
+            parse_end(b"(2-0").ok(),
+            Some(StreamId {
+                ms: 1,
+                seq: u64::MAX
+            })
+        );
+    }
+
+    #[test]
+    fn meta_round_trips_and_reads_old_headers() {
+        let m = Meta {
+            last: StreamId { ms: 9, seq: 3 },
+            added: 42,
+            max_deleted: StreamId { ms: 7, seq: 1 },
+        };
+        let extra = m.encode();
+        let h = Header {
+            kind: Kind::Stream,
+            expire_at: None,
+            body: Body::Id {
+                id: 1,
+                len: 2,
+                extra: &extra,
+            },
+        };
+        assert_eq!(Meta::of(&h), m);
+        // A header written before max-deleted-entry-id existed (24 bytes).
+        let old = Header {
+            body: Body::Id {
+                id: 1,
+                len: 2,
+                extra: &extra[..24],
+            },
+            ..h
+        };
+        assert_eq!(
+            Meta::of(&old),
+            Meta {
+                max_deleted: StreamId::default(),
+                ..m
+            }
+        );
+    }
+}
