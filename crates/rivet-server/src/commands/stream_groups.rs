@@ -302,12 +302,20 @@ impl<'a, 'tx> GroupEdit<'a, 'tx> {
         let Some(x) = self.consumer(c)? else {
             return Ok(None);
         };
-        let ids = self.consumer_pel(c, StreamId::default(), StreamId::MAX, 0)?;
-        for id in &ids {
-            self.v.coll_del(self.sid, &self.pkey(*id))?;
+        // In batches, so that a consumer with millions of pending entries is not loaded whole.
+        let mut removed = 0u64;
+        loop {
+            let ids = self.consumer_pel(c, StreamId::default(), StreamId::MAX, 1024)?;
+            if ids.is_empty() {
+                break;
+            }
+            for id in &ids {
+                self.v.coll_del(self.sid, &self.pkey(*id))?;
+                self.v.coll_del(self.sid, &self.qkey(c, *id))?;
+            }
+            removed += ids.len() as u64;
         }
-        delete_prefix(self.v, self.sid, &cpel_prefix(&self.name, c))?;
-        self.g.pel = self.g.pel.saturating_sub(ids.len() as u64);
+        self.g.pel = self.g.pel.saturating_sub(removed);
         self.g.consumers = self.g.consumers.saturating_sub(1);
         self.group_dirty = true;
         self.set_consumer(c, None);
