@@ -551,6 +551,10 @@ fn trim(
             ids.push(id);
             Ok((ids.len() as u64) < in_node)
         })?;
+        if ids.is_empty() {
+            // The count says entries remain but none are stored: nothing more to trim.
+            break;
+        }
         let remove = match strategy {
             Strategy::MaxLen(n) => in_node <= s.c.len - n,
             Strategy::MinId(min) => ids.last().is_some_and(|l| *l < min),
