@@ -72,10 +72,10 @@ impl State {
         }
         if self.max_deleted.is_zero() || self.max_deleted < self.first {
             if id < self.first {
-                return (self.added - self.len) as i64;
+                return self.added.saturating_sub(self.len) as i64;
             }
             if id == self.first {
-                return (self.added - self.len + 1) as i64;
+                return (self.added.saturating_sub(self.len) + 1) as i64;
             }
         }
         -1

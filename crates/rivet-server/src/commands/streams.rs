@@ -531,7 +531,7 @@ fn trim(
         for id in &victims {
             v.coll_del(sid, &id.key())?;
         }
-        s.c.len -= victims.len() as u64;
+        s.c.len = s.c.len.saturating_sub(victims.len() as u64);
         return Ok(victims.len() as u64);
     }
     let node = if node == 0 { u64::MAX } else { node };
@@ -565,7 +565,7 @@ fn trim(
         for id in &ids {
             v.coll_del(sid, &id.key())?;
         }
-        s.c.len -= ids.len() as u64;
+        s.c.len = s.c.len.saturating_sub(ids.len() as u64);
         deleted += ids.len() as u64;
         ordinal += in_node;
     }
@@ -729,7 +729,7 @@ pub fn xdel(ctx: &mut Ctx<'_>, a: &[Bytes]) -> CmdResult {
         }
     }
     if n > 0 {
-        s.c.len -= n;
+        s.c.len = s.c.len.saturating_sub(n);
         // A stream stays when emptied (Redis keeps empty streams).
         s.save(&v, &a[1])?;
     }
