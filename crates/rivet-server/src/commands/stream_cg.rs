@@ -13,7 +13,6 @@ use super::streams::{
 use super::strings::{arg, tri};
 use super::{arity_error, arity_ok, unknown_subcommand, CmdResult, Ctx};
 use crate::resp::{Reply, OK};
-use crate::store::DbView;
 
 /// Redis's `addReplySubcommandSyntaxError`.
 pub fn sub_syntax(cmd: &str, sub: &[u8]) -> Reply {
@@ -555,9 +554,4 @@ pub fn xautoclaim(ctx: &mut Ctx<'_>, a: &[Bytes]) -> CmdResult {
         Reply::Array(claimed),
         Reply::Array(deleted),
     ]))
-}
-
-/// Whether `v` holds group `g` for stream `sid` (used by XINFO).
-pub fn has_group(v: &DbView<'_>, sid: u64, g: &[u8]) -> Result<bool, rivet::Error> {
-    Ok(GroupEdit::load(v, sid, g)?.is_some())
 }
