@@ -1,5 +1,5 @@
 //! Clients parked by blocking commands (BLPOP, BRPOP, BLMOVE, BRPOPLPUSH, BLMPOP, BZPOPMIN,
-//! BZPOPMAX, BZMPOP), owned by the writer thread.
+//! BZPOPMAX, BZMPOP, XREAD and XREADGROUP with BLOCK), owned by the writer thread.
 //!
 //! A blocking command is sent to the writer as its own job. If it finds something to serve
 //! it answers like its non-blocking form; otherwise the writer parks the client here with
@@ -32,6 +32,9 @@ pub struct WouldBlock {
     pub deadline: Option<Instant>,
     /// The reply on timeout (a null array, or a null bulk string for BLMOVE/BRPOPLPUSH).
     pub timeout_reply: Reply,
+    /// The command to park instead of the one sent (XREAD parks with `$` resolved to the
+    /// stream's last id at the time it first ran).
+    pub park_args: Option<Vec<Bytes>>,
 }
 
 /// A parked client.

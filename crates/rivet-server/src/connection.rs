@@ -461,7 +461,7 @@ impl Conn {
             self.read_tx = None;
             return self.connection_command(spec, &args, out).await;
         }
-        if spec.flags & WRITE != 0 {
+        if spec.flags & (WRITE | BLOCKING) != 0 {
             if let Some(why) = refused {
                 self.emit(out, refused_reply(&why));
                 return Flow::Continue;

@@ -51,6 +51,12 @@ impl Scripts {
         self.busy.load(Ordering::Acquire)
     }
 
+    /// True while a script runs. Scripts run in the writer, so a handler that runs in the
+    /// writer sees this only when it is called from a script.
+    pub fn running(&self) -> bool {
+        self.started_ms.load(Ordering::Acquire) != 0
+    }
+
     fn source(&self, sha: &str) -> Option<Bytes> {
         lock(&self.cache).get(sha).cloned()
     }

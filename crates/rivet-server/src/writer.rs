@@ -23,7 +23,7 @@ use crate::blocking::{Parked, Registry, WouldBlock};
 use crate::commands::{self, Ctx};
 use crate::resp::Reply;
 use crate::state::{lock, now_ms, ServerState};
-use crate::store::WriteLog;
+use crate::store::{Kind, WriteLog};
 
 /// Most jobs folded into one commit.
 const MAX_JOBS_PER_COMMIT: usize = 1024;
@@ -618,6 +618,11 @@ fn serve_parked(
                 reg.remove(run.state, id);
                 continue;
             }
+            if p.wait.kind == Kind::Stream {
+                // Stream readers do not consume: each is served (or not) on its own.
+                serve_stream_reader(run, reg, done, id, db, &key, holds)?;
+                continue;
+            }
             if holds != Some(p.wait.kind) {
                 break;
             }
@@ -630,6 +635,42 @@ fn serve_parked(
             if let Some(p) = reg.remove(run.state, id) {
                 done.push(Done::Single(p.reply, r));
             }
+        }
+    }
+    Ok(())
+}
+
+/// Serves parked XREAD/XREADGROUP client `id` after a write to `key`: an XREADGROUP whose
+/// key no longer holds a stream, or whose group is gone, gets Redis's error; otherwise the
+/// command runs again and answers if it found entries (`holds`: the key's type now).
+fn serve_stream_reader(
+    run: &Run<'_>,
+    reg: &mut Registry,
+    done: &mut Vec<Done>,
+    id: u64,
+    db: usize,
+    key: &[u8],
+    holds: Option<Kind>,
+) -> Result<(), rivet::Error> {
+    let Some(p) = reg.get(id) else {
+        return Ok(());
+    };
+    let view = run.state.store.view(run.tx, db)?;
+    if let Some(r) = commands::stream_read::parked_unblock(&view, key, &p.args, now_ms())? {
+        if let Some(p) = reg.remove(run.state, id) {
+            done.push(Done::Single(p.reply, r));
+        }
+        return Ok(());
+    }
+    if holds != Some(Kind::Stream) {
+        return Ok(());
+    }
+    let args = commands::stream_read::parked_args_for(&p.args, key).unwrap_or(p.args.clone());
+    let (client, mut pdb) = (p.client, p.db);
+    let (r, wait) = run_command(run, reg, client, &mut pdb, &args, true)?;
+    if wait.is_none() {
+        if let Some(p) = reg.remove(run.state, id) {
+            done.push(Done::Single(p.reply, r));
         }
     }
     Ok(())
@@ -677,7 +718,8 @@ fn apply_job(
         } => {
             let start_db = db;
             match run_command(&run, reg, client, &mut db, &args, true) {
-                Ok((_, Some(wait))) => {
+                Ok((_, Some(mut wait))) => {
+                    let args = wait.park_args.take().unwrap_or(args);
                     reg.park(
                         state,
                         Parked {

@@ -38,6 +38,9 @@
 //!   scenario parks BLPOP, BRPOP, BLMOVE, BRPOPLPUSH, BLMPOP, BZPOPMIN, BZPOPMAX or BZMPOP on
 //!   a second connection (keys `bl0`/`bl1`, `bz0`/`bz1`, deleted first) and serves it with
 //!   pushes on the first, or lets a 0.1 s timeout expire; the parked reply is compared too.
+//!   A streams scenario (`DIFF_EXCLUDE=STREAMS` turns it off) runs stream and consumer group
+//!   commands on keys `x0`..`x3` with explicit entry ids, then parks an XREAD or
+//!   XREADGROUP on the second connection and serves it with an XADD on the first.
 //! - `DIFF_VERBOSE=1`: print every command and redis' reply.
 //! - `DIFF_PARANOID=1`: after every operation also compare `KEYS *` and DBSIZE of databases
 //!   0..3 (slow; finds the operation where the states start to differ).
@@ -445,6 +448,8 @@ struct Gen {
     other_types: bool,
     in_tx: bool,
     in_batch: bool,
+    /// The next millisecond part the streams scenario gives an explicit entry id.
+    xms: u64,
 }
 
 impl Gen {
@@ -459,6 +464,7 @@ impl Gen {
             other_types,
             in_tx: false,
             in_batch: false,
+            xms: 1,
         }
     }
 
@@ -504,6 +510,7 @@ impl Gen {
             123..=192 => "PIPELINE",
             193..=232 if self.other_types => "COLLECTIONS",
             233..=247 if self.other_types => "BLOCKING",
+            248..=262 if self.other_types => "STREAMS",
             _ => "",
         };
         if name.is_empty() || self.excluded(name) || (name == "WATCH" && self.excluded("MULTI")) {
@@ -523,6 +530,7 @@ impl Gen {
             "WATCH" => self.watch(),
             "COLLECTIONS" => self.collections(),
             "BLOCKING" => self.blocking(),
+            "STREAMS" => self.streams(),
             _ => self.pipeline(),
         }
     }
@@ -1472,6 +1480,220 @@ impl Gen {
             };
             wake.push(step(0, read.exact()));
         }
+        self.queue.push_back(Op::Parked {
+            park: step(1, park.exact()),
+            wake,
+        });
+    }
+
+    /// An explicit stream id after the last one given (sometimes `ms-*`, sometimes an old
+    /// one, which both servers refuse).
+    fn stream_id(&mut self) -> Vec<u8> {
+        if self.rng.chance(5) {
+            return format!("{}-0", self.rng.below(self.xms)).into_bytes();
+        }
+        self.xms += self.rng.range(1, 3) as u64;
+        if self.rng.chance(30) {
+            format!("{}-*", self.xms).into_bytes()
+        } else {
+            format!("{}-{}", self.xms, self.rng.below(3)).into_bytes()
+        }
+    }
+
+    /// An id somewhere in the range given so far.
+    fn old_stream_id(&mut self) -> Vec<u8> {
+        let ms = self.rng.below(self.xms + 1);
+        format!("{ms}-{}", self.rng.below(3)).into_bytes()
+    }
+
+    /// Streams (keys `x0`..`x3`, deleted first, entry ids explicit so that replies do not
+    /// depend on the clock): 15..40 commands among XADD (with exact MAXLEN/MINID trimming),
+    /// XRANGE, XREVRANGE, XDEL, XTRIM, XLEN, XREADGROUP (new entries and history), XACK,
+    /// XPENDING (summary exactly; the extended form, whose idle times differ, by length),
+    /// XCLAIM and XAUTOCLAIM with JUSTID, XINFO GROUPS, XGROUP CREATECONSUMER/DELCONSUMER/
+    /// SETID and COPY/RENAME of a stream with its groups; then an XREAD or XREADGROUP parked
+    /// on connection 1 and served by an XADD on connection 0 (or timing out).
+    fn streams(&mut self) {
+        for conn in [0, 1] {
+            let s = step(conn, c("SELECT").a("0").exact());
+            self.queue.push_back(Op::Single(s));
+        }
+        let mut setup = vec![
+            c("DEL").all(strs(&["x0", "x1", "x2", "x3"])).exact(),
+            c("XGROUP")
+                .a("CREATE")
+                .a("x0")
+                .a("g")
+                .a("0")
+                .a("MKSTREAM")
+                .exact(),
+        ];
+        if self.rng.chance(50) {
+            setup.push(c("XGROUP").a("CREATE").a("x0").a("h").a("$").exact());
+        }
+        for b in setup {
+            self.queue.push_back(Op::Single(step(0, b)));
+        }
+        let consumers = ["alice", "bob", "carol"];
+        for _ in 0..self.rng.range(15, 40) {
+            let key = if self.rng.chance(85) { "x0" } else { "x1" };
+            let group = if self.rng.chance(80) { "g" } else { "h" };
+            let who = consumers[self.rng.below(3) as usize];
+            let built = match self.rng.below(16) {
+                0..=3 => {
+                    let mut cmd = c("XADD").a(key);
+                    if self.rng.chance(10) {
+                        cmd = cmd.a("MAXLEN").a("=").a(self.rng.range(2, 8).to_string());
+                    } else if self.rng.chance(5) {
+                        let min = self.old_stream_id();
+                        cmd = cmd.a("MINID").a(min);
+                    }
+                    let id = self.stream_id();
+                    cmd.a(id).a("f").a(self.element()).exact()
+                }
+                4 => {
+                    let (a, b) = (self.old_stream_id(), self.old_stream_id());
+                    let name = if self.rng.chance(50) {
+                        "XRANGE"
+                    } else {
+                        "XREVRANGE"
+                    };
+                    let mut cmd = c(name).a(key);
+                    cmd = if self.rng.chance(50) {
+                        cmd.a("-").a("+")
+                    } else {
+                        cmd.a(a).a(b)
+                    };
+                    if self.rng.chance(50) {
+                        cmd = cmd.a("COUNT").a(self.rng.range(0, 4).to_string());
+                    }
+                    cmd.exact()
+                }
+                5 => {
+                    let id = self.old_stream_id();
+                    c("XDEL").a(key).a(id).exact()
+                }
+                6 => if self.rng.chance(50) {
+                    c("XTRIM")
+                        .a(key)
+                        .a("MAXLEN")
+                        .a(self.rng.range(3, 10).to_string())
+                } else {
+                    let min = self.old_stream_id();
+                    c("XTRIM").a(key).a("MINID").a("=").a(min)
+                }
+                .exact(),
+                7 => c("XLEN").a(key).exact(),
+                8..=9 => {
+                    let mut cmd = c("XREADGROUP").a("GROUP").a(group).a(who);
+                    if self.rng.chance(60) {
+                        cmd = cmd.a("COUNT").a(self.rng.range(1, 3).to_string());
+                    }
+                    if self.rng.chance(10) {
+                        cmd = cmd.a("NOACK");
+                    }
+                    let id = if self.rng.chance(75) { ">" } else { "0" };
+                    cmd.a("STREAMS").a("x0").a(id).exact()
+                }
+                10 => {
+                    let mut cmd = c("XACK").a("x0").a(group);
+                    for _ in 0..self.rng.range(1, 3) {
+                        cmd = cmd.a(self.old_stream_id());
+                    }
+                    cmd.exact()
+                }
+                11 => {
+                    if self.rng.chance(50) {
+                        c("XPENDING").a("x0").a(group).exact()
+                    } else {
+                        let mut cmd = c("XPENDING").a("x0").a(group).a("-").a("+").a("10");
+                        if self.rng.chance(50) {
+                            cmd = cmd.a(who);
+                        }
+                        cmd.with(Cmp::Len)
+                    }
+                }
+                12 => {
+                    let mut cmd = c("XCLAIM").a("x0").a(group).a(who).a("0");
+                    for _ in 0..self.rng.range(1, 3) {
+                        cmd = cmd.a(self.old_stream_id());
+                    }
+                    cmd.a("JUSTID").exact()
+                }
+                13 => c("XAUTOCLAIM")
+                    .a("x0")
+                    .a(group)
+                    .a(who)
+                    .a("0")
+                    .a("0")
+                    .a("COUNT")
+                    .a(self.rng.range(1, 5).to_string())
+                    .a("JUSTID")
+                    .exact(),
+                14 => match self.rng.below(4) {
+                    0 => c("XGROUP").a("CREATECONSUMER").a("x0").a(group).a(who),
+                    1 => c("XGROUP").a("DELCONSUMER").a("x0").a(group).a(who),
+                    2 => {
+                        let id = self.old_stream_id();
+                        c("XGROUP").a("SETID").a("x0").a(group).a(id)
+                    }
+                    _ => c("XINFO").a("GROUPS").a(key),
+                }
+                .exact(),
+                _ => {
+                    // Groups travel with COPY and RENAME.
+                    self.queue.push_back(Op::Single(step(
+                        0,
+                        c("COPY").a("x0").a("x2").a("REPLACE").exact(),
+                    )));
+                    self.queue
+                        .push_back(Op::Single(step(0, c("RENAME").a("x2").a("x3").exact())));
+                    self.queue
+                        .push_back(Op::Single(step(0, c("XPENDING").a("x3").a("g").exact())));
+                    c("XINFO").a("GROUPS").a("x3").exact()
+                }
+            };
+            self.queue.push_back(Op::Single(step(0, built)));
+        }
+        let timeout = if self.rng.chance(15) { "100" } else { "0" };
+        let group_read = self.rng.chance(50);
+        if group_read {
+            // So that the group has nothing new to read and the client parks.
+            let s = step(0, c("XGROUP").a("SETID").a("x0").a("g").a("$").exact());
+            self.queue.push_back(Op::Single(s));
+        }
+        let park = if group_read {
+            c("XREADGROUP")
+                .a("GROUP")
+                .a("g")
+                .a("dave")
+                .a("BLOCK")
+                .a(timeout)
+                .a("STREAMS")
+                .a("x0")
+                .a(">")
+        } else {
+            c("XREAD")
+                .a("BLOCK")
+                .a(timeout)
+                .a("STREAMS")
+                .a("x0")
+                .a("x1")
+                .a("$")
+                .a("$")
+        };
+        let mut wake = Vec::new();
+        if timeout == "0" {
+            let target = if group_read || self.rng.chance(50) {
+                "x0"
+            } else {
+                "x1"
+            };
+            self.xms += 1;
+            let id = format!("{}-5", self.xms);
+            wake.push(step(0, c("XADD").a(target).a(id).a("w").a("1").exact()));
+        }
+        wake.push(step(0, c("XPENDING").a("x0").a("g").exact()));
         self.queue.push_back(Op::Parked {
             park: step(1, park.exact()),
             wake,

@@ -53,6 +53,7 @@ pub fn block_on(
         kind,
         deadline,
         timeout_reply,
+        park_args: None,
     });
     Reply::Nil
 }

@@ -568,5 +568,8 @@ fn flush_one(ctx: &mut Ctx<'_>, db: usize) -> Result<(), rivet::Error> {
             ctx.state.watches.touch(db, &k);
         }
     }
+    if let Some(log) = ctx.log {
+        log.database_flushed(db);
+    }
     ctx.store.flush(ctx.tx, db)
 }

@@ -5,8 +5,8 @@ use std::collections::HashMap;
 use std::sync::OnceLock;
 
 use super::{
-    bits, bpop, hashes, keys, lists, member_scan, server, sets, sort, streams, strings, zrange,
-    zsetops, zsets, Handler,
+    bits, bpop, hashes, keys, lists, member_scan, server, sets, sort, stream_cg, stream_info,
+    stream_read, streams, strings, zrange, zsetops, zsets, Handler,
 };
 use super::{
     ADMIN, BLOCKING, CONN, DENY_OOM, FAST, LOADING, NO_AUTH, NO_MULTI, NO_QUEUE, READONLY, STALE,
@@ -396,6 +396,64 @@ pub static COMMANDS: &[Spec] = &[
         "stream"
     ),
     cmd!("xtrim", -4, WRITE, KEY1, Some(streams::xtrim), "stream"),
+    cmd!("xsetid", -3, WF, KEY1, Some(streams::xsetid), "stream"),
+    cmd!(
+        "xread",
+        -4,
+        R | BLOCKING,
+        (0, 0, 0),
+        Some(stream_read::xread),
+        "stream"
+    ),
+    cmd!(
+        "xreadgroup",
+        -7,
+        W | BLOCKING,
+        (0, 0, 0),
+        Some(stream_read::xread),
+        "stream"
+    ),
+    cmd!(
+        "xgroup",
+        -2,
+        W,
+        (2, 2, 1),
+        Some(stream_cg::xgroup),
+        "stream"
+    ),
+    cmd!(
+        "xack",
+        -4,
+        WRITE | FAST,
+        KEY1,
+        Some(stream_cg::xack),
+        "stream"
+    ),
+    cmd!("xpending", -3, R, KEY1, Some(stream_cg::xpending), "stream"),
+    cmd!(
+        "xclaim",
+        -6,
+        WRITE | FAST,
+        KEY1,
+        Some(stream_cg::xclaim),
+        "stream"
+    ),
+    cmd!(
+        "xautoclaim",
+        -6,
+        WRITE | FAST,
+        KEY1,
+        Some(stream_cg::xautoclaim),
+        "stream"
+    ),
+    cmd!(
+        "xinfo",
+        -2,
+        R,
+        (2, 2, 1),
+        Some(stream_info::xinfo),
+        "stream"
+    ),
     cmd!("sort", -2, W, KEY1, Some(sort::sort), "generic"),
     cmd!("sort_ro", -2, R, KEY1, Some(sort::sort), "generic"),
     // scripting

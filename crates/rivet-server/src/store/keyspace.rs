@@ -334,6 +334,17 @@ impl<'tx> DbView<'tx> {
     fn free_data(&self, kind: Kind, id: u64, len: u64) -> Result<()> {
         match kind {
             Kind::String | Kind::Item => self.free_chunks(id),
+            Kind::Stream => {
+                // Consumer group records (sub-keys from sixteen 0xff bytes on, after every
+                // entry) are not counted in `len`: a stream that has any goes to the trash,
+                // however few entries it has, so a big pending list is freed in steps too.
+                let mut groups = false;
+                self.coll_scan(id, &[0xff; 16], None, false, |_, _| {
+                    groups = true;
+                    Ok(false)
+                })?;
+                self.coll_discard(id, if groups { u64::MAX } else { len })
+            }
             _ => self.coll_discard(id, len),
         }
     }

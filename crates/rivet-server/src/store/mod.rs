@@ -384,7 +384,14 @@ impl WriteLog {
         self.swapped.borrow_mut().extend([a, b]);
     }
 
-    /// Takes the databases recorded by [`WriteLog::databases_swapped`].
+    /// Records that FLUSHDB/FLUSHALL emptied logical database `db` (parked clients waiting
+    /// on its keys are told, as after SWAPDB).
+    pub fn database_flushed(&self, db: usize) {
+        self.swapped.borrow_mut().push(db);
+    }
+
+    /// Takes the databases recorded by [`WriteLog::databases_swapped`] and
+    /// [`WriteLog::database_flushed`].
     pub fn take_swapped(&self) -> Vec<usize> {
         std::mem::take(&mut *self.swapped.borrow_mut())
     }

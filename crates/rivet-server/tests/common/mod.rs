@@ -261,6 +261,18 @@ impl RivetServer {
             .unwrap_or_else(|e| panic!("stopping rivet-server: {e}\n{}", self.log()))
     }
 
+    /// Stops the server cleanly (SIGTERM, which must exit 0) and starts it again on the same
+    /// data file (on a new free port: see [`RivetServer::port`]).
+    pub fn stop_and_start(&mut self) {
+        let status = self.stop();
+        assert!(
+            status.success(),
+            "rivet-server exited with {status} after SIGTERM\n{}",
+            self.log()
+        );
+        self.spawn();
+    }
+
     /// Whether the process is still running.
     pub fn is_running(&mut self) -> bool {
         self.child
