@@ -164,12 +164,20 @@ fn persistence(state: &ServerState) -> String {
         .map(|m| m.len())
         .unwrap_or(0);
     format!(
-        "loading:0\r\nasync_loading:0\r\nrdb_changes_since_last_save:{}\r\nrdb_bgsave_in_progress:{}\r\nrdb_last_save_time:{}\r\nrdb_last_bgsave_status:ok\r\naof_enabled:0\r\naof_rewrite_in_progress:0\r\n\
-durability:{}\r\ndata_file_size:{file_size}\r\ncommits:{commits}\r\nfsyncs:{}\r\nwrites_committed:{writes}\r\nwrites_per_commit:{:.2}\r\ncommit_latency_avg_usec:{:.1}\r\ncommit_latency_max_usec:{}\r\nwrites_refused:{}\r\n",
+        "loading:0\r\nasync_loading:0\r\nrdb_changes_since_last_save:{}\r\nrdb_bgsave_in_progress:{}\r\nrdb_last_save_time:{}\r\nrdb_last_bgsave_status:ok\r\naof_enabled:0\r\naof_rewrite_in_progress:{}\r\naof_last_bgrewrite_status:{}\r\n\
+durability:{}\r\ncompactions:{}\r\ncompaction_bytes_returned:{}\r\ndata_file_size:{file_size}\r\ncommits:{commits}\r\nfsyncs:{}\r\nwrites_committed:{writes}\r\nwrites_per_commit:{:.2}\r\ncommit_latency_avg_usec:{:.1}\r\ncommit_latency_max_usec:{}\r\nwrites_refused:{}\r\n",
         s.dirty.load(Ordering::Relaxed),
         state.bgsave_running.load(Ordering::Relaxed) as u8,
         s.lastsave.load(Ordering::Relaxed),
+        state.compaction_running.load(Ordering::Relaxed) as u8,
+        if s.compaction_failed.load(Ordering::Relaxed) {
+            "err"
+        } else {
+            "ok"
+        },
         if state.no_sync { "no-sync" } else { "always" },
+        s.compactions.load(Ordering::Relaxed),
+        s.compaction_bytes_returned.load(Ordering::Relaxed),
         s.fsyncs.load(Ordering::Relaxed),
         avg(writes),
         avg(usec),

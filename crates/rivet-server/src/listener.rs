@@ -220,6 +220,7 @@ async fn start_store(
         active_expire: AtomicBool::new(true),
         shutdown,
         bgsave_running: AtomicBool::new(false),
+        compaction_running: AtomicBool::new(false),
         scripts: Default::default(),
         memcached,
     });

@@ -55,6 +55,12 @@ pub struct Stats {
     pub dirty: AtomicU64,
     /// Unix time of the last successful SAVE/BGSAVE (start-up time initially).
     pub lastsave: AtomicU64,
+    /// Bytes the last (or running) online compaction gave back to the file system.
+    pub compaction_bytes_returned: AtomicU64,
+    /// Online compactions finished, and whether the last one failed.
+    pub compactions: AtomicU64,
+    /// Whether the last online compaction failed (INFO's `aof_last_bgrewrite_status`).
+    pub compaction_failed: AtomicBool,
     /// Error replies sent.
     pub error_replies: AtomicU64,
     /// Keyspace lookups that found a key / did not (GET-like commands).
@@ -298,6 +304,8 @@ pub struct ServerState {
     pub shutdown: tokio::sync::watch::Sender<bool>,
     /// A background save (BGSAVE) is running.
     pub bgsave_running: AtomicBool,
+    /// An online compaction of the data file (BGREWRITEAOF) is running.
+    pub compaction_running: AtomicBool,
     /// The Lua script cache and the running script's state.
     pub scripts: crate::scripting::Scripts,
     /// The Memcached side's counters and settings.

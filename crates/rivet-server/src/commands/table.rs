@@ -603,6 +603,14 @@ pub static COMMANDS: &[Spec] = &[
     ),
     cmd!("bgsave", -1, ADMIN, NOKEYS, Some(server::save), "server"),
     cmd!(
+        "bgrewriteaof",
+        1,
+        ADMIN,
+        NOKEYS,
+        Some(server::bgrewriteaof),
+        "server"
+    ),
+    cmd!(
         "info",
         -1,
         LOADING | STALE,
