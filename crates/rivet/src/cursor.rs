@@ -11,7 +11,7 @@ use std::ops::Bound;
 use smallvec::SmallVec;
 
 use crate::bucket::Bucket;
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::format::NodePage;
 use crate::format::LEAF_FLAG_BUCKET;
 use crate::raw::RawBytes;
@@ -149,6 +149,67 @@ impl<'tx> Cursor<'tx> {
         })
     }
 
+    /// Pushes `f` on the path, refusing a page that is already on it (a cycle in the page
+    /// graph) and paths deeper than a tree can be.
+    fn push(&mut self, f: Frame<'tx>) -> Result<()> {
+        if let NodeRef::Page(p) = f.node {
+            if self
+                .stack
+                .iter()
+                .any(|g| matches!(g.node, NodeRef::Page(q) if q == p))
+            {
+                return Err(Error::corrupted(
+                    p,
+                    "page is its own ancestor in the bucket's tree (cyclic page references)",
+                ));
+            }
+        }
+        if self.stack.len() >= tree::MAX_DEPTH {
+            return Err(tree::too_deep(f.node));
+        }
+        self.stack.push(f);
+        Ok(())
+    }
+
+    /// How many leaves one step may pass over before the tree must be damaged: a tree has no
+    /// more leaves than the snapshot has pages plus the transaction's dirty nodes.
+    fn leaf_budget(&self) -> u64 {
+        let nodes = self.bucket.tx.state.borrow().nodes.len() as u64;
+        self.bucket.tx.reader().hwm + nodes + 1
+    }
+
+    /// The page of the top frame, for error reports (0 for an in-memory node).
+    fn top_page(&self) -> u64 {
+        match self.stack.last().map(|f| f.node) {
+            Some(NodeRef::Page(p)) => p,
+            _ => 0,
+        }
+    }
+
+    /// Checks that a step moved strictly forward (or backward) in key order. Keys of a bucket
+    /// are unique and sorted, so a step that does not is reading a page twice (a shared or
+    /// cyclic page graph); refusing it bounds every iteration by the number of keys in the
+    /// file.
+    fn ordered(&self, prev: Option<RawBytes>, e: &Entry<'tx>, forward: bool) -> Result<()> {
+        let Some(prev) = prev else {
+            return Ok(());
+        };
+        let prev = self.bucket.tx.reader().bytes(prev);
+        let ok = if forward { e.key > prev } else { e.key < prev };
+        if ok {
+            return Ok(());
+        }
+        Err(Error::corrupted(
+            self.top_page(),
+            format!(
+                "keys out of order: {} comes {} {} (a page reached twice?)",
+                crate::check::hex(e.key),
+                if forward { "after" } else { "before" },
+                crate::check::hex(prev)
+            ),
+        ))
+    }
+
     fn sync_version(&mut self) {
         self.version = self.bucket.tx.state.borrow().version;
     }
@@ -159,7 +220,7 @@ impl<'tx> Cursor<'tx> {
 
     /// Descends from the top frame to a leaf, taking the first (or last) child at each level.
     fn descend(&mut self, last: bool) -> Result<()> {
-        for _ in 0..64 {
+        loop {
             let top = *self.stack.last().expect("descend needs a frame");
             if top.leaf {
                 return Ok(());
@@ -169,9 +230,8 @@ impl<'tx> Cursor<'tx> {
             if last {
                 f.index = f.count.saturating_sub(1);
             }
-            self.stack.push(f);
+            self.push(f)?;
         }
-        Err(tree::too_deep(self.stack[0].node))
     }
 
     fn current_entry(&mut self) -> Result<Option<Entry<'tx>>> {
@@ -198,7 +258,16 @@ impl<'tx> Cursor<'tx> {
             }
         };
         let mut moved = false;
+        let mut leaves = 0u64;
+        let budget = self.leaf_budget();
         loop {
+            leaves += 1;
+            if leaves > budget {
+                return Err(Error::corrupted(
+                    self.top_page(),
+                    "more empty leaves in a row than the file has pages (cyclic page references?)",
+                ));
+            }
             let Some(i) = self.stack.iter().rposition(can_move) else {
                 if moved {
                     // Only empty leaves (left by bbolt deletes) followed: go back to where we were.
@@ -267,7 +336,7 @@ impl<'tx> Cursor<'tx> {
     /// Positions at the first entry whose key is `>= key` without reading it.
     fn seek_position(&mut self, key: &[u8]) -> Result<bool> {
         self.reset()?;
-        for _ in 0..64 {
+        loop {
             let top = *self.stack.last().expect("reset pushes the root");
             let (i, child) = match top.page {
                 Some(p) if top.leaf => (p.lower_bound(key)?, None),
@@ -300,11 +369,10 @@ impl<'tx> Cursor<'tx> {
                 Some(child) => {
                     last.index = i;
                     let f = self.frame(child)?;
-                    self.stack.push(f);
+                    self.push(f)?;
                 }
             }
         }
-        Err(tree::too_deep(self.stack[0].node))
     }
 
     /// Moves to the first entry whose key is `>= key`.
@@ -323,6 +391,14 @@ impl<'tx> Cursor<'tx> {
         let Some(cur) = self.current else {
             return Ok(None);
         };
+        let e = self.next_unchecked(cur)?;
+        if let Some(e) = &e {
+            self.ordered(Some(cur), e, true)?;
+        }
+        Ok(e)
+    }
+
+    fn next_unchecked(&mut self, cur: RawBytes) -> Result<Option<Entry<'tx>>> {
         if self.stale() {
             // The tree changed: find our key again. If it is gone (for example deleted through
             // this cursor), the entry now at its position is the next one.
@@ -363,18 +439,26 @@ impl<'tx> Cursor<'tx> {
         let Some(cur) = self.current else {
             return Ok(None);
         };
-        if self.stale() {
+        let e = if self.stale() {
             let key = self.bucket.tx.reader().bytes(cur);
             if !self.seek_position(key)? {
                 // Every remaining key is smaller than ours: the previous entry is the last.
-                return self.last();
+                self.last()?
+            } else if !self.step_backward()? {
+                // Positioned on the first key >= ours; the previous entry lies just before it.
+                return Ok(None);
+            } else {
+                self.current_entry()?
             }
-            // Positioned on the first key >= ours; the previous entry lies just before it.
-        }
-        if !self.step_backward()? {
+        } else if !self.step_backward()? {
             return Ok(None);
+        } else {
+            self.current_entry()?
+        };
+        if let Some(e) = &e {
+            self.ordered(Some(cur), e, false)?;
         }
-        self.current_entry()
+        Ok(e)
     }
 
     /// Deletes the entry under the cursor. The next call to [`Cursor::next`] returns the entry

@@ -16,7 +16,7 @@ use crate::raw::RawBytes;
 pub(crate) type NodeId = usize;
 
 /// Deepest tree we accept; deeper means a corrupt (cyclic) page graph.
-const MAX_DEPTH: usize = 64;
+pub(crate) const MAX_DEPTH: usize = 64;
 /// Nodes with this many entries or fewer are never split (bbolt's 2 × MinKeysPerPage).
 const MIN_SPLIT_ENTRIES: usize = 4;
 /// A page holds fewer than 0xFFFF elements.
@@ -979,12 +979,15 @@ impl<'a, 'r> TreeMut<'a, 'r> {
 }
 
 /// Collects every page run of the tree under `nref` and the (key, value) of every sub-bucket
-/// entry in it; used to free a deleted bucket and by the reachability walk.
+/// entry in it; used to free a deleted bucket and by the reachability walk. `seen` holds the
+/// pages already collected by the same walk (across buckets): a page reached twice means a
+/// shared or cyclic page graph, and is refused rather than freed twice or walked forever.
 pub(crate) fn collect_tree(
     r: &PageReader<'_>,
     nodes: &[Node],
     nref: NodeRef,
     depth: usize,
+    seen: &mut std::collections::HashSet<Pgid>,
     pages: &mut Vec<(Pgid, u64)>,
     buckets: &mut Vec<(Vec<u8>, Vec<u8>)>,
 ) -> Result<()> {
@@ -992,6 +995,12 @@ pub(crate) fn collect_tree(
         return Err(too_deep(nref));
     }
     if let NodeRef::Page(p) = nref {
+        if !seen.insert(p) {
+            return Err(Error::corrupted(
+                p,
+                "page reached twice while walking buckets (shared or cyclic page references)",
+            ));
+        }
         let (h, _) = r.run(p)?;
         pages.push((p, u64::from(h.overflow) + 1));
     }
@@ -1003,7 +1012,7 @@ pub(crate) fn collect_tree(
                 buckets.push((k.to_vec(), val.to_vec()));
             }
         } else {
-            collect_tree(r, nodes, v.child(i)?, depth + 1, pages, buckets)?;
+            collect_tree(r, nodes, v.child(i)?, depth + 1, seen, pages, buckets)?;
         }
     }
     Ok(())

@@ -16,8 +16,16 @@ pub fn run(args: &JsonDbArgs, timeout: Duration) -> CliResult<u8> {
     let tx = db.begin_read().map_err(|e| db_error(&args.db, e))?;
     let problems = {
         let _spinner = Progress::spinner("checking", "");
-        tx.check()
+        // `Db::check` adds a damaged newest meta (an acknowledged commit lost) to the
+        // snapshot's problems; a torn newest meta (a crash mid-commit) is only a note.
+        db.check().map_err(|e| db_error(&args.db, e))?
     };
+    let note = db
+        .meta_choice()
+        .passed_over
+        .as_ref()
+        .filter(|p| !p.damaged_commit)
+        .map(|p| format!("note: {p}"));
     let mut out = Out::new();
     if args.json {
         let list = problems
@@ -33,13 +41,24 @@ pub fn run(args: &JsonDbArgs, timeout: Duration) -> CliResult<u8> {
             J::Object(vec![
                 ("ok", J::Bool(problems.is_empty())),
                 ("txid", J::U64(tx.id())),
+                ("meta_page", J::U64(db.meta_choice().page)),
                 ("problems", J::Array(list)),
+                (
+                    "notes",
+                    J::Array(note.iter().map(|n| J::str(n.clone())).collect()),
+                ),
             ])
             .to_json(),
         )?;
     } else if problems.is_empty() {
+        if let Some(n) = &note {
+            out.line(n)?;
+        }
         out.line("OK")?;
     } else {
+        if let Some(n) = &note {
+            out.line(n)?;
+        }
         for p in &problems {
             out.line(p)?;
         }

@@ -34,6 +34,16 @@ pub fn run(args: &JsonDbArgs, timeout: Duration) -> CliResult<u8> {
         let (mode, page) = match free.source {
             FreeSource::Synced(p) => ("synced", J::U64(p)),
             FreeSource::NotSynced => ("not-synced", J::Null),
+            FreeSource::Unusable(p) => ("unusable", J::U64(p)),
+        };
+        let passed = match &db.meta_choice().passed_over {
+            Some(p) => J::Object(vec![
+                ("page", J::U64(p.page)),
+                ("txid", J::U64(p.txid)),
+                ("reason", J::str(p.reason.clone())),
+                ("damaged_commit", J::Bool(p.damaged_commit)),
+            ]),
+            None => J::Null,
         };
         let obj = J::Object(vec![
             (
@@ -50,6 +60,7 @@ pub fn run(args: &JsonDbArgs, timeout: Duration) -> CliResult<u8> {
             ("freelist_page", page),
             ("root_page", J::U64(meta.root)),
             ("meta_page", active.map(J::U64).unwrap_or(J::Null)),
+            ("meta_passed_over", passed),
         ]);
         out.line(obj.to_json())?;
     } else {
@@ -72,10 +83,18 @@ pub fn run(args: &JsonDbArgs, timeout: Duration) -> CliResult<u8> {
             FreeSource::NotSynced => out.line(
                 "Freelist:         not synced (NoFreelistSync; free pages found by walking the tree)",
             )?,
+            FreeSource::Unusable(p) => out.line(format!(
+                "Freelist:         unusable (page {p}; free pages found by walking the tree): {}",
+                free.problems.first().map(String::as_str).unwrap_or("")
+            ))?,
         }
         out.line(format!("Root page:        {}", meta.root))?;
         if let Some(i) = active {
             out.line(format!("Active meta page: {i}"))?;
+        }
+        if let Some(p) = &db.meta_choice().passed_over {
+            let kind = if p.damaged_commit { "Problem" } else { "Note" };
+            out.line(format!("{kind}:{:w$}{p}", "", w = 17 - kind.len()))?;
         }
         if !free.problems.is_empty() {
             out.line(format!(
