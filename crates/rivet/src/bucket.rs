@@ -175,11 +175,12 @@ impl<'tx> Bucket<'tx> {
         Ok(())
     }
 
-    /// Removes `key`. A missing key is not an error; a sub-bucket is
-    /// ([`Error::IncompatibleValue`]).
-    pub fn delete(&self, key: &[u8]) -> Result<()> {
+    /// Removes `key`; returns whether it existed. A missing key is not an error (as in
+    /// bbolt); a sub-bucket is ([`Error::IncompatibleValue`]). Callers that do not care may
+    /// ignore the `bool`: `b.delete(k)?;`.
+    pub fn delete(&self, key: &[u8]) -> Result<bool> {
         self.writable()?;
-        self.tx.with_tree(self.id, |tm, root| {
+        let removed = self.tx.with_tree(self.id, |tm, root| {
             tm.delete(root, key, |f| {
                 if f & LEAF_FLAG_BUCKET != 0 {
                     Err(Error::IncompatibleValue)
@@ -188,7 +189,7 @@ impl<'tx> Bucket<'tx> {
                 }
             })
         })?;
-        Ok(())
+        Ok(removed.is_some())
     }
 
     /// Opens the sub-bucket `name`; `None` if it does not exist or `name` is a plain key.

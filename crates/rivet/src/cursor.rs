@@ -469,7 +469,8 @@ impl<'tx> Cursor<'tx> {
             return Ok(());
         };
         let key = self.bucket.tx.reader().bytes(cur);
-        self.bucket.delete(key)
+        self.bucket.delete(key)?;
+        Ok(())
     }
 }
 

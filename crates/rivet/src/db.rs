@@ -321,6 +321,32 @@ impl Db {
         }
     }
 
+    /// Cuts the file down to its high-water mark (the growth padding past the last page in
+    /// use), under the writer slot so no commit grows it meanwhile. No snapshot references a
+    /// page past the current high-water mark (it never decreases), so no reader is affected.
+    /// Returns the bytes given back.
+    pub(crate) fn trim_to_high_water_mark(&self) -> Result<u64> {
+        let _writer = self.begin_write()?;
+        let (hwm, file_size) = {
+            let st = lock(&self.shared.state);
+            (st.meta.pgid, st.file_size)
+        };
+        let want = hwm * self.shared.page_size as u64;
+        if file_size <= want {
+            return Ok(0);
+        }
+        let io = |op: &str, e| Error::io(format!("{op} {}", self.shared.path.display()), e);
+        self.shared
+            .storage
+            .set_len(want)
+            .map_err(|e| io("truncate", e))?;
+        if !self.shared.options.no_sync {
+            self.shared.storage.sync_all().map_err(|e| io("sync", e))?;
+        }
+        lock(&self.shared.state).file_size = want;
+        Ok(file_size - want)
+    }
+
     /// Which meta page this database was opened at, and why the other one was passed over
     /// (see [`MetaChoice`]).
     pub fn meta_choice(&self) -> &MetaChoice {

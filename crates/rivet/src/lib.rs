@@ -96,7 +96,9 @@ mod tx;
 
 pub use bucket::{Bucket, DEFAULT_FILL_PERCENT};
 pub use check::Problem;
-pub use compact::{compact, CompactStats};
+pub use compact::{
+    compact, compact_file, compact_tmp_path, CompactOptions, CompactReport, CompactStats,
+};
 pub use cursor::{Cursor, Entry, Iter};
 pub use db::{Db, DbStats, MetaChoice, Options, PassedOver, DEFAULT_ALLOC_SIZE};
 pub use error::{Error, Result};

@@ -590,10 +590,16 @@ impl<'tx> Ops<'_, 'tx> {
     }
 
     pub fn delete(&mut self, path: &[Vec<u8>], key: &[u8]) {
-        self.bucket(path)
+        let existed = self
+            .bucket(path)
             .delete(key)
             .unwrap_or_else(|e| panic!("delete {path:?} {:?}: {e}", String::from_utf8_lossy(key)));
         let old = self.model.bucket_mut(path).entries.remove(key);
+        assert_eq!(
+            existed,
+            old.is_some(),
+            "delete says whether the key existed"
+        );
         assert!(
             !matches!(old, Some(MEntry::Bucket(_))),
             "deleted a bucket as a key"
