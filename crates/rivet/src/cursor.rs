@@ -72,6 +72,20 @@ pub struct Cursor<'tx> {
     version: u64,
     /// Key of the current entry, used to re-seek after the tree changed.
     current: Option<RawBytes>,
+    /// Off either end (bbolt's positions with no entry), see [`Edge`].
+    edge: Edge,
+}
+
+/// Where a cursor without a current entry stands, following bbolt 1.3.6.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum Edge {
+    /// Not off an end (on an entry, or never positioned, or in an empty bucket).
+    None,
+    /// After a `seek` past the last key: `next` gives `None`, `prev` the last entry.
+    PastEnd,
+    /// After `prev` from the first entry: `next` and `prev` give `None` until the cursor is
+    /// positioned again.
+    PastStart,
 }
 
 impl<'tx> Cursor<'tx> {
@@ -81,6 +95,7 @@ impl<'tx> Cursor<'tx> {
             stack: Vec::new(),
             version: 0,
             current: None,
+            edge: Edge::None,
         }
     }
 
@@ -302,6 +317,7 @@ impl<'tx> Cursor<'tx> {
 
     fn reset(&mut self) -> Result<()> {
         self.bucket.tx.check_open()?;
+        self.edge = Edge::None;
         self.sync_version();
         self.stack.clear();
         let root = self.bucket.root_ref();
@@ -375,19 +391,27 @@ impl<'tx> Cursor<'tx> {
         }
     }
 
-    /// Moves to the first entry whose key is `>= key`.
+    /// Moves to the first entry whose key is `>= key`. When every key is smaller, returns
+    /// `None` and stands past the end, as bbolt does: [`Cursor::next`] then returns `None` and
+    /// [`Cursor::prev`] the last entry (so `seek(k)` then `prev()` finds the greatest key below
+    /// `k` whether or not one is `>= k`).
     pub fn seek(&mut self, key: &[u8]) -> Result<Option<Entry<'tx>>> {
         if !self.seek_position(key)? {
             self.current = None;
+            self.edge = Edge::PastEnd;
             return Ok(None);
         }
         self.current_entry()
     }
 
-    /// Moves to the next entry. At the end returns `None` and stays on the last entry.
+    /// Moves to the next entry. At the end returns `None` and stays on the last entry (a
+    /// following [`Cursor::prev`] returns the entry before it), as bbolt does.
     #[allow(clippy::should_implement_trait)] // bbolt's name; it returns Result<Option<_>>
     pub fn next(&mut self) -> Result<Option<Entry<'tx>>> {
         self.bucket.tx.check_open()?;
+        if self.edge != Edge::None {
+            return Ok(None);
+        }
         let Some(cur) = self.current else {
             return Ok(None);
         };
@@ -404,6 +428,8 @@ impl<'tx> Cursor<'tx> {
             // this cursor), the entry now at its position is the next one.
             let key = self.bucket.tx.reader().bytes(cur);
             if !self.seek_position(key)? {
+                // Nothing left after our key: stay on the last entry, as at any end.
+                self.last()?;
                 return Ok(None);
             }
             let top = *self.stack.last().expect("positioned");
@@ -433,9 +459,17 @@ impl<'tx> Cursor<'tx> {
         self.current_entry()
     }
 
-    /// Moves to the previous entry. At the start returns `None` and stays on the first entry.
+    /// Moves to the previous entry. At the start returns `None` and, as in bbolt, leaves the
+    /// cursor off the front: `next` and `prev` return `None` until [`Cursor::first`],
+    /// [`Cursor::last`] or [`Cursor::seek`] positions it again. After a `seek` past the last
+    /// key it returns the last entry.
     pub fn prev(&mut self) -> Result<Option<Entry<'tx>>> {
         self.bucket.tx.check_open()?;
+        match self.edge {
+            Edge::PastEnd => return self.last(),
+            Edge::PastStart => return Ok(None),
+            Edge::None => {}
+        }
         let Some(cur) = self.current else {
             return Ok(None);
         };
@@ -445,13 +479,13 @@ impl<'tx> Cursor<'tx> {
                 // Every remaining key is smaller than ours: the previous entry is the last.
                 self.last()?
             } else if !self.step_backward()? {
-                // Positioned on the first key >= ours; the previous entry lies just before it.
-                return Ok(None);
+                // Positioned on the first key >= ours; nothing lies before it.
+                return Ok(self.off_the_front());
             } else {
                 self.current_entry()?
             }
         } else if !self.step_backward()? {
-            return Ok(None);
+            return Ok(self.off_the_front());
         } else {
             self.current_entry()?
         };
@@ -461,9 +495,24 @@ impl<'tx> Cursor<'tx> {
         Ok(e)
     }
 
+    /// Moves off the front of the bucket (see [`Cursor::prev`]).
+    fn off_the_front(&mut self) -> Option<Entry<'tx>> {
+        self.edge = Edge::PastStart;
+        self.current = None;
+        None
+    }
+
     /// Deletes the entry under the cursor. The next call to [`Cursor::next`] returns the entry
     /// that followed it. Sub-buckets cannot be deleted this way
-    /// ([`crate::Error::IncompatibleValue`]).
+    /// ([`crate::Error::IncompatibleValue`]); without a current entry (never positioned, or
+    /// off either end) it does nothing.
+    ///
+    /// Deliberate differences from bbolt 1.3.6, whose cursor keeps reading the pages it was
+    /// positioned on: there, `next` after `delete` skips an entry when the leaf had already
+    /// been copied in the transaction (by an earlier write in it), and `delete` off the front
+    /// panics. Here `next` after `delete` always returns the entry that followed the deleted
+    /// one, and `delete` off an end does nothing. Every other answer of first, last, next,
+    /// prev and seek matches bbolt 1.3.6 (tests/cursor_diff.rs compares them with Go).
     pub fn delete(&mut self) -> Result<()> {
         let Some(cur) = self.current else {
             return Ok(());
