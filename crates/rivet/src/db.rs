@@ -131,6 +131,9 @@ pub struct PassedOver {
     /// does not have, or at a broken tree). A newest meta whose checksum fails is what a crash
     /// during a commit leaves (that commit was never acknowledged): not damage.
     pub damaged_commit: bool,
+    /// Whether its magic, version and checksum are valid (it was rejected for what it points
+    /// at).
+    pub checksum_valid: bool,
 }
 
 impl std::fmt::Display for PassedOver {
@@ -145,6 +148,8 @@ impl std::fmt::Display for PassedOver {
                 f,
                 " (its checksum is valid: an acknowledged commit is damaged)"
             )
+        } else if self.checksum_valid {
+            write!(f, " (an older commit than the one in use; nothing is lost)")
         } else {
             write!(
                 f,
@@ -782,6 +787,7 @@ fn choose_meta(map: &[u8], ps: usize, file_size: u64, path: &Path) -> Result<(Me
             txid,
             reason,
             damaged_commit: valid && txid > used.txid,
+            checksum_valid: valid,
         }
     };
     let choice = |i: usize, m: &Meta, other: Option<PassedOver>| MetaChoice {

@@ -442,3 +442,22 @@ fn unusable_newest_meta_with_valid_checksum_is_a_problem() {
         );
     }
 }
+
+/// An older meta with a valid checksum that cannot be used is named but is no problem: the
+/// newest commit is intact.
+#[test]
+fn unusable_older_meta_is_a_note() {
+    let (_d, p) = tmp();
+    two_commits(&p);
+    let mut bytes = std::fs::read(&p).unwrap();
+    let older = 1 - newest_meta(&bytes);
+    patch_meta(&mut bytes, older, |m| m.pgid = 1 << 30);
+    std::fs::write(&p, &bytes).unwrap();
+    let db = Db::open(&p, ro()).unwrap();
+    let po = db.meta_choice().passed_over.clone().expect("named");
+    assert_eq!(po.page, older as u64);
+    assert!(po.checksum_valid && !po.damaged_commit, "{po}");
+    assert!(po.to_string().contains("older commit"), "{po}");
+    assert!(db.check().unwrap().is_empty());
+    assert_eq!(db.meta_choice().txid, 3);
+}
