@@ -244,6 +244,12 @@ impl<'tx> Bucket<'tx> {
                 }
                 up = st.buckets[a].parent;
             }
+            if !st.opened_roots.insert(p) {
+                return Err(Error::corrupted(
+                    p,
+                    "page is the root of two buckets (shared page references)",
+                ));
+            }
         }
         let fill_percent = st.buckets[self.id].fill_percent;
         st.buckets.push(BucketState {

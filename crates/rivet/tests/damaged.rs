@@ -461,3 +461,60 @@ fn unusable_older_meta_is_a_note() {
     assert!(db.check().unwrap().is_empty());
     assert_eq!(db.meta_choice().txid, 3);
 }
+
+/// Many sub-bucket entries pointing at one page, level after level, would make a nested walk
+/// take (entries)^(levels) steps without any cycle: the second bucket opened on a page that
+/// is already a bucket's root is refused.
+#[test]
+fn buckets_sharing_a_root_page_are_refused() {
+    let (_d, p) = tmp();
+    let roots: Vec<u64> = {
+        let db = Db::open(&p, opts()).unwrap();
+        db.update(|tx| {
+            let b = tx.create_bucket(b"b")?;
+            for s in 0..20u32 {
+                let sub = b.create_bucket(format!("s{s:02}").as_bytes())?;
+                for i in 0..100u32 {
+                    sub.put(&i.to_be_bytes(), &[3u8; 40])?;
+                }
+            }
+            Ok::<_, Error>(())
+        })
+        .unwrap();
+        let tx = db.begin_read().unwrap();
+        let b = tx.bucket(b"b").unwrap().unwrap();
+        (0..20u32)
+            .map(|s| {
+                b.bucket(format!("s{s:02}").as_bytes())
+                    .unwrap()
+                    .unwrap()
+                    .root_page()
+            })
+            .collect()
+    };
+    assert!(roots.iter().all(|&r| r != 0), "sub-buckets have pages");
+    let mut bytes = std::fs::read(&p).unwrap();
+    for &r in &roots[1..] {
+        let needle = r.to_le_bytes();
+        let at: Vec<usize> = (0..bytes.len() - 16)
+            .filter(|&i| bytes[i..i + 8] == needle && bytes[i + 8..i + 16] == [0u8; 8])
+            .filter(|&i| i / PS != r as usize)
+            .collect();
+        assert_eq!(at.len(), 1, "one bucket header names page {r}");
+        put_u64(&mut bytes, at[0], roots[0]);
+    }
+    std::fs::write(&p, &bytes).unwrap();
+    let path = p.clone();
+    within_deadline("shared bucket roots", move || {
+        let db = Db::open(&path, ro()).unwrap();
+        let tx = db.begin_read().unwrap();
+        let b = tx.bucket(b"b").unwrap().unwrap();
+        assert!(b.bucket(b"s00").unwrap().is_some());
+        is_corrupted("second bucket on one page", b.bucket(b"s01"));
+        drop(tx);
+        let tx = db.begin_read().unwrap();
+        let mut out = Vec::new();
+        is_corrupted("export", rivet::export::write_jsonl(&tx, &mut out));
+        assert!(!tx.check().is_empty());
+    });
+}
