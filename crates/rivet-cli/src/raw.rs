@@ -12,7 +12,7 @@ use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use rivet::format::{self, Meta, PageHeader, Pgid, META_OFFSET, PGID_NO_FREELIST};
+use rivet::format::{self, Meta, PageHeader, Pgid, META_OFFSET};
 
 use crate::error::{io_error, CliError, CliResult};
 use crate::open::require_file;
@@ -262,12 +262,8 @@ impl RawFile {
         if m.root < 2 || m.root >= m.pgid {
             return Err(format!("root page {} outside 2..{}", m.root, m.pgid));
         }
-        if m.freelist != PGID_NO_FREELIST && (m.freelist < 2 || m.freelist >= m.pgid) {
-            return Err(format!(
-                "freelist page {} outside 2..{}",
-                m.freelist, m.pgid
-            ));
-        }
+        // A bad freelist pointer does not make a meta unusable: the engine rebuilds the
+        // freelist from the tree.
         Ok(())
     }
 

@@ -11,7 +11,7 @@ use rivet::format::{
     self, BucketHeader, Meta, NodePage, Pgid, BUCKET_HEADER_SIZE, LEAF_FLAG_BUCKET,
 };
 
-use crate::error::CliResult;
+use crate::error::{CliError, CliResult};
 use crate::raw::RawFile;
 
 /// The result of a reachability walk.
@@ -113,6 +113,8 @@ pub enum FreeSource {
     Synced(Pgid),
     /// No freelist stored (`NoFreelistSync`): computed by walking the tree.
     NotSynced,
+    /// The stored freelist (this page) is unusable: computed by walking the tree.
+    Unusable(Pgid),
 }
 
 /// The free pages of a snapshot.
@@ -122,7 +124,8 @@ pub struct FreeSet {
     pub ids: BTreeSet<Pgid>,
     /// Where they came from.
     pub source: FreeSource,
-    /// Problems met while walking the tree (`NotSynced` only); the set may then be wrong.
+    /// Problems met while walking the tree (`NotSynced` and `Unusable`, whose first problem
+    /// says what is wrong with the freelist); the set may then be wrong.
     pub problems: Vec<String>,
 }
 
@@ -139,9 +142,37 @@ pub fn free_pages(raw: &RawFile, meta: &Meta) -> CliResult<FreeSet> {
             problems: reach.problems,
         });
     }
-    let (_, data) = raw.run(meta.freelist, meta.pgid)?;
-    let ids =
-        format::read_freelist(&data, meta.freelist).map_err(|e| raw.corrupted(meta.freelist, e))?;
+    let stored = raw
+        .run(meta.freelist, meta.pgid)
+        .and_then(|(_, data)| {
+            format::read_freelist(&data, meta.freelist).map_err(|e| raw.corrupted(meta.freelist, e))
+        })
+        .and_then(
+            |ids| match ids.iter().find(|&&id| id < 2 || id >= meta.pgid) {
+                Some(bad) => Err(CliError::new(format!(
+                    "page {}: freelist lists page {bad}, outside 2..{}",
+                    meta.freelist, meta.pgid
+                ))),
+                None => Ok(ids),
+            },
+        );
+    let ids = match stored {
+        Ok(ids) => ids,
+        Err(e) => {
+            // A damaged freelist does not hide the tree: the free pages are the ones it does
+            // not reach, as the engine rebuilds them.
+            let reach = reachable(raw, meta);
+            let mut problems = vec![format!("freelist unusable: {}", e.message)];
+            problems.extend(reach.problems);
+            return Ok(FreeSet {
+                ids: (2..meta.pgid)
+                    .filter(|p| !reach.pages.contains(p))
+                    .collect(),
+                source: FreeSource::Unusable(meta.freelist),
+                problems,
+            });
+        }
+    };
     Ok(FreeSet {
         ids: ids.into_iter().collect(),
         source: FreeSource::Synced(meta.freelist),

@@ -4,6 +4,7 @@
 //! transaction, so `get` returns `&'tx [u8]` without copying; writes go through the
 //! transaction's dirty trees. Keys are ordered by unsigned byte comparison.
 
+use std::collections::HashSet;
 use std::ops::RangeBounds;
 
 use crate::children::OpenChildren;
@@ -183,11 +184,12 @@ impl<'tx> Bucket<'tx> {
         Ok(())
     }
 
-    /// Removes `key`. A missing key is not an error; a sub-bucket is
-    /// ([`Error::IncompatibleValue`]).
-    pub fn delete(&self, key: &[u8]) -> Result<()> {
+    /// Removes `key`; returns whether it existed. A missing key is not an error (as in
+    /// bbolt); a sub-bucket is ([`Error::IncompatibleValue`]). Callers that do not care may
+    /// ignore the `bool`: `b.delete(k)?;`.
+    pub fn delete(&self, key: &[u8]) -> Result<bool> {
         self.writable()?;
-        self.tx.with_tree(self.id, |tm, root| {
+        let removed = self.tx.with_tree(self.id, |tm, root| {
             tm.delete(root, key, |f| {
                 if f & LEAF_FLAG_BUCKET != 0 {
                     Err(Error::IncompatibleValue)
@@ -196,7 +198,7 @@ impl<'tx> Bucket<'tx> {
                 }
             })
         })?;
-        Ok(())
+        Ok(removed.is_some())
     }
 
     /// Opens the sub-bucket `name`; `None` if it does not exist or `name` is a plain key.
@@ -236,6 +238,28 @@ impl<'tx> Bucket<'tx> {
         };
         let reader = self.tx.reader();
         let mut st = self.tx.state.borrow_mut();
+        if let NodeRef::Page(p) = root {
+            // A sub-bucket whose root is the root of a bucket it is nested in would nest
+            // without end (every walk of it would too). Any endless nesting through clean
+            // pages repeats a root page, so this check bounds nesting by the page count.
+            let mut up = Some(self.id);
+            while let Some(a) = up {
+                if matches!(st.buckets[a].root, NodeRef::Page(q) if q == p) {
+                    return Err(Error::corrupted(
+                        p,
+                        "sub-bucket's root page is the root of a bucket it is nested in \
+                         (cyclic bucket references)",
+                    ));
+                }
+                up = st.buckets[a].parent;
+            }
+            if !st.opened_roots.insert(p) {
+                return Err(Error::corrupted(
+                    p,
+                    "page is the root of two buckets (shared page references)",
+                ));
+            }
+        }
         let fill_percent = st.buckets[self.id].fill_percent;
         st.buckets.push(BucketState {
             root,
@@ -432,31 +456,63 @@ impl<'tx> Bucket<'tx> {
 
 impl Tx {
     /// Frees every page of bucket `id` and of all buckets below it, and marks them deleted.
+    /// Nothing is freed unless the whole walk succeeds: a damaged tree (a page reached twice,
+    /// a cycle, a bad page) fails with [`Error::Corrupted`] and leaves the freelist untouched.
     pub(crate) fn free_bucket(&self, id: BucketId) -> Result<()> {
+        let mut pages = Vec::new();
+        let mut deleted = Vec::new();
+        let mut seen = HashSet::new();
+        self.collect_bucket(id, &mut seen, &mut pages, &mut deleted)?;
+        self.state.borrow_mut().freed.extend(pages);
+        let mut st = self.state.borrow_mut();
+        for id in deleted {
+            st.buckets[id].deleted = true;
+        }
+        Ok(())
+    }
+
+    fn collect_bucket(
+        &self,
+        id: BucketId,
+        seen: &mut HashSet<u64>,
+        pages: &mut Vec<(u64, u64)>,
+        deleted: &mut Vec<BucketId>,
+    ) -> Result<()> {
         let (root, children) = {
             let st = self.state.borrow();
             (st.buckets[id].root, st.buckets[id].children.clone())
         };
-        self.free_tree(root, &children)?;
-        self.state.borrow_mut().buckets[id].deleted = true;
+        self.collect_subtree(root, &children, seen, pages, deleted)?;
+        deleted.push(id);
         Ok(())
     }
 
-    fn free_tree(&self, root: NodeRef, registered: &OpenChildren) -> Result<()> {
-        let mut pages = Vec::new();
+    fn collect_subtree(
+        &self,
+        root: NodeRef,
+        registered: &OpenChildren,
+        seen: &mut HashSet<u64>,
+        pages: &mut Vec<(u64, u64)>,
+        deleted: &mut Vec<BucketId>,
+    ) -> Result<()> {
         let mut subs = Vec::new();
         {
             let st = self.state.borrow();
-            tree::collect_tree(&self.reader(), &st.nodes, root, 0, &mut pages, &mut subs)?;
+            tree::collect_tree(&self.reader(), &st.nodes, root, 0, seen, pages, &mut subs)?;
         }
-        self.state.borrow_mut().freed.extend(pages);
         for (name, value) in subs {
             if let Some(cid) = registered.get(&self.reader(), &name) {
-                self.free_bucket(cid)?;
+                self.collect_bucket(cid, seen, pages, deleted)?;
             } else {
                 let h = BucketHeader::decode(&value, 0)?;
                 if h.root != 0 {
-                    self.free_tree(NodeRef::Page(h.root), &Default::default())?;
+                    self.collect_subtree(
+                        NodeRef::Page(h.root),
+                        &Default::default(),
+                        seen,
+                        pages,
+                        deleted,
+                    )?;
                 }
             }
         }

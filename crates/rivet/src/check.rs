@@ -295,8 +295,19 @@ impl Tx {
             free.extend((2..hwm).filter(|p| !refs.contains_key(p)));
         } else {
             let fpg = self.meta.freelist;
-            match self.reader().run(fpg) {
-                Ok((h, run)) => {
+            let unusable = |why: String| Problem {
+                page: Some(fpg),
+                message: format!(
+                    "freelist unusable: {why}; the tree does not depend on it (a read-write \
+                     open rebuilds it from the reachable pages)"
+                ),
+            };
+            match self
+                .reader()
+                .run(fpg)
+                .and_then(|(h, run)| Ok((h, format::read_freelist(run, fpg)?)))
+            {
+                Ok((h, ids)) => {
                     for p in fpg..fpg + u64::from(h.overflow) + 1 {
                         if refs.contains_key(&p) {
                             problems.push(Problem {
@@ -305,39 +316,34 @@ impl Tx {
                             });
                         }
                     }
-                    match format::read_freelist(run, fpg) {
-                        Ok(ids) => {
-                            for id in ids {
-                                if id < 2 || id >= hwm {
-                                    problems.push(Problem {
-                                        page: Some(id),
-                                        message: format!(
-                                            "freelist lists page outside 2..{hwm} (out of bounds)"
-                                        ),
-                                    });
-                                } else if !free.insert(id) {
-                                    problems.push(Problem {
-                                        page: Some(id),
-                                        message:
-                                            "page listed twice in the freelist (already freed)"
-                                                .into(),
-                                    });
-                                }
-                            }
+                    for id in ids {
+                        if id < 2 || id >= hwm {
+                            problems.push(Problem {
+                                page: Some(id),
+                                message: format!(
+                                    "freelist lists page outside 2..{hwm} (out of bounds)"
+                                ),
+                            });
+                        } else if !free.insert(id) {
+                            problems.push(Problem {
+                                page: Some(id),
+                                message: "page listed twice in the freelist (already freed)".into(),
+                            });
                         }
-                        Err(e) => problems.push(Problem {
-                            page: Some(fpg),
-                            message: e.to_string(),
-                        }),
                     }
                     for p in fpg..fpg + u64::from(h.overflow) + 1 {
                         refs.entry(p).or_insert(1);
                     }
                 }
-                Err(e) => problems.push(Problem {
-                    page: Some(fpg),
-                    message: format!("freelist page unreadable: {e}"),
-                }),
+                Err(e) => {
+                    let why = match e {
+                        Error::Corrupted { page, reason } => format!("page {page}: {reason}"),
+                        e => e.to_string(),
+                    };
+                    problems.push(unusable(why));
+                    // One problem, not one per page: the free set is what the tree leaves.
+                    free.extend((2..hwm).filter(|p| !refs.contains_key(p)));
+                }
             }
         }
         let mut reachable_freed: Vec<Pgid> =

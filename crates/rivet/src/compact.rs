@@ -5,10 +5,19 @@
 //! database, with sequences, packing pages full (fill percent 1.0 for every non-root bucket).
 //! To bound memory it can commit the destination every `tx_max_size` bytes of keys and values;
 //! a bucket cut by such a commit is reopened by its path in the next transaction.
+//!
+//! The copy is never larger than it needs to be: appends leave full pages of earlier commits
+//! alone (see `TreeMut::append`), so a page is not rewritten by the copy's own transactions,
+//! and the destination is cut to its high-water mark at the end (no growth padding).
+//! [`compact_file`] compacts a file in place: into `FILE.compact-tmp`, synced, renamed over
+//! the original, directory synced.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use crate::bucket::Bucket;
 use crate::cursor::Iter;
-use crate::db::Db;
+use crate::db::{Db, Options};
 use crate::error::{Error, Result};
 use crate::tx::{BucketId, Tx};
 
@@ -47,7 +56,123 @@ pub fn compact(dst: &Db, src: &Db, tx_max_size: u64) -> Result<CompactStats> {
         tx.commit()?;
         c.stats.commits += 1;
     }
+    drop(src_tx);
+    // The copy is never larger than it needs to be: no growth padding past the last page.
+    dst.trim_to_high_water_mark()?;
     Ok(c.stats)
+}
+
+/// Options of [`compact_file`].
+#[derive(Debug, Clone)]
+pub struct CompactOptions {
+    /// Commit the copy every this many bytes of keys and values (0: one transaction), as
+    /// [`compact`]'s `tx_max_size`. Default 64 KiB, the `rivet compact` default.
+    pub tx_max_size: u64,
+    /// How long to wait for the source file's lock; `None` waits forever.
+    pub timeout: Option<Duration>,
+}
+
+impl Default for CompactOptions {
+    fn default() -> CompactOptions {
+        CompactOptions {
+            tx_max_size: 65536,
+            timeout: None,
+        }
+    }
+}
+
+/// What [`compact_file`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CompactReport {
+    /// File size before, in bytes.
+    pub before: u64,
+    /// File size after, in bytes.
+    pub after: u64,
+    /// What was copied.
+    pub stats: CompactStats,
+}
+
+/// The temporary file [`compact_file`] writes next to `path`: `path` + `.compact-tmp`.
+pub fn compact_tmp_path(path: &Path) -> PathBuf {
+    let mut s = path.as_os_str().to_os_string();
+    s.push(".compact-tmp");
+    PathBuf::from(s)
+}
+
+/// Compacts the database file at `path` and replaces it with the compacted copy, safely.
+///
+/// The source is opened read-write (an exclusive lock: no other process may have it open,
+/// and a second open in this process fails with [`Error::AlreadyOpen`]) but never written.
+/// The copy goes to [`compact_tmp_path`] (a leftover from an earlier failed run is removed
+/// first, not an error), is synced, renamed over `path`, and the directory is synced: after a
+/// crash at any point `path` is either the old file or the complete new one. On failure the
+/// temporary file is removed and the original is untouched.
+///
+/// As with any file replacement, a process that opens `path` while the compaction runs and
+/// waits for its lock gets the old file once the lock is released: stop other users first.
+pub fn compact_file(path: impl AsRef<Path>, options: CompactOptions) -> Result<CompactReport> {
+    let path = path.as_ref();
+    let tmp = compact_tmp_path(path);
+    let io = |op: &str, p: &Path, e| Error::io(format!("{op} {}", p.display()), e);
+    let src = Db::open(
+        path,
+        Options {
+            timeout: options.timeout,
+            // Never write the source: no freelist is persisted on open.
+            no_freelist_sync: true,
+            ..Options::default()
+        },
+    )?;
+    let before = std::fs::metadata(path)
+        .map_err(|e| io("stat", path, e))?
+        .len();
+    match std::fs::remove_file(&tmp) {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(io("remove leftover", &tmp, e)),
+    }
+    let copy = (|| {
+        let dst = Db::open(
+            &tmp,
+            Options {
+                page_size: Some(src.page_size()),
+                no_sync: true,
+                ..Options::default()
+            },
+        )?;
+        let stats = compact(&dst, &src, options.tx_max_size)?;
+        drop(dst);
+        let f = std::fs::File::open(&tmp).map_err(|e| io("open", &tmp, e))?;
+        f.sync_all().map_err(|e| io("sync", &tmp, e))?;
+        Ok(stats)
+    })();
+    let stats = match copy {
+        Ok(s) => s,
+        Err(e) => {
+            let _ = std::fs::remove_file(&tmp);
+            return Err(e);
+        }
+    };
+    if let Err(e) = std::fs::rename(&tmp, path) {
+        let _ = std::fs::remove_file(&tmp);
+        return Err(io("rename over", path, e));
+    }
+    let dir = match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d,
+        _ => Path::new("."),
+    };
+    std::fs::File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(|e| io("sync directory", dir, e))?;
+    drop(src);
+    let after = std::fs::metadata(path)
+        .map_err(|e| io("stat", path, e))?
+        .len();
+    Ok(CompactReport {
+        before,
+        after,
+        stats,
+    })
 }
 
 impl Db {

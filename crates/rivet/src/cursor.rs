@@ -11,7 +11,7 @@ use std::ops::Bound;
 use smallvec::SmallVec;
 
 use crate::bucket::Bucket;
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::format::NodePage;
 use crate::format::LEAF_FLAG_BUCKET;
 use crate::raw::RawBytes;
@@ -72,6 +72,20 @@ pub struct Cursor<'tx> {
     version: u64,
     /// Key of the current entry, used to re-seek after the tree changed.
     current: Option<RawBytes>,
+    /// Off either end (bbolt's positions with no entry), see [`Edge`].
+    edge: Edge,
+}
+
+/// Where a cursor without a current entry stands, following bbolt 1.3.6.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum Edge {
+    /// Not off an end (on an entry, or never positioned, or in an empty bucket).
+    None,
+    /// After a `seek` past the last key: `next` gives `None`, `prev` the last entry.
+    PastEnd,
+    /// After `prev` from the first entry: `next` and `prev` give `None` until the cursor is
+    /// positioned again.
+    PastStart,
 }
 
 impl<'tx> Cursor<'tx> {
@@ -81,6 +95,7 @@ impl<'tx> Cursor<'tx> {
             stack: Vec::new(),
             version: 0,
             current: None,
+            edge: Edge::None,
         }
     }
 
@@ -149,6 +164,67 @@ impl<'tx> Cursor<'tx> {
         })
     }
 
+    /// Pushes `f` on the path, refusing a page that is already on it (a cycle in the page
+    /// graph) and paths deeper than a tree can be.
+    fn push(&mut self, f: Frame<'tx>) -> Result<()> {
+        if let NodeRef::Page(p) = f.node {
+            if self
+                .stack
+                .iter()
+                .any(|g| matches!(g.node, NodeRef::Page(q) if q == p))
+            {
+                return Err(Error::corrupted(
+                    p,
+                    "page is its own ancestor in the bucket's tree (cyclic page references)",
+                ));
+            }
+        }
+        if self.stack.len() >= tree::MAX_DEPTH {
+            return Err(tree::too_deep(f.node));
+        }
+        self.stack.push(f);
+        Ok(())
+    }
+
+    /// How many leaves one step may pass over before the tree must be damaged: a tree has no
+    /// more leaves than the snapshot has pages plus the transaction's dirty nodes.
+    fn leaf_budget(&self) -> u64 {
+        let nodes = self.bucket.tx.state.borrow().nodes.len() as u64;
+        self.bucket.tx.reader().hwm + nodes + 1
+    }
+
+    /// The page of the top frame, for error reports (0 for an in-memory node).
+    fn top_page(&self) -> u64 {
+        match self.stack.last().map(|f| f.node) {
+            Some(NodeRef::Page(p)) => p,
+            _ => 0,
+        }
+    }
+
+    /// Checks that a step moved strictly forward (or backward) in key order. Keys of a bucket
+    /// are unique and sorted, so a step that does not is reading a page twice (a shared or
+    /// cyclic page graph); refusing it bounds every iteration by the number of keys in the
+    /// file.
+    fn ordered(&self, prev: Option<RawBytes>, e: &Entry<'tx>, forward: bool) -> Result<()> {
+        let Some(prev) = prev else {
+            return Ok(());
+        };
+        let prev = self.bucket.tx.reader().bytes(prev);
+        let ok = if forward { e.key > prev } else { e.key < prev };
+        if ok {
+            return Ok(());
+        }
+        Err(Error::corrupted(
+            self.top_page(),
+            format!(
+                "keys out of order: {} comes {} {} (a page reached twice?)",
+                crate::check::hex(e.key),
+                if forward { "after" } else { "before" },
+                crate::check::hex(prev)
+            ),
+        ))
+    }
+
     fn sync_version(&mut self) {
         self.version = self.bucket.tx.state.borrow().version;
     }
@@ -159,7 +235,7 @@ impl<'tx> Cursor<'tx> {
 
     /// Descends from the top frame to a leaf, taking the first (or last) child at each level.
     fn descend(&mut self, last: bool) -> Result<()> {
-        for _ in 0..64 {
+        loop {
             let top = *self.stack.last().expect("descend needs a frame");
             if top.leaf {
                 return Ok(());
@@ -169,9 +245,8 @@ impl<'tx> Cursor<'tx> {
             if last {
                 f.index = f.count.saturating_sub(1);
             }
-            self.stack.push(f);
+            self.push(f)?;
         }
-        Err(tree::too_deep(self.stack[0].node))
     }
 
     fn current_entry(&mut self) -> Result<Option<Entry<'tx>>> {
@@ -198,7 +273,16 @@ impl<'tx> Cursor<'tx> {
             }
         };
         let mut moved = false;
+        let mut leaves = 0u64;
+        let budget = self.leaf_budget();
         loop {
+            leaves += 1;
+            if leaves > budget {
+                return Err(Error::corrupted(
+                    self.top_page(),
+                    "more empty leaves in a row than the file has pages (cyclic page references?)",
+                ));
+            }
             let Some(i) = self.stack.iter().rposition(can_move) else {
                 if moved {
                     // Only empty leaves (left by bbolt deletes) followed: go back to where we were.
@@ -233,6 +317,7 @@ impl<'tx> Cursor<'tx> {
 
     fn reset(&mut self) -> Result<()> {
         self.bucket.tx.check_open()?;
+        self.edge = Edge::None;
         self.sync_version();
         self.stack.clear();
         let root = self.bucket.root_ref();
@@ -267,7 +352,7 @@ impl<'tx> Cursor<'tx> {
     /// Positions at the first entry whose key is `>= key` without reading it.
     fn seek_position(&mut self, key: &[u8]) -> Result<bool> {
         self.reset()?;
-        for _ in 0..64 {
+        loop {
             let top = *self.stack.last().expect("reset pushes the root");
             let (i, child) = match top.page {
                 Some(p) if top.leaf => (p.lower_bound(key)?, None),
@@ -300,34 +385,51 @@ impl<'tx> Cursor<'tx> {
                 Some(child) => {
                     last.index = i;
                     let f = self.frame(child)?;
-                    self.stack.push(f);
+                    self.push(f)?;
                 }
             }
         }
-        Err(tree::too_deep(self.stack[0].node))
     }
 
-    /// Moves to the first entry whose key is `>= key`.
+    /// Moves to the first entry whose key is `>= key`. When every key is smaller, returns
+    /// `None` and stands past the end, as bbolt does: [`Cursor::next`] then returns `None` and
+    /// [`Cursor::prev`] the last entry (so `seek(k)` then `prev()` finds the greatest key below
+    /// `k` whether or not one is `>= k`).
     pub fn seek(&mut self, key: &[u8]) -> Result<Option<Entry<'tx>>> {
         if !self.seek_position(key)? {
             self.current = None;
+            self.edge = Edge::PastEnd;
             return Ok(None);
         }
         self.current_entry()
     }
 
-    /// Moves to the next entry. At the end returns `None` and stays on the last entry.
+    /// Moves to the next entry. At the end returns `None` and stays on the last entry (a
+    /// following [`Cursor::prev`] returns the entry before it), as bbolt does.
     #[allow(clippy::should_implement_trait)] // bbolt's name; it returns Result<Option<_>>
     pub fn next(&mut self) -> Result<Option<Entry<'tx>>> {
         self.bucket.tx.check_open()?;
+        if self.edge != Edge::None {
+            return Ok(None);
+        }
         let Some(cur) = self.current else {
             return Ok(None);
         };
+        let e = self.next_unchecked(cur)?;
+        if let Some(e) = &e {
+            self.ordered(Some(cur), e, true)?;
+        }
+        Ok(e)
+    }
+
+    fn next_unchecked(&mut self, cur: RawBytes) -> Result<Option<Entry<'tx>>> {
         if self.stale() {
             // The tree changed: find our key again. If it is gone (for example deleted through
             // this cursor), the entry now at its position is the next one.
             let key = self.bucket.tx.reader().bytes(cur);
             if !self.seek_position(key)? {
+                // Nothing left after our key: stay on the last entry, as at any end.
+                self.last()?;
                 return Ok(None);
             }
             let top = *self.stack.last().expect("positioned");
@@ -357,35 +459,67 @@ impl<'tx> Cursor<'tx> {
         self.current_entry()
     }
 
-    /// Moves to the previous entry. At the start returns `None` and stays on the first entry.
+    /// Moves to the previous entry. At the start returns `None` and, as in bbolt, leaves the
+    /// cursor off the front: `next` and `prev` return `None` until [`Cursor::first`],
+    /// [`Cursor::last`] or [`Cursor::seek`] positions it again. After a `seek` past the last
+    /// key it returns the last entry.
     pub fn prev(&mut self) -> Result<Option<Entry<'tx>>> {
         self.bucket.tx.check_open()?;
+        match self.edge {
+            Edge::PastEnd => return self.last(),
+            Edge::PastStart => return Ok(None),
+            Edge::None => {}
+        }
         let Some(cur) = self.current else {
             return Ok(None);
         };
-        if self.stale() {
+        let e = if self.stale() {
             let key = self.bucket.tx.reader().bytes(cur);
             if !self.seek_position(key)? {
                 // Every remaining key is smaller than ours: the previous entry is the last.
-                return self.last();
+                self.last()?
+            } else if !self.step_backward()? {
+                // Positioned on the first key >= ours; nothing lies before it.
+                return Ok(self.off_the_front());
+            } else {
+                self.current_entry()?
             }
-            // Positioned on the first key >= ours; the previous entry lies just before it.
+        } else if !self.step_backward()? {
+            return Ok(self.off_the_front());
+        } else {
+            self.current_entry()?
+        };
+        if let Some(e) = &e {
+            self.ordered(Some(cur), e, false)?;
         }
-        if !self.step_backward()? {
-            return Ok(None);
-        }
-        self.current_entry()
+        Ok(e)
+    }
+
+    /// Moves off the front of the bucket (see [`Cursor::prev`]).
+    fn off_the_front(&mut self) -> Option<Entry<'tx>> {
+        self.edge = Edge::PastStart;
+        self.current = None;
+        None
     }
 
     /// Deletes the entry under the cursor. The next call to [`Cursor::next`] returns the entry
     /// that followed it. Sub-buckets cannot be deleted this way
-    /// ([`crate::Error::IncompatibleValue`]).
+    /// ([`crate::Error::IncompatibleValue`]); without a current entry (never positioned, or
+    /// off either end) it does nothing.
+    ///
+    /// Deliberate differences from bbolt 1.3.6, whose cursor keeps reading the pages it was
+    /// positioned on: there, `next` after `delete` skips an entry when the leaf had already
+    /// been copied in the transaction (by an earlier write in it), and `delete` off the front
+    /// panics. Here `next` after `delete` always returns the entry that followed the deleted
+    /// one, and `delete` off an end does nothing. Every other answer of first, last, next,
+    /// prev and seek matches bbolt 1.3.6 (tests/cursor_diff.rs compares them with Go).
     pub fn delete(&mut self) -> Result<()> {
         let Some(cur) = self.current else {
             return Ok(());
         };
         let key = self.bucket.tx.reader().bytes(cur);
-        self.bucket.delete(key)
+        self.bucket.delete(key)?;
+        Ok(())
     }
 }
 

@@ -111,6 +111,63 @@ pub(crate) struct Shared {
     /// Online compactions running: while any does, every commit places its pages as low in
     /// the file as it can (see [`Db::compact_in_place`]).
     pub(crate) compacting: std::sync::atomic::AtomicUsize,
+    /// Which meta page the open chose, and why the other was passed over.
+    meta_choice: MetaChoice,
+    /// Why the stored freelist was not used and was rebuilt from the tree (read-write opens).
+    freelist_rebuilt: Mutex<Option<String>>,
+}
+
+/// Which meta page a database was opened at, and why the other one was not used.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MetaChoice {
+    /// The meta page in use at open (0 or 1).
+    pub page: u64,
+    /// Its transaction id.
+    pub txid: Txid,
+    /// The other meta page, when it was passed over (an older valid meta is not reported).
+    pub passed_over: Option<PassedOver>,
+}
+
+/// A meta page the open did not use although it could have been the newest, or is damaged.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PassedOver {
+    /// The meta page (0 or 1).
+    pub page: u64,
+    /// The transaction id recorded in it (unreliable when its checksum fails).
+    pub txid: Txid,
+    /// Why it was not used.
+    pub reason: String,
+    /// Whether this is damage to an acknowledged commit: the meta's checksum is valid and
+    /// its txid newer than the one in use, yet it cannot be used (it points at pages the file
+    /// does not have, or at a broken tree). A newest meta whose checksum fails is what a crash
+    /// during a commit leaves (that commit was never acknowledged): not damage.
+    pub damaged_commit: bool,
+    /// Whether its magic, version and checksum are valid (it was rejected for what it points
+    /// at).
+    pub checksum_valid: bool,
+}
+
+impl std::fmt::Display for PassedOver {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "meta page {} (txid {}) passed over: {}",
+            self.page, self.txid, self.reason
+        )?;
+        if self.damaged_commit {
+            write!(
+                f,
+                " (its checksum is valid: an acknowledged commit is damaged)"
+            )
+        } else if self.checksum_valid {
+            write!(f, " (an older commit than the one in use; nothing is lost)")
+        } else {
+            write!(
+                f,
+                " (a commit interrupted by a crash leaves this; nothing acknowledged is lost)"
+            )
+        }
+    }
 }
 
 pub(crate) struct State {
@@ -205,7 +262,7 @@ impl Db {
             storage::mmap_size(file_size.max(options.initial_mmap_size), page_size as u64)
                 .ok_or_else(|| Error::InvalidOption("mmap too large".into()))?;
         let map = storage.map(map_len as usize).map_err(|e| io("mmap", e))?;
-        let meta = choose_meta(map.bytes(), page_size, file_size, &path)?;
+        let (meta, meta_choice) = choose_meta(map.bytes(), page_size, file_size, &path)?;
         let shared = Arc::new(Shared {
             path,
             storage,
@@ -224,11 +281,29 @@ impl Db {
             batch: crate::batch::Batcher::default(),
             compacting: std::sync::atomic::AtomicUsize::new(0),
             options,
+            meta_choice,
+            freelist_rebuilt: Mutex::new(None),
         });
         let db = Db { shared };
         if !db.shared.options.read_only {
-            let fl = db.load_freelist()?;
+            let fl = match db.load_freelist() {
+                Ok(fl) => fl,
+                Err(Error::Corrupted { page, reason }) if meta.freelist != PGID_NO_FREELIST => {
+                    // A damaged freelist must not lock the tree away: rebuild it from the
+                    // pages the tree reaches, as for a file written without one, and let the
+                    // next commit store a fresh one. The snapshot forgets the bad pointer, so
+                    // no commit frees the page it names.
+                    *lock(&db.shared.freelist_rebuilt) = Some(format!(
+                        "stored freelist (page {}) unusable, rebuilt from the tree: page {page}: {reason}",
+                        meta.freelist
+                    ));
+                    lock(&db.shared.state).meta.freelist = PGID_NO_FREELIST;
+                    db.load_freelist()?
+                }
+                Err(e) => return Err(e),
+            };
             *lock(&db.shared.freelist) = Some(Box::new(fl));
+            let meta = lock(&db.shared.state).meta;
             if meta.freelist == PGID_NO_FREELIST && !db.shared.options.no_freelist_sync {
                 // Persist a freelist so tools unaware of NoFreelistSync can read the file (as
                 // bbolt does on a read-write open).
@@ -250,8 +325,56 @@ impl Db {
         } else {
             let (_, run) = tx.reader().run(meta.freelist)?;
             let ids = format::read_freelist(run, meta.freelist)?;
+            // Cheap sanity checks beyond the bounds `from_ids` applies: a freelist that lists
+            // its own pages or the root page would hand out pages in use.
+            let own = meta.freelist..meta.freelist + (run.len() / self.shared.page_size) as u64;
+            if let Some(&bad) = ids.iter().find(|&&id| own.contains(&id) || id == meta.root) {
+                return Err(Error::corrupted(
+                    meta.freelist,
+                    format!("freelist lists page {bad}, which is in use"),
+                ));
+            }
             Freelist::from_ids(&ids, meta.pgid, meta.freelist)
         }
+    }
+
+    /// Cuts the file down to its high-water mark (the growth padding past the last page in
+    /// use), under the writer slot so no commit grows it meanwhile. No snapshot references a
+    /// page past the current high-water mark (it never decreases), so no reader is affected.
+    /// Returns the bytes given back.
+    pub(crate) fn trim_to_high_water_mark(&self) -> Result<u64> {
+        let _writer = self.begin_write()?;
+        let (hwm, file_size) = {
+            let st = lock(&self.shared.state);
+            (st.meta.pgid, st.file_size)
+        };
+        let want = hwm * self.shared.page_size as u64;
+        if file_size <= want {
+            return Ok(0);
+        }
+        let io = |op: &str, e| Error::io(format!("{op} {}", self.shared.path.display()), e);
+        self.shared
+            .storage
+            .set_len(want)
+            .map_err(|e| io("truncate", e))?;
+        if !self.shared.options.no_sync {
+            self.shared.storage.sync_all().map_err(|e| io("sync", e))?;
+        }
+        lock(&self.shared.state).file_size = want;
+        Ok(file_size - want)
+    }
+
+    /// Which meta page this database was opened at, and why the other one was passed over
+    /// (see [`MetaChoice`]).
+    pub fn meta_choice(&self) -> &MetaChoice {
+        &self.shared.meta_choice
+    }
+
+    /// Set when a read-write open found the stored freelist unusable (a bad pointer, not a
+    /// freelist page, ids out of range, repeated or in use) and rebuilt it from the pages the
+    /// tree reaches: says what was wrong. The next commit stores a fresh freelist.
+    pub fn freelist_rebuilt(&self) -> Option<String> {
+        lock(&self.shared.freelist_rebuilt).clone()
     }
 
     /// The file path.
@@ -658,37 +781,74 @@ fn valid_page_size(ps: u32) -> bool {
 }
 
 /// Validates both metas and returns the newest usable one.
-fn choose_meta(map: &[u8], ps: usize, file_size: u64, path: &Path) -> Result<Meta> {
-    let check = |i: usize| -> std::result::Result<Meta, String> {
+/// Picks the meta page to open at: the usable one with the highest txid. Usable means a valid
+/// magic, version and checksum, a high-water mark that fits the file and a root page below
+/// it. A damaged tree behind a usable meta is reported by reads and `check` as corruption
+/// (as bbolt does), not silently replaced by the older commit. The freelist pointer is not
+/// required: a damaged freelist is rebuilt from the tree, never a reason to lose the tree.
+fn choose_meta(map: &[u8], ps: usize, file_size: u64, path: &Path) -> Result<(Meta, MetaChoice)> {
+    // Err((reason, checksum valid)).
+    let check = |i: usize| -> std::result::Result<Meta, (String, bool)> {
         let page = map
             .get(i * ps..(i + 1) * ps)
-            .ok_or("meta page beyond end of file")?;
-        let m = Meta::decode(page).map_err(|e| e.to_string())?;
+            .ok_or(("meta page beyond end of file".to_string(), false))?;
+        let m = Meta::decode(page).map_err(|e| (e.to_string(), false))?;
+        let unusable = |r: String| (r, true);
         if m.page_size as usize != ps {
-            return Err(format!("page size {} differs from {ps}", m.page_size));
+            return Err(unusable(format!(
+                "page size {} differs from {ps}",
+                m.page_size
+            )));
         }
         if m.pgid < 3 || m.pgid.saturating_mul(ps as u64) > file_size {
-            return Err(format!(
+            return Err(unusable(format!(
                 "high-water mark {} does not fit the {file_size}-byte file",
                 m.pgid
-            ));
+            )));
         }
         if m.root < 2 || m.root >= m.pgid {
-            return Err(format!("root page {} outside 2..{}", m.root, m.pgid));
-        }
-        if m.freelist != PGID_NO_FREELIST && (m.freelist < 2 || m.freelist >= m.pgid) {
-            return Err(format!(
-                "freelist page {} outside 2..{}",
-                m.freelist, m.pgid
-            ));
+            return Err(unusable(format!(
+                "root page {} outside 2..{}",
+                m.root, m.pgid
+            )));
         }
         Ok(m)
     };
+    let recorded_txid = |i: usize| {
+        map.get(i * ps..(i + 1) * ps)
+            .and_then(|p| format::u64_at(p, format::META_OFFSET + 48))
+            .unwrap_or(0)
+    };
+    let passed = |i: usize, used: &Meta, (reason, valid): (String, bool)| {
+        let txid = recorded_txid(i);
+        PassedOver {
+            page: i as u64,
+            txid,
+            reason,
+            damaged_commit: valid && txid > used.txid,
+            checksum_valid: valid,
+        }
+    };
+    let choice = |i: usize, m: &Meta, other: Option<PassedOver>| MetaChoice {
+        page: i as u64,
+        txid: m.txid,
+        passed_over: other,
+    };
     match (check(0), check(1)) {
-        (Ok(a), Ok(b)) => Ok(if b.txid > a.txid { b } else { a }),
-        (Ok(a), Err(_)) => Ok(a),
-        (Err(_), Ok(b)) => Ok(b),
-        (Err(e0), Err(e1)) => {
+        (Ok(a), Ok(b)) => Ok(if b.txid > a.txid {
+            (b, choice(1, &b, None))
+        } else {
+            (a, choice(0, &a, None))
+        }),
+        (Ok(a), Err(e)) => {
+            let p = passed(1, &a, e);
+            Ok((a, choice(0, &a, Some(p))))
+        }
+        (Err(e), Ok(b)) => {
+            let p = passed(0, &b, e);
+            Ok((b, choice(1, &b, Some(p))))
+        }
+        (Err((e0, _)), Err((e1, _))) => {
             if let Some(page) = map.get(0..ps) {
                 if let Err(
                     e @ (MetaError::Checksum

@@ -97,17 +97,34 @@ mod tx;
 
 pub use bucket::{Bucket, DEFAULT_FILL_PERCENT};
 pub use check::Problem;
-pub use compact::{compact, CompactStats};
+pub use compact::{
+    compact, compact_file, compact_tmp_path, CompactOptions, CompactReport, CompactStats,
+};
 pub use compact_in_place::InPlaceProgress;
 pub use cursor::{Cursor, Entry, Iter};
-pub use db::{Db, DbStats, Options, DEFAULT_ALLOC_SIZE, DEFAULT_SHRINK_THRESHOLD};
+pub use db::{
+    Db, DbStats, MetaChoice, Options, PassedOver, DEFAULT_ALLOC_SIZE, DEFAULT_SHRINK_THRESHOLD,
+};
 pub use error::{Error, Result};
 pub use stats::BucketStats;
 pub use tx::{Tx, TxStats};
 
 impl Db {
     /// Checks the consistency of the latest committed state; returns every problem found.
+    /// Besides the snapshot's own problems ([`Tx::check`]), a newest meta page passed over at
+    /// open although its checksum is valid (an acknowledged commit is damaged, see
+    /// [`PassedOver::damaged_commit`]) is a problem.
     pub fn check(&self) -> Result<Vec<Problem>> {
-        Ok(self.begin_read()?.check())
+        let mut problems = Vec::new();
+        if let Some(p) = &self.meta_choice().passed_over {
+            if p.damaged_commit {
+                problems.push(Problem {
+                    page: Some(p.page),
+                    message: p.to_string(),
+                });
+            }
+        }
+        problems.extend(self.begin_read()?.check());
+        Ok(problems)
     }
 }

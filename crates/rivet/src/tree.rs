@@ -16,7 +16,7 @@ use crate::raw::RawBytes;
 pub(crate) type NodeId = usize;
 
 /// Deepest tree we accept; deeper means a corrupt (cyclic) page graph.
-const MAX_DEPTH: usize = 64;
+pub(crate) const MAX_DEPTH: usize = 64;
 /// Nodes with this many entries or fewer are never split (bbolt's 2 × MinKeysPerPage).
 const MIN_SPLIT_ENTRIES: usize = 4;
 /// A page holds fewer than 0xFFFF elements.
@@ -734,6 +734,11 @@ impl<'a, 'r> TreeMut<'a, 'r> {
     /// Appends `key` after every key in the tree, filling pages completely (LMDB's append
     /// mode). Returns `Ok(false)` without changing anything when `key` is not greater than the
     /// last key (the caller then falls back to [`TreeMut::put`]).
+    ///
+    /// A clean page on the rightmost path that is already full (the entry would not fit in
+    /// it) is left as it is: the entry starts a new node beside it instead of copying the
+    /// page, so a bulk load committed in several transactions (compaction) never rewrites a
+    /// full page, however large (an 8 MiB value is written once, not once per commit).
     pub(crate) fn append(
         &mut self,
         root: &mut NodeRef,
@@ -742,20 +747,165 @@ impl<'a, 'r> TreeMut<'a, 'r> {
         flags: u32,
     ) -> Result<bool> {
         let kb = self.reader.bytes(key);
+        // The rightmost path, read without copying anything.
+        let mut refs: smallvec::SmallVec<[NodeRef; 8]> = smallvec::SmallVec::new();
+        let mut nref = *root;
+        loop {
+            if refs.len() > MAX_DEPTH {
+                return Err(too_deep(nref));
+            }
+            refs.push(nref);
+            let v = view(&self.reader, self.nodes, nref)?;
+            if v.is_leaf() {
+                match v.count() {
+                    0 if refs.len() > 1 => return Ok(false),
+                    0 => {}
+                    n => {
+                        let (_, last, _) = v.leaf(&self.reader, n - 1)?;
+                        if last >= kb {
+                            return Ok(false);
+                        }
+                    }
+                }
+                break;
+            }
+            if v.count() == 0 {
+                return Ok(false);
+            }
+            nref = v.child(v.count() - 1)?;
+        }
+        // The deepest level that takes the new entry: levels below it get a fresh node each.
+        let leaf_extra = ELEMENT_SIZE + kb.len() + value.len();
+        let branch_extra = ELEMENT_SIZE + kb.len();
+        // `None`: every level is a full clean page, and the tree grows a new root.
+        let mut take = None;
+        for level in (0..refs.len()).rev() {
+            let extra = if level == refs.len() - 1 {
+                leaf_extra
+            } else {
+                branch_extra
+            };
+            if !self.clean_and_full(refs[level], extra)? {
+                take = Some(level);
+                break;
+            }
+        }
+        let new_entry = LeafEntry {
+            flags,
+            key: Key::new(key, kb),
+            value,
+        };
+        if take == Some(refs.len() - 1) {
+            // The usual case: the rightmost leaf takes the entry.
+            return self.append_in_place(root, new_entry);
+        }
+        // A chain of fresh nodes from the level below `take` (or the root's level) down to a
+        // leaf.
+        let fresh_levels = match take {
+            Some(t) => refs.len() - 1 - t,
+            None => refs.len(),
+        };
+        self.nodes.push(Node::Leaf(vec![new_entry]));
+        let mut top = self.nodes.len() - 1;
+        for _ in 1..fresh_levels {
+            self.nodes.push(Node::Branch(vec![BranchEntry {
+                key: Key::new(key, kb),
+                child: NodeRef::Dirty(top),
+            }]));
+            top = self.nodes.len() - 1;
+        }
+        let Some(take) = take else {
+            // Every level is full: a new root over the old one and the chain.
+            let old = refs[0];
+            let first = match view(&self.reader, self.nodes, old)? {
+                v if v.is_leaf() => v.leaf(&self.reader, 0)?.1,
+                v => match v {
+                    NodeView::Page(p) => p.key(0)?,
+                    NodeView::Dirty(_) => unreachable!("a full node is a clean page"),
+                },
+            };
+            self.nodes.push(Node::Branch(vec![
+                BranchEntry {
+                    key: Key::new(RawBytes::new(first), first),
+                    child: old,
+                },
+                BranchEntry {
+                    key: Key::new(key, kb),
+                    child: NodeRef::Dirty(top),
+                },
+            ]));
+            *root = NodeRef::Dirty(self.nodes.len() - 1);
+            return Ok(true);
+        };
+        // Copy the path down to level `take` and hang the chain at its end.
+        let mut path = Path::new();
+        let mut id = self.materialize(*root)?;
+        *root = NodeRef::Dirty(id);
+        for level in 0..=take {
+            let Node::Branch(e) = &self.nodes[id] else {
+                return Err(Error::corrupted(
+                    0,
+                    "rightmost path changed type while appending",
+                ));
+            };
+            let i = e.len() - 1;
+            if level == take {
+                path.push((id, i + 1));
+                if let Node::Branch(e) = &mut self.nodes[id] {
+                    e.push(BranchEntry {
+                        key: Key::new(key, kb),
+                        child: NodeRef::Dirty(top),
+                    });
+                }
+                break;
+            }
+            let cid = self.materialize(e[i].child)?;
+            if let Node::Branch(e) = &mut self.nodes[id] {
+                e[i].child = NodeRef::Dirty(cid);
+            }
+            path.push((id, i));
+            id = cid;
+        }
+        self.split_up_full(root, &path)?;
+        Ok(true)
+    }
+
+    /// Whether `nref` is a clean page (in the map) whose entries plus `extra` bytes would not
+    /// fit in one page.
+    fn clean_and_full(&self, nref: NodeRef, extra: usize) -> Result<bool> {
+        let NodeRef::Page(p) = nref else {
+            return Ok(false);
+        };
+        let page = self.reader.node_page(p)?;
+        if page.count() == 0 {
+            return Ok(false); // an empty node takes any entry
+        }
+        let ps = self.reader.page_size;
+        if page.run_len() > ps {
+            return Ok(true);
+        }
+        let mut size = PAGE_HEADER_SIZE + extra;
+        for i in 0..page.count() {
+            size += ELEMENT_SIZE
+                + if page.is_leaf() {
+                    let (_, k, v) = page.leaf_elem(i)?;
+                    k.len() + v.len()
+                } else {
+                    page.key(i)?.len()
+                };
+        }
+        Ok(size > ps)
+    }
+
+    /// Appends `entry` to the rightmost leaf, copying the path to it.
+    fn append_in_place(&mut self, root: &mut NodeRef, entry: LeafEntry) -> Result<bool> {
         let mut path = Path::new();
         let mut id = self.materialize(*root)?;
         *root = NodeRef::Dirty(id);
         for _ in 0..MAX_DEPTH {
             match &self.nodes[id] {
                 Node::Leaf(e) => {
-                    match e.last() {
-                        Some(last) if self.reader.bytes(last.key.raw) >= kb => return Ok(false),
-                        // An empty non-root leaf (left by bbolt) says nothing about the maximum.
-                        None if !path.is_empty() => return Ok(false),
-                        _ => {}
-                    }
-                    let i = e.len();
-                    path.push((id, i));
+                    path.push((id, e.len()));
                     break;
                 }
                 Node::Branch(e) => {
@@ -776,11 +926,7 @@ impl<'a, 'r> TreeMut<'a, 'r> {
             return Err(too_deep(*root));
         };
         if let Node::Leaf(e) = &mut self.nodes[leaf] {
-            e.push(LeafEntry {
-                flags,
-                key: Key::new(key, kb),
-                value,
-            });
+            e.push(entry);
         }
         self.split_up_full(root, &path)?;
         Ok(true)
@@ -1098,12 +1244,15 @@ impl<'a, 'r> TreeMut<'a, 'r> {
 }
 
 /// Collects every page run of the tree under `nref` and the (key, value) of every sub-bucket
-/// entry in it; used to free a deleted bucket and by the reachability walk.
+/// entry in it; used to free a deleted bucket and by the reachability walk. `seen` holds the
+/// pages already collected by the same walk (across buckets): a page reached twice means a
+/// shared or cyclic page graph, and is refused rather than freed twice or walked forever.
 pub(crate) fn collect_tree(
     r: &PageReader<'_>,
     nodes: &[Node],
     nref: NodeRef,
     depth: usize,
+    seen: &mut std::collections::HashSet<Pgid>,
     pages: &mut Vec<(Pgid, u64)>,
     buckets: &mut Vec<(Vec<u8>, Vec<u8>)>,
 ) -> Result<()> {
@@ -1111,6 +1260,12 @@ pub(crate) fn collect_tree(
         return Err(too_deep(nref));
     }
     if let NodeRef::Page(p) = nref {
+        if !seen.insert(p) {
+            return Err(Error::corrupted(
+                p,
+                "page reached twice while walking buckets (shared or cyclic page references)",
+            ));
+        }
         let (h, _) = r.run(p)?;
         pages.push((p, u64::from(h.overflow) + 1));
     }
@@ -1122,7 +1277,7 @@ pub(crate) fn collect_tree(
                 buckets.push((k.to_vec(), val.to_vec()));
             }
         } else {
-            collect_tree(r, nodes, v.child(i)?, depth + 1, pages, buckets)?;
+            collect_tree(r, nodes, v.child(i)?, depth + 1, seen, pages, buckets)?;
         }
     }
     Ok(())

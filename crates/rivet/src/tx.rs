@@ -67,6 +67,38 @@ pub(crate) struct TxState {
     pub version: u64,
     /// Boxed so that read transactions, which have none, stay small to create and move.
     pub freelist: Option<Box<Freelist>>,
+    /// Root pages of the sub-buckets opened so far: in a valid file no two buckets share a
+    /// root page, and refusing a second one bounds any walk over nested buckets (a damaged
+    /// file could otherwise point many bucket entries at one page, level after level).
+    pub opened_roots: RootSet,
+}
+
+/// A set of page ids: a few inline (most transactions open a handful of buckets, and this
+/// allocates nothing for them), a hash set past that.
+#[derive(Default)]
+pub(crate) struct RootSet {
+    few: smallvec::SmallVec<[Pgid; 8]>,
+    many: std::collections::HashSet<Pgid>,
+}
+
+impl RootSet {
+    /// Past this many ids, lookups go through the hash set.
+    const LINEAR_MAX: usize = 32;
+
+    /// Adds `p`; false when it was already there.
+    pub(crate) fn insert(&mut self, p: Pgid) -> bool {
+        if self.few.len() < Self::LINEAR_MAX {
+            if self.few.contains(&p) {
+                return false;
+            }
+            self.few.push(p);
+            return true;
+        }
+        if self.many.is_empty() {
+            self.many.extend(self.few.iter().copied());
+        }
+        self.many.insert(p)
+    }
 }
 
 /// A transaction: a consistent snapshot for reading, and for a write transaction the only
@@ -128,6 +160,7 @@ impl Tx {
                 freed: Vec::new(),
                 version: 0,
                 freelist,
+                opened_roots: RootSet::default(),
             }),
             arena: Bump::new(),
             done: Cell::new(false),
@@ -811,5 +844,22 @@ mod tests {
         assert_eq!(pa.allocate(1, true), 100);
         pa.end_reservations();
         assert_eq!(pa.hwm, 101);
+    }
+}
+
+#[cfg(test)]
+mod root_set_tests {
+    use super::RootSet;
+
+    #[test]
+    fn finds_repeats_before_and_after_growing() {
+        let mut s = RootSet::default();
+        for p in 0..100u64 {
+            assert!(s.insert(p * 7), "{p}");
+        }
+        for p in 0..100u64 {
+            assert!(!s.insert(p * 7), "{p}");
+        }
+        assert!(s.insert(1));
     }
 }

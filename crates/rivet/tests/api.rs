@@ -274,11 +274,12 @@ fn cursor_semantics_match_bbolt() {
         c.prev().unwrap().is_none(),
         "prev at the first item returns None"
     );
-    assert_eq!(
-        c.next().unwrap().unwrap().key(),
-        b"d",
-        "and stays on the first item"
+    assert!(
+        c.next().unwrap().is_none(),
+        "and leaves the cursor off the front, as Go bbolt 1.3.6 does (tests/cursor_diff.rs)"
     );
+    assert_eq!(c.first().unwrap().unwrap().key(), b"b");
+    assert_eq!(c.next().unwrap().unwrap().key(), b"d");
     let e = c.next().unwrap().unwrap();
     assert!(e.is_bucket() && e.value().is_none() && e.key() == b"e");
     assert_eq!(c.next().unwrap().unwrap().key(), b"f");
@@ -287,6 +288,11 @@ fn cursor_semantics_match_bbolt() {
     assert_eq!(c.seek(b"c").unwrap().unwrap().key(), b"d");
     assert_eq!(c.seek(b"d").unwrap().unwrap().key(), b"d");
     assert!(c.seek(b"g").unwrap().is_none());
+    assert_eq!(
+        c.prev().unwrap().unwrap().key(),
+        b"f",
+        "prev after a seek past the end gives the last entry"
+    );
     assert_eq!(c.last().unwrap().unwrap().key(), b"f");
     let empty = tx.bucket(b"empty").unwrap().unwrap();
     assert!(empty.cursor().first().unwrap().is_none());

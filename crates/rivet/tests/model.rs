@@ -233,8 +233,9 @@ fn run(ops: Vec<Op>, page_size: usize, no_freelist_sync: bool) {
                         assert!(matches!(r, Err(rivet::Error::IncompatibleValue)))
                     }
                     _ => {
-                        r.unwrap();
-                        mb.entries.remove(&key);
+                        // `delete` says whether the key existed (issue 12 item 8).
+                        let existed = mb.entries.remove(&key).is_some();
+                        assert_eq!(r.unwrap(), existed, "delete's answer");
                     }
                 }
             }

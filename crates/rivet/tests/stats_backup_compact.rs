@@ -794,3 +794,217 @@ fn go_checks_compacted_files() {
         std::fs::metadata(&go_dst).unwrap().len() * 10 < std::fs::metadata(&go_src).unwrap().len()
     );
 }
+
+// ---------------------------------------------------------------- compaction size (issue 12)
+
+/// (high-water mark, file size, free pages) of the file at `path`.
+fn size_of(path: &Path) -> (u64, u64, u64) {
+    let db = Db::open(path, opts(4096)).unwrap();
+    let hwm = db.begin_read().unwrap().meta().pgid;
+    let s = db.stats();
+    drop(db);
+    (
+        hwm,
+        std::fs::metadata(path).unwrap().len(),
+        s.free_page_n + s.pending_page_n,
+    )
+}
+
+/// Issue 12 fault 4: a bucket holding one 8 MiB value followed by three 1-byte values,
+/// compacted with the CLI's default `--tx-max-size` (64 KiB), doubled the file (high-water
+/// mark 2055 -> 4109): the commit after the big value rewrote its leaf. The kind: a compacted
+/// file is never larger than needed (no page rewritten by the copy's own transactions, no
+/// growth padding past the high-water mark), whatever the commit size.
+#[test]
+fn compaction_never_doubles_or_pads_the_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let src_path = dir.path().join("src.db");
+    let src = Db::open(&src_path, opts(4096)).unwrap();
+    src.update(|tx| {
+        let b = tx.create_bucket(b"b")?;
+        b.put(b"a-big", &vec![0x5Au8; 8 << 20])?;
+        for k in [&b"b"[..], b"c", b"d"] {
+            b.put(k, b"x")?;
+        }
+        Ok::<_, Error>(())
+    })
+    .unwrap();
+    // A second shape: many small keys in nested buckets, cut by many commits.
+    let src2_path = dir.path().join("src2.db");
+    let src2 = Db::open(&src2_path, opts(4096)).unwrap();
+    src2.update(|tx| {
+        for t in 0..3u32 {
+            let b = tx.create_bucket(format!("top{t}").as_bytes())?;
+            for i in 0..30_000u32 {
+                b.put(format!("key{i:08}").as_bytes(), &[t as u8; 40])?;
+            }
+            let n = b.create_bucket(b"nested")?;
+            for i in 0..2000u32 {
+                n.put(&i.to_be_bytes(), &vec![1u8; (i % 300) as usize])?;
+            }
+        }
+        Ok::<_, Error>(())
+    })
+    .unwrap();
+    for (name, src) in [("big value", &src), ("many keys", &src2)] {
+        for tx_max in [0u64, 4096, 65536, 1 << 20] {
+            let dst_path = dir
+                .path()
+                .join(format!("dst-{}-{tx_max}.db", name.replace(' ', "-")));
+            {
+                let dst = Db::open(&dst_path, opts(4096)).unwrap();
+                rivet::compact(&dst, src, tx_max).unwrap();
+                assert!(dst.check().unwrap().is_empty());
+            }
+            let (hwm, len, free) = size_of(&dst_path);
+            assert_eq!(len, hwm * 4096, "{name}, tx_max {tx_max}: no padding");
+            // Free pages left: only what the last commit copied (the paths to the buckets it
+            // touched, the previous freelist page); earlier copies are reused by later
+            // commits. With one transaction: the first commit's freelist and root leaf.
+            assert!(
+                free <= 12,
+                "{name}, tx_max {tx_max}: {free} free pages of {hwm}"
+            );
+            assert!(
+                hwm <= src.begin_read().unwrap().meta().pgid + 12,
+                "{name}, tx_max {tx_max}: hwm {hwm}"
+            );
+            if name == "big value" {
+                // 2049 pages of value, the bucket's root, the root bucket, the freelist, metas.
+                assert!(hwm <= 2049 + 10, "{name}, tx_max {tx_max}: hwm {hwm}");
+            }
+            if let Some(peer) = peer() {
+                peer_check(peer, &dst_path);
+            }
+        }
+    }
+}
+
+/// `Bucket::append` across many commits (what compaction does) leaves full clean pages alone
+/// and starts new nodes beside them: the content matches a model, the file checks clean
+/// (also in Go), and nothing but the last commit's copied path is left free.
+#[test]
+fn appends_across_commits_keep_full_pages() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("append.db");
+    let db = Db::open(&path, opts(1024)).unwrap();
+    let mut model = std::collections::BTreeMap::new();
+    let mut seed = 0x9E37_79B9_7F4A_7C15u64;
+    let mut rnd = move |n: u64| {
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        seed % n
+    };
+    let mut next = 0u32;
+    for _round in 0..300 {
+        let tx = db.begin_write().unwrap();
+        let b = tx.create_bucket_if_not_exists(b"b").unwrap();
+        for _ in 0..1 + rnd(20) {
+            next += 1 + rnd(3) as u32;
+            let key = next.to_be_bytes();
+            let len = match rnd(10) {
+                0 => 1000 + rnd(5000) as usize, // overflow runs
+                1 => 0,
+                _ => rnd(200) as usize,
+            };
+            let value = vec![(next % 251) as u8; len];
+            b.append(&key, &value).unwrap();
+            model.insert(key.to_vec(), value);
+        }
+        tx.commit().unwrap();
+    }
+    db.view(|tx| {
+        let b = tx.bucket(b"b")?.unwrap();
+        let got: Vec<(Vec<u8>, Vec<u8>)> = b
+            .iter()
+            .map(|e| e.map(|e| (e.key().to_vec(), e.value().unwrap().to_vec())))
+            .collect::<rivet::Result<_>>()?;
+        let want: Vec<(Vec<u8>, Vec<u8>)> = model.clone().into_iter().collect();
+        assert!(got == want, "content differs from the model");
+        Ok::<_, Error>(())
+    })
+    .unwrap();
+    assert!(db.check().unwrap().is_empty(), "{:?}", db.check());
+    drop(db);
+    if let Some(peer) = peer() {
+        peer_check(peer, &path);
+    }
+}
+
+/// `rivet::compact_file` (issue 12 item 8): compacts a file in place through
+/// `FILE.compact-tmp`; a leftover temporary file from an earlier failed run is replaced; a
+/// failed run leaves the original untouched and no temporary file; a file this process has
+/// open is refused.
+#[test]
+fn compact_file_replaces_the_file_safely() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("data.db");
+    {
+        let db = Db::open(&path, opts(4096)).unwrap();
+        db.update(|tx| {
+            let b = tx.create_bucket(b"b")?;
+            for i in 0..20_000u32 {
+                b.put(&i.to_be_bytes(), &[9u8; 100])?;
+            }
+            b.set_sequence(77)?;
+            Ok::<_, Error>(())
+        })
+        .unwrap();
+        db.update(|tx| {
+            let b = tx.bucket(b"b")?.unwrap();
+            for i in 0..19_000u32 {
+                assert!(b.delete(&i.to_be_bytes())?, "the key existed");
+            }
+            assert!(!b.delete(b"never there")?, "the key did not exist");
+            Ok::<_, Error>(())
+        })
+        .unwrap();
+    }
+    let want = scan_db(&Db::open(&path, read_only()).unwrap());
+    // A leftover from an earlier failed run is removed, not an error.
+    let tmp = rivet::compact_tmp_path(&path);
+    std::fs::write(&tmp, b"debris of an interrupted compaction").unwrap();
+    let report = rivet::compact_file(&path, rivet::CompactOptions::default()).unwrap();
+    assert!(!tmp.exists());
+    assert!(
+        report.after * 4 < report.before,
+        "{} -> {}",
+        report.before,
+        report.after
+    );
+    assert_eq!(report.after, std::fs::metadata(&path).unwrap().len());
+    assert_eq!(report.stats.keys, 1000);
+    let db = Db::open(&path, read_only()).unwrap();
+    assert_eq!(scan_db(&db), want);
+    assert!(db.check().unwrap().is_empty());
+    // Open in this process: refused, nothing touched.
+    let before = std::fs::read(&path).unwrap();
+    assert!(matches!(
+        rivet::compact_file(&path, rivet::CompactOptions::default()),
+        Err(Error::AlreadyOpen(_))
+    ));
+    drop(db);
+    assert_eq!(std::fs::read(&path).unwrap(), before);
+    if let Some(peer) = peer() {
+        peer_check(peer, &path);
+    }
+
+    // A damaged source: the error comes back, the original stays, no temporary file.
+    let root = {
+        let db = Db::open(&path, read_only()).unwrap();
+        let tx = db.begin_read().unwrap();
+        tx.bucket(b"b").unwrap().unwrap().root_page()
+    };
+    let mut bytes = std::fs::read(&path).unwrap();
+    let o = root as usize * 4096;
+    assert_eq!(bytes[o + 8], 1, "root of b is a branch");
+    let n = u16::from_le_bytes([bytes[o + 10], bytes[o + 11]]) as usize;
+    bytes[o + 16 + (n - 1) * 16 + 8..o + 16 + (n - 1) * 16 + 16]
+        .copy_from_slice(&root.to_le_bytes());
+    std::fs::write(&path, &bytes).unwrap();
+    let r = rivet::compact_file(&path, rivet::CompactOptions::default());
+    assert!(matches!(r, Err(Error::Corrupted { .. })), "{r:?}");
+    assert!(!tmp.exists());
+    assert_eq!(std::fs::read(&path).unwrap(), bytes);
+}

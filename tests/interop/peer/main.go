@@ -54,6 +54,8 @@ commands:
   stats DB                 Bucket.Stats() for every top-level bucket
   backup DB OUT            tx.CopyFile(OUT, 0600) from a read-only transaction
   widgets DB               write the reference test vector (widgets/foo=bar, 4096-byte pages)
+  cursor DB                run a cursor script from stdin in one write transaction, rolled
+                           back at the end; one answer line per script line (see README)
 `
 
 // checkFailed is returned when tx.Check() found problems (exit code 1).
@@ -97,6 +99,8 @@ func run(args []string) int {
 		err = cmdBackup(args[1:])
 	case "widgets":
 		err = cmdWidgets(args[1:])
+	case "cursor":
+		err = cmdCursor(args[1:])
 	case "help", "-h", "-help", "--help":
 		fmt.Fprint(os.Stdout, usageText)
 		return exitOK
@@ -1223,4 +1227,142 @@ func cmdModify(args []string) error {
 	fmt.Fprintf(os.Stderr, "modified %d bucket(s), deleted %d key(s)\n", nBuckets, nDeleted)
 	fmt.Println("ok")
 	return nil
+}
+
+// ---------------------------------------------------------------- cursor
+
+// cmdCursor runs a cursor script (stdin, one command per line) against the file.
+// Commands and answers (keys and values in lowercase hex):
+//
+//	bucket [NAME...]  open the bucket at this path (none: the root) and a new
+//	                  cursor on it          -> ok | nobucket
+//	first | last | next | prev | seek [KEY]
+//	                                        -> nil | k KEY v VALUE | k KEY bucket
+//	delete                                  -> ok | err incompatible | err MESSAGE
+//
+// Everything runs in write transactions. A delete commits its transaction and
+// begins the next one with a new cursor on the same bucket (unpositioned): the
+// commit rebalances the tree, so answers after a delete never depend on
+// bbolt 1.3.6's handling of emptied pages inside a transaction. The last
+// transaction is rolled back.
+func cmdCursor(args []string) error {
+	fs := flag.NewFlagSet("cursor", flag.ContinueOnError)
+	pos, err := parseArgs(fs, args, 1)
+	if err != nil {
+		return err
+	}
+	if _, err := os.Stat(pos[0]); err != nil {
+		return err
+	}
+	db, err := bolt.Open(pos[0], 0600, &bolt.Options{Timeout: openTimeout})
+	if err != nil {
+		return err
+	}
+	defer db.Close()
+	out := bufio.NewWriter(os.Stdout)
+	defer out.Flush()
+	in := bufio.NewScanner(os.Stdin)
+	in.Buffer(make([]byte, 1<<20), 1<<26)
+	tx, err := db.Begin(true)
+	if err != nil {
+		return err
+	}
+	defer func() { _ = tx.Rollback() }()
+	var path [][]byte
+	haveBucket := false
+	var c *bolt.Cursor
+	// open (re)opens the bucket at path and a new cursor on it.
+	open := func() {
+		c = nil
+		if len(path) == 0 {
+			c = tx.Cursor()
+			return
+		}
+		b := tx.Bucket(path[0])
+		for _, name := range path[1:] {
+			if b == nil {
+				break
+			}
+			b = b.Bucket(name)
+		}
+		if b != nil {
+			c = b.Cursor()
+		}
+	}
+	line := 0
+	for in.Scan() {
+		line++
+		f := strings.Fields(in.Text())
+		if len(f) == 0 {
+			continue
+		}
+		if f[0] == "bucket" {
+			path = nil
+			for _, h := range f[1:] {
+				name, err := hex.DecodeString(h)
+				if err != nil {
+					return fmt.Errorf("line %d: %v", line, err)
+				}
+				path = append(path, name)
+			}
+			open()
+			haveBucket = c != nil
+			if c == nil {
+				fmt.Fprintln(out, "nobucket")
+			} else {
+				fmt.Fprintln(out, "ok")
+			}
+			continue
+		}
+		if !haveBucket || c == nil {
+			return fmt.Errorf("line %d: %s without an open bucket", line, f[0])
+		}
+		var k, v []byte
+		switch f[0] {
+		case "first":
+			k, v = c.First()
+		case "last":
+			k, v = c.Last()
+		case "next":
+			k, v = c.Next()
+		case "prev":
+			k, v = c.Prev()
+		case "seek":
+			var key []byte
+			if len(f) > 1 {
+				if key, err = hex.DecodeString(f[1]); err != nil {
+					return fmt.Errorf("line %d: %v", line, err)
+				}
+			}
+			k, v = c.Seek(key)
+		case "delete":
+			switch err := c.Delete(); err {
+			case nil:
+				fmt.Fprintln(out, "ok")
+			case bolt.ErrIncompatibleValue:
+				fmt.Fprintln(out, "err incompatible")
+			default:
+				fmt.Fprintf(out, "err %v\n", err)
+			}
+			if err := tx.Commit(); err != nil {
+				return fmt.Errorf("line %d: commit: %v", line, err)
+			}
+			if tx, err = db.Begin(true); err != nil {
+				return err
+			}
+			open()
+			continue
+		default:
+			return usageError{fmt.Sprintf("line %d: unknown cursor command %q", line, f[0])}
+		}
+		switch {
+		case k == nil:
+			fmt.Fprintln(out, "nil")
+		case v == nil:
+			fmt.Fprintf(out, "k %x bucket\n", k)
+		default:
+			fmt.Fprintf(out, "k %x v %x\n", k, v)
+		}
+	}
+	return in.Err()
 }

@@ -140,16 +140,16 @@ impl Engine for RivetEngine {
     }
 
     fn compact(&mut self) -> Result<()> {
-        let src = self.db.take().expect("database is open");
         let main = self.dir.join("data.db");
-        let tmp = self.dir.join("compact.db");
-        let _ = std::fs::remove_file(&tmp);
-        {
-            let dst = Db::open(&tmp, Options::default())?;
-            rivet::compact(&dst, &src, 0)?;
-        }
-        drop(src);
-        std::fs::rename(&tmp, &main)?;
+        drop(self.db.take().expect("database is open"));
+        // Copy into data.db.compact-tmp, sync, rename over, sync the directory.
+        rivet::compact_file(
+            &main,
+            rivet::CompactOptions {
+                tx_max_size: 0,
+                ..rivet::CompactOptions::default()
+            },
+        )?;
         self.db = Some(Db::open(&main, Options::default())?);
         Ok(())
     }

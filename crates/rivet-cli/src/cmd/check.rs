@@ -25,8 +25,16 @@ pub fn run(args: &JsonDbArgs, timeout: Duration) -> CliResult<u8> {
     let tx = db.begin_read().map_err(|e| db_error(&args.db, e))?;
     let problems = {
         let _spinner = Progress::spinner("checking", "");
-        tx.check()
+        // `Db::check` adds a damaged newest meta (an acknowledged commit lost) to the
+        // snapshot's problems; a torn newest meta (a crash mid-commit) is only a note.
+        db.check().map_err(|e| db_error(&args.db, e))?
     };
+    let note = db
+        .meta_choice()
+        .passed_over
+        .as_ref()
+        .filter(|p| !p.damaged_commit)
+        .map(|p| format!("note: {p}"));
     let mut out = Out::new();
     if args.json {
         let list = problems
@@ -42,13 +50,24 @@ pub fn run(args: &JsonDbArgs, timeout: Duration) -> CliResult<u8> {
             json::object(vec![
                 ("ok", Value::Bool(problems.is_empty())),
                 ("txid", Value::from(tx.id())),
+                ("meta_page", Value::from(db.meta_choice().page)),
                 ("problems", Value::Array(list)),
+                (
+                    "notes",
+                    Value::Array(note.iter().map(|n| Value::from(n.clone())).collect()),
+                ),
             ])
             .to_string(),
         )?;
     } else if problems.is_empty() {
+        if let Some(n) = &note {
+            out.line(n)?;
+        }
         out.line("OK")?;
     } else {
+        if let Some(n) = &note {
+            out.line(n)?;
+        }
         for line in grouped(&problems) {
             out.line(line)?;
         }

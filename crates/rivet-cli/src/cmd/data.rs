@@ -263,7 +263,9 @@ pub fn delete(args: &DeleteArgs, timeout: Duration) -> CliResult<u8> {
                 shown()
             )))
         }
-        (false, true, false) => bucket.delete(key).map_err(err)?,
+        (false, true, false) => {
+            bucket.delete(key).map_err(err)?;
+        }
         (false, true, true) => {
             return Err(CliError::new(format!("{} is a key, not a bucket", shown())))
         }

@@ -36,6 +36,16 @@ pub fn run(args: &JsonDbArgs, timeout: Duration) -> CliResult<u8> {
         let (mode, page) = match free.source {
             FreeSource::Synced(p) => ("synced", Value::from(p)),
             FreeSource::NotSynced => ("not-synced", Value::Null),
+            FreeSource::Unusable(p) => ("unusable", Value::from(p)),
+        };
+        let passed = match &db.meta_choice().passed_over {
+            Some(p) => json::object(vec![
+                ("page", Value::from(p.page)),
+                ("txid", Value::from(p.txid)),
+                ("reason", Value::from(p.reason.clone())),
+                ("damaged_commit", Value::Bool(p.damaged_commit)),
+            ]),
+            None => Value::Null,
         };
         let obj = json::object(vec![
             ("path", json::bytes(path.as_os_str().as_encoded_bytes())),
@@ -49,6 +59,7 @@ pub fn run(args: &JsonDbArgs, timeout: Duration) -> CliResult<u8> {
             ("freelist_page", page),
             ("root_page", Value::from(meta.root)),
             ("meta_page", active.map(Value::from).unwrap_or(Value::Null)),
+            ("meta_passed_over", passed),
         ]);
         out.line(obj.to_string())?;
     } else {
@@ -71,10 +82,18 @@ pub fn run(args: &JsonDbArgs, timeout: Duration) -> CliResult<u8> {
             FreeSource::NotSynced => out.line(
                 "Freelist:         not synced (NoFreelistSync; free pages found by walking the tree)",
             )?,
+            FreeSource::Unusable(p) => out.line(format!(
+                "Freelist:         unusable (page {p}; free pages found by walking the tree): {}",
+                free.problems.first().map(String::as_str).unwrap_or("")
+            ))?,
         }
         out.line(format!("Root page:        {}", meta.root))?;
         if let Some(i) = active {
             out.line(format!("Active meta page: {i}"))?;
+        }
+        if let Some(p) = &db.meta_choice().passed_over {
+            let kind = if p.damaged_commit { "Problem" } else { "Note" };
+            out.line(format!("{kind}:{:w$}{p}", "", w = 17 - kind.len()))?;
         }
         if !free.problems.is_empty() {
             out.line(format!(

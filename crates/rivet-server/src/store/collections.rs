@@ -401,7 +401,8 @@ impl<'tx> DbView<'tx> {
         self.rank_index(Kind::ZSet, id).remove(&ok)?;
         let d = self.data()?;
         d.delete(&member_key(id, &member_key_sub(ZSET_ORDER, &ok)))?;
-        d.delete(&member_key(id, &zset_member_sub(m)))
+        d.delete(&member_key(id, &zset_member_sub(m)))?;
+        Ok(())
     }
 
     /// Builds the rank index of every set and sorted set of this database (upgrade of a

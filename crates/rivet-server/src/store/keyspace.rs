@@ -380,6 +380,7 @@ impl<'tx> DbView<'tx> {
     /// Removes a deadline index entry that no longer matches its key (left by damage or a
     /// crash-free but interrupted sweep).
     pub fn drop_deadline(&self, at: i64, key: &[u8]) -> Result<()> {
-        self.expires()?.delete(&deadline_key(at, &slot_key(key)))
+        self.expires()?.delete(&deadline_key(at, &slot_key(key)))?;
+        Ok(())
     }
 }

@@ -96,6 +96,35 @@ impl Peer {
             .unwrap_or_else(|e| panic!("running {}: {e}", self.bin.display()))
     }
 
+    /// Runs the peer with `stdin` as its standard input; returns its output, whatever the
+    /// exit status.
+    pub fn run_stdin(&self, args: &[&str], stdin: &[u8]) -> Output {
+        use std::io::Write as _;
+        use std::process::Stdio;
+        let mut child = Command::new(&self.bin)
+            .args(args)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap_or_else(|e| panic!("running {}: {e}", self.bin.display()));
+        let mut pipe = child.stdin.take().expect("stdin");
+        let data = stdin.to_vec();
+        let writer = std::thread::spawn(move || {
+            let _ = pipe.write_all(&data);
+        });
+        let out = child.wait_with_output().expect("wait for bboltpeer");
+        let _ = writer.join();
+        out
+    }
+
+    /// [`Peer::run_stdin`], panicking unless the peer exits 0; returns stdout.
+    pub fn run_stdin_ok(&self, args: &[&str], stdin: &[u8]) -> Vec<u8> {
+        let out = self.run_stdin(args, stdin);
+        assert!(out.status.success(), "{}", describe(args, &out));
+        out.stdout
+    }
+
     /// Runs the peer and panics unless it exits 0; returns stdout.
     pub fn run_ok(&self, args: &[&str]) -> Vec<u8> {
         let out = self.run(args);
@@ -590,10 +619,16 @@ impl<'tx> Ops<'_, 'tx> {
     }
 
     pub fn delete(&mut self, path: &[Vec<u8>], key: &[u8]) {
-        self.bucket(path)
+        let existed = self
+            .bucket(path)
             .delete(key)
             .unwrap_or_else(|e| panic!("delete {path:?} {:?}: {e}", String::from_utf8_lossy(key)));
         let old = self.model.bucket_mut(path).entries.remove(key);
+        assert_eq!(
+            existed,
+            old.is_some(),
+            "delete says whether the key existed"
+        );
         assert!(
             !matches!(old, Some(MEntry::Bucket(_))),
             "deleted a bucket as a key"

@@ -84,6 +84,7 @@ pub fn build_seeds(dir: &Path) -> Vec<Vec<u8>> {
                         tx.bucket(b"nofreelist")?
                             .unwrap()
                             .delete(&3u32.to_le_bytes())
+                            .map(|_| ())
                     })?;
                 }
                 3 => {

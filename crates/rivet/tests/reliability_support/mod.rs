@@ -282,7 +282,7 @@ pub fn open_path<'tx>(tx: &'tx Tx, path: &[Vec<u8>]) -> rivet::Result<Bucket<'tx
 pub fn apply_tx(tx: &Tx, op: &Op) -> rivet::Result<()> {
     match op {
         Op::Put { path, key, value } => open_path(tx, path)?.put(key, value),
-        Op::Delete { path, key } => open_path(tx, path)?.delete(key),
+        Op::Delete { path, key } => open_path(tx, path)?.delete(key).map(|_| ()),
         Op::CreateBucket { path, name } => open_path(tx, path)?.create_bucket(name).map(|_| ()),
         Op::DeleteBucket { path, name } => open_path(tx, path)?.delete_bucket(name),
         Op::NextSequence { path } => open_path(tx, path)?.next_sequence().map(|_| ()),
