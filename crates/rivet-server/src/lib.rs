@@ -13,7 +13,7 @@
 //!
 //! Support modules: [`resp`] (wire format), [`config`] (CONFIG parameters), [`state`]
 //! (shared server state), [`info`] (INFO sections), [`glob`] (Redis pattern matching),
-//! [`numeric`] (INCRBYFLOAT arithmetic), [`lcs`] (LCS), [`scripting`] (Lua), and
+//! [`numeric`] (INCRBYFLOAT arithmetic), [`pubsub`] (subscriptions and delivery), [`notify`] (keyspace notifications), [`lcs`] (LCS), [`scripting`] (Lua), and
 //! [`memcached`] (the Memcached text and meta protocol on the same file).
 
 #![warn(missing_docs)]
@@ -27,9 +27,12 @@ pub mod info;
 pub mod lcs;
 pub mod listener;
 pub mod memcached;
+pub mod notify;
 pub mod numeric;
+pub mod pubsub;
 pub mod resp;
 pub mod scripting;
 pub mod state;
 pub mod store;
+pub mod subscriptions;
 pub mod writer;

@@ -370,7 +370,12 @@ fn init_layout(tx: &Tx, databases: usize) -> Result<Vec<u8>> {
 pub struct WriteLog {
     touched: RefCell<Vec<Touched>>,
     swapped: RefCell<Vec<usize>>,
+    published: RefCell<Vec<Published>>,
 }
+
+/// A pub/sub message waiting for its commit: channel, payload, and whether it is a shard
+/// message (SPUBLISH).
+pub type Published = (Vec<u8>, Vec<u8>, bool);
 
 impl WriteLog {
     /// Takes the keys recorded so far.
@@ -382,6 +387,22 @@ impl WriteLog {
     /// now hold something else.
     pub fn databases_swapped(&self, a: usize, b: usize) {
         self.swapped.borrow_mut().extend([a, b]);
+    }
+
+    /// Queues a pub/sub message (channel, payload) to deliver once the transaction commits
+    /// (keyspace notifications, PUBLISH inside MULTI or a script).
+    pub fn publish(&self, channel: Vec<u8>, payload: Vec<u8>) {
+        self.published.borrow_mut().push((channel, payload, false));
+    }
+
+    /// Like [`WriteLog::publish`], for SPUBLISH.
+    pub fn publish_shard(&self, channel: Vec<u8>, payload: Vec<u8>) {
+        self.published.borrow_mut().push((channel, payload, true));
+    }
+
+    /// Takes the queued messages: (channel, payload, shard).
+    pub fn take_published(&self) -> Vec<Published> {
+        std::mem::take(&mut *self.published.borrow_mut())
     }
 
     /// Takes the databases recorded by [`WriteLog::databases_swapped`].
@@ -399,6 +420,21 @@ pub struct Touched {
     pub key: Vec<u8>,
     /// The change was the deletion of an expired key (WATCH treats it specially).
     pub expired: bool,
+    /// What happened to the key.
+    pub change: Change,
+}
+
+/// What a write did to a key (keyspace notifications tell them apart).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Change {
+    /// The key was created.
+    Created,
+    /// The key's value or expiry changed.
+    Changed,
+    /// The key was deleted.
+    Removed,
+    /// The key was deleted because it had expired.
+    Expired,
 }
 
 /// One logical database inside one transaction.
@@ -417,15 +453,16 @@ impl<'tx> DbView<'tx> {
 
     /// Records that `key` changed.
     pub fn touch(&self, key: &[u8]) {
-        self.record(key, false);
+        self.record(key, Change::Changed);
     }
 
-    fn record(&self, key: &[u8], expired: bool) {
+    fn record(&self, key: &[u8], change: Change) {
         if let Some(log) = self.log {
             log.touched.borrow_mut().push(Touched {
                 db: self.index,
                 key: key.to_vec(),
-                expired,
+                expired: change == Change::Expired,
+                change,
             });
         }
     }
