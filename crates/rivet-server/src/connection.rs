@@ -494,6 +494,8 @@ impl Conn {
 
     /// Runs or queues one request.
     async fn dispatch(&mut self, args: Vec<Bytes>, out: &mut Vec<u8>) -> Flow {
+        // Messages published before this request was read go out before its reply.
+        self.drain_messages(out);
         let spec = commands::lookup(&args[0]);
         // Read once: the checks below must agree with the grouping decision.
         let busy = self.state.scripts.busy();
