@@ -495,8 +495,10 @@ impl Config {
                 l
             }
             Kind::Text => value.to_string(),
+            // Kept as given: `apply` stores the flags (CONFIG GET's canonical form drops
+            // `n` next to `A`; the flags keep it, as in Redis).
             Kind::Events => match crate::notify::parse_flags(value) {
-                Some(f) => crate::notify::flags_string(f),
+                Some(_) => value.to_string(),
                 None => return Err("Invalid event class character. Use 'Ag$lshzxeKEtmdn'.".into()),
             },
             Kind::BufferLimits => {
@@ -520,10 +522,13 @@ impl Config {
             "requirepass" => self
                 .has_password
                 .store(!value.is_empty(), Ordering::Relaxed),
-            "notify-keyspace-events" => self.notify_flags.store(
-                crate::notify::parse_flags(&value).unwrap_or(0),
-                Ordering::Relaxed,
-            ),
+            "notify-keyspace-events" => {
+                let flags = crate::notify::parse_flags(&value).unwrap_or(0);
+                self.notify_flags.store(flags, Ordering::Relaxed);
+                let mut values = self.values.write().unwrap_or_else(|e| e.into_inner());
+                values.insert(name, crate::notify::flags_string(flags));
+                return;
+            }
             "client-output-buffer-limit" => {
                 let w: Vec<&str> = value.split_whitespace().collect();
                 if let Some(i) = w.iter().position(|c| *c == "pubsub") {

@@ -105,9 +105,10 @@ enum Rule {
     /// Like `Each`, but a key the command deleted gets only `del` (STORE commands, EXPIRE
     /// with a past time).
     OrDel(u32, &'static str),
-    /// The first key argument gets the first event, the other keys the second (RENAME,
-    /// LMOVE, SMOVE, MOVE).
-    Pair(u32, &'static str, u32, &'static str),
+    /// The first key argument (the source) gets the first event, the other keys the
+    /// second (RENAME, LMOVE, SMOVE, MOVE); the last field puts the destination's events
+    /// first, as Redis sends them for LMOVE and RPOPLPUSH.
+    Pair(u32, &'static str, u32, &'static str, bool),
     /// No event.
     None,
 }
@@ -131,8 +132,8 @@ fn rule(name: &str, args: &[Bytes]) -> Rule {
         "del" | "unlink" | "getdel" => Each(GENERIC, "del"),
         "expire" | "pexpire" | "expireat" | "pexpireat" => OrDel(GENERIC, "expire"),
         "persist" => Each(GENERIC, "persist"),
-        "rename" | "renamenx" => Pair(GENERIC, "rename_from", GENERIC, "rename_to"),
-        "move" => Pair(GENERIC, "move_from", GENERIC, "move_to"),
+        "rename" | "renamenx" => Pair(GENERIC, "rename_from", GENERIC, "rename_to", false),
+        "move" => Pair(GENERIC, "move_from", GENERIC, "move_to", false),
         "copy" => OrDel(GENERIC, "copy_to"),
         "restore" => Each(GENERIC, "restore"),
         "sort" => OrDel(GENERIC, "sortstore"),
@@ -143,6 +144,7 @@ fn rule(name: &str, args: &[Bytes]) -> Rule {
         "setrange" => Each(STRING, "setrange"),
         "setbit" | "bitfield" => Each(STRING, "setbit"),
         "bitop" => OrDel(STRING, "set"),
+        "getex" if args.iter().skip(2).any(|a| upper_is(a, "persist")) => Each(GENERIC, "persist"),
         "getex" => Each(GENERIC, "expire"),
         "lpush" | "lpushx" => Each(LIST, "lpush"),
         "rpush" | "rpushx" => Each(LIST, "rpush"),
@@ -156,17 +158,18 @@ fn rule(name: &str, args: &[Bytes]) -> Rule {
         "lset" => Each(LIST, "lset"),
         "lrem" => Each(LIST, "lrem"),
         "ltrim" => Each(LIST, "ltrim"),
-        "rpoplpush" | "brpoplpush" => Pair(LIST, "rpop", LIST, "lpush"),
+        "rpoplpush" | "brpoplpush" => Pair(LIST, "rpop", LIST, "lpush", true),
         "lmove" | "blmove" => Pair(
             LIST,
             side(3, "lpop", "rpop"),
             LIST,
             side(4, "lpush", "rpush"),
+            true,
         ),
         "sadd" => Each(SET, "sadd"),
         "srem" => Each(SET, "srem"),
         "spop" => Each(SET, "spop"),
-        "smove" => Pair(SET, "srem", SET, "sadd"),
+        "smove" => Pair(SET, "srem", SET, "sadd", false),
         "sinterstore" => OrDel(SET, "sinterstore"),
         "sunionstore" => OrDel(SET, "sunionstore"),
         "sdiffstore" => OrDel(SET, "sdiffstore"),
@@ -180,9 +183,9 @@ fn rule(name: &str, args: &[Bytes]) -> Rule {
         }
         "zincrby" => Each(ZSET, "zincr"),
         "zrem" => Each(ZSET, "zrem"),
-        "zremrangebyscore" => Each(ZSET, "zrembyscore"),
-        "zremrangebyrank" => Each(ZSET, "zrembyrank"),
-        "zremrangebylex" => Each(ZSET, "zrembylex"),
+        "zremrangebyscore" => Each(ZSET, "zremrangebyscore"),
+        "zremrangebyrank" => Each(ZSET, "zremrangebyrank"),
+        "zremrangebylex" => Each(ZSET, "zremrangebylex"),
         "zpopmin" | "bzpopmin" => Each(ZSET, "zpopmin"),
         "zpopmax" | "bzpopmax" => Each(ZSET, "zpopmax"),
         "zmpop" | "bzmpop" => {
@@ -263,16 +266,23 @@ pub fn command_events(flags: u32, log: &WriteLog, name: &str, args: &[Bytes], to
         _ => Some(k.key) == first_key,
     };
     let mut keys = by_key(touched);
-    if matches!(rule, Rule::Pair(..)) {
-        // The source's event comes first (RENAME: rename_from, then rename_to).
-        keys.sort_by_key(|k| !is_source(k));
+    if let Rule::Pair(.., dest_first) = rule {
+        // RENAME: rename_from, then rename_to; LMOVE: the push, then the pop.
+        keys.sort_by_key(|k| is_source(k) == dest_first);
+    }
+    // RENAME and MOVE report the new key before their own events, as Redis does.
+    let new_first = matches!(name, "rename" | "renamenx" | "move");
+    if new_first {
+        for k in keys.iter().filter(|k| k.created && !k.removed) {
+            emit(flags, log, NEW, "new", k.db, k.key);
+        }
     }
     for k in keys {
         let ev = |class: u32, event: &str| emit(flags, log, class, event, k.db, k.key);
         if k.expired {
             ev(EXPIRED, "expired");
         }
-        if k.created && !k.removed {
+        if k.created && !k.removed && !new_first {
             ev(NEW, "new");
         }
         match rule {
@@ -290,7 +300,7 @@ pub fn command_events(flags: u32, log: &WriteLog, name: &str, args: &[Bytes], to
                     ev(c, e);
                 }
             }
-            Rule::Pair(c1, e1, c2, e2) => {
+            Rule::Pair(c1, e1, c2, e2, _) => {
                 if is_source(&k) {
                     ev(c1, e1);
                     if k.removed && !matches!(name, "rename" | "renamenx" | "move") {

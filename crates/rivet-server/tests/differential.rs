@@ -2765,3 +2765,162 @@ fn pubsub_differential_against_redis() {
     }
     stop_and_check(target);
 }
+
+/// Commands whose keyspace notifications the keyspace-events scenario compares (one
+/// command per string, split on spaces; deterministic: no random pops).
+const KS_COMMANDS: &[&str] = &[
+    "set k v",
+    "set k v2 EX 100",
+    "setnx k v",
+    "setnx k2 v",
+    "getset k v3",
+    "getdel k2",
+    "mset a 1 b 2",
+    "msetnx c 1 d 2",
+    "incr a",
+    "incrby a 3",
+    "decr a",
+    "incrbyfloat a 1.5",
+    "append a x",
+    "setrange a 0 zz",
+    "setbit bits 3 1",
+    "getex k EX 50",
+    "getex k PERSIST",
+    "expire k 100",
+    "persist k",
+    "pexpire k 100000",
+    "expire k -1",
+    "del a b nosuch",
+    "lpush l a b c",
+    "rpush l d",
+    "lpushx nol a",
+    "linsert l BEFORE a x",
+    "lset l 0 y",
+    "lrem l 1 y",
+    "ltrim l 0 1",
+    "lpop l",
+    "rpop l",
+    "rpop l",
+    "rpush l a b",
+    "rpoplpush l l2",
+    "lmove l l2 LEFT RIGHT",
+    "sadd s a b c",
+    "sadd s a",
+    "srem s x",
+    "srem s a",
+    "srem s b",
+    "smove s s2 c",
+    "sadd s a",
+    "sinterstore s3 s s2",
+    "sinterstore s3 nosuch s2",
+    "sunionstore s4 s s2",
+    "hset h a 1 b 2",
+    "hset h a 1",
+    "hsetnx h a 2",
+    "hsetnx h c 3",
+    "hincrby h a 5",
+    "hincrbyfloat h a 1.5",
+    "hdel h a x",
+    "hdel h b c",
+    "zadd z 1 a 2 b",
+    "zadd z 1 a",
+    "zadd z INCR 5 a",
+    "zincrby z 1 b",
+    "zrem z x",
+    "zrem z a",
+    "zadd z 1 a 3 c 4 d",
+    "zremrangebyscore z 0 1",
+    "zremrangebyrank z 0 0",
+    "zpopmin z",
+    "zpopmax z",
+    "zadd z 1 a 2 b",
+    "zunionstore z2 1 z",
+    "zinterstore z3 2 z nosuch",
+    "rename z2 z4",
+    "renamenx z4 z",
+    "copy z4 z5",
+    "move z5 1",
+    "set k v",
+    "del k",
+    "getex k PERSIST",
+    "set e 1",
+    "pexpire e 0",
+    "set big x",
+    "setex sx 100 v",
+    "psetex px 100000 v",
+    "sort l2 STORE sorted",
+    "sort nosuch STORE sorted",
+    "lpush l9 c b a",
+    "blpop l9 0",
+    "brpop l9 0",
+    "lmpop 1 l9 LEFT",
+    "zadd z9 1 a 2 b 3 c",
+    "zmpop 1 z9 MIN",
+    "bzpopmax z9 0",
+    "zadd zl 0 a 0 b 0 c",
+    "zremrangebylex zl [a [b",
+    "zrangestore zr zl 0 -1",
+    "zdiffstore zd 1 zl",
+    "sdiffstore sd s nosuch",
+    "bitop or bo bits bits",
+    "hset h2 f v",
+    "hdel h2 f",
+    "set n1 1",
+    "incrbyfloat n1 2",
+    "unlink n1",
+    "setrange sr 0 abc",
+    "append ap x",
+    "del nosuchkey",
+];
+
+/// Runs [`KS_COMMANDS`] with `notify-keyspace-events KEAn` on one server and returns every
+/// notification as (command, channel, payload), a PING on the subscriber marking the end of
+/// each command's.
+fn keyspace_events(port: u16) -> Vec<(String, String, String)> {
+    let mut c = Conn::connect(port);
+    let mut sub = Conn::connect(port);
+    assert_eq!(c.cmd(&["FLUSHALL"]), Frame::Simple("OK".into()));
+    let set = c.cmd(&["CONFIG", "SET", "notify-keyspace-events", "KEAn"]);
+    assert_eq!(set, Frame::Simple("OK".into()));
+    sub.send(&["PSUBSCRIBE", "__key*"]);
+    sub.read();
+    let text = |f: &Frame| match f {
+        Frame::Bulk(Some(b)) => String::from_utf8_lossy(b).to_string(),
+        other => other.to_string(),
+    };
+    let mut events = Vec::new();
+    for line in KS_COMMANDS {
+        let args: Vec<&str> = line.split(' ').collect();
+        c.cmd(&args);
+        sub.send(&["PING"]);
+        loop {
+            let f = sub.read();
+            let Frame::Array(Some(v)) = &f else {
+                panic!("{line}: unexpected {f}");
+            };
+            if v.len() != 4 {
+                break;
+            }
+            events.push((line.to_string(), text(&v[2]), text(&v[3])));
+        }
+    }
+    c.cmd(&["CONFIG", "SET", "notify-keyspace-events", ""]);
+    events
+}
+
+/// Keyspace notifications (`__keyspace@<db>__:` and `__keyevent@<db>__:` channels, every
+/// class and `new`) of a fixed list of commands, in order, on redis-server and rivet-server.
+#[test]
+fn keyspace_events_differential_against_redis() {
+    let Some(reference) = redis_or_skip("keyspace events differential test") else {
+        return;
+    };
+    let target = RivetServer::start(&["--no-sync"]);
+    let want = keyspace_events(reference.port());
+    let got = keyspace_events(target.port());
+    for (i, (w, g)) in want.iter().zip(&got).enumerate() {
+        assert_eq!(w, g, "notification {i}");
+    }
+    assert_eq!(want.len(), got.len(), "number of notifications");
+    stop_and_check(target);
+}

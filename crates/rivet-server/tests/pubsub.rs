@@ -347,7 +347,57 @@ fn keyspace_notifications() {
         events(&mut sub, 2),
         ["__keyevent@0__:new fresh", "__keyevent@0__:expired fresh"]
     );
+    // A write that meets an expired key (lazy expiry, the sweeper off) reports its expiry
+    // first.
+    c.cmd(&["CONFIG", "SET", "notify-keyspace-events", "KA"]);
+    c.cmd(&["DEBUG", "SET-ACTIVE-EXPIRE", "0"]);
+    c.cmd(&["SET", "lazy", "1", "PX", "1"]);
+    assert_eq!(
+        events(&mut sub, 2),
+        ["__keyspace@0__:lazy set", "__keyspace@0__:lazy expire"]
+    );
+    std::thread::sleep(Duration::from_millis(20));
+    c.cmd(&["APPEND", "lazy", "x"]);
+    assert_eq!(
+        events(&mut sub, 2),
+        ["__keyspace@0__:lazy expired", "__keyspace@0__:lazy append"]
+    );
+    c.cmd(&["DEBUG", "SET-ACTIVE-EXPIRE", "1"]);
     // Nothing for an untouched key.
     c.cmd(&["SREM", "nosuchset", "x"]);
     c.cmd(&["CONFIG", "SET", "notify-keyspace-events", ""]);
+}
+
+#[test]
+fn shard_channels() {
+    let server = RivetServer::start(&[]);
+    let mut s = server.conn();
+    let mut c = server.conn();
+    s.send(&["SSUBSCRIBE", "a", "b"]);
+    assert_eq!(s.read(), confirm("ssubscribe", "a", 1));
+    assert_eq!(s.read(), confirm("ssubscribe", "b", 2));
+    // Shard and plain channels are separate namespaces.
+    assert_eq!(c.cmd(&["PUBLISH", "a", "x"]), int(0));
+    assert_eq!(c.cmd(&["SPUBLISH", "a", "y"]), int(1));
+    assert_eq!(s.read(), msg(&["smessage", "a", "y"]));
+    assert_eq!(
+        c.cmd(&["PUBSUB", "SHARDNUMSUB", "a", "z"]),
+        arr(vec![b("a"), int(1), b("z"), int(0)])
+    );
+    assert_eq!(
+        c.cmd(&["PUBSUB", "SHARDCHANNELS"]),
+        arr(vec![b("a"), b("b")])
+    );
+    assert_eq!(c.cmd(&["PUBSUB", "CHANNELS"]), arr(vec![]));
+    s.send(&["SUNSUBSCRIBE"]);
+    let mut got = vec![s.read(), s.read()];
+    got.sort_by_key(|f| f.to_string());
+    assert_eq!(
+        got,
+        vec![
+            confirm("sunsubscribe", "a", 1),
+            confirm("sunsubscribe", "b", 0)
+        ]
+    );
+    assert_eq!(s.cmd(&["PING"]), Frame::Simple("PONG".into()));
 }
