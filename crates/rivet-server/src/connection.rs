@@ -625,6 +625,9 @@ impl Conn {
             return Flow::Continue;
         }
         let r = self.run_read(spec, &args);
+        // A RESP3 client that publishes to itself gets the message before the reply, as
+        // Redis sends it.
+        self.drain_messages(out);
         self.emit(out, r);
         Flow::Continue
     }

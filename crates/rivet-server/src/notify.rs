@@ -327,6 +327,16 @@ pub fn command_events(flags: u32, log: &WriteLog, name: &str, args: &[Bytes], to
     }
 }
 
+/// After one command of a script (`redis.call`): queues the events of the keys it changed
+/// (the script's own command, EVAL, generates none of its own).
+pub fn after_script_command(flags: u32, log: &WriteLog, name: &str, args: &[Bytes]) {
+    if flags & (KEYSPACE | KEYEVENT) == 0 {
+        return;
+    }
+    let fresh = log.unnotified();
+    command_events(flags, log, name, args, &fresh);
+}
+
 /// Queues one event's messages (if its class is on).
 fn emit(flags: u32, log: &WriteLog, class: u32, event: &str, db: usize, key: &[u8]) {
     if flags & class == 0 {

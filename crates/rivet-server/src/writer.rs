@@ -533,11 +533,13 @@ fn notify_touched(
     reg: &mut Registry,
     cmd: Option<(&str, &[Bytes])>,
 ) {
+    let done = log.notified();
     let touched = log.take();
     let flags = state.config.notify_flags();
     if flags != 0 {
         let (name, args) = cmd.unwrap_or(("", &[]));
-        crate::notify::command_events(flags, log, name, args, &touched);
+        let fresh = touched.get(done..).unwrap_or(&[]);
+        crate::notify::command_events(flags, log, name, args, fresh);
     }
     state
         .stats

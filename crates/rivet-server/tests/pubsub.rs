@@ -106,6 +106,14 @@ fn channel_and_pattern_subscribers_in_resp2_and_resp3() {
     // A RESP3 subscriber may run any command.
     assert_eq!(r3.cmd(&["SET", "k", "v"]), Frame::Simple("OK".into()));
     assert_eq!(r3.cmd(&["GET", "k"]), b("v"));
+    // Publishing to itself: the message comes before the reply.
+    assert_eq!(
+        r3.cmd(&["PUBLISH", "news", "self"]),
+        push(&["message", "news", "self"])
+    );
+    assert_eq!(r3.read(), int(3));
+    assert_eq!(a.read(), msg(&["message", "news", "self"]));
+    assert_eq!(p.read(), msg(&["pmessage", "n*", "news", "self"]));
 
     // CLIENT LIST shows the subscription counts and the P flag.
     let Frame::Bulk(Some(list)) = publ.cmd(&["CLIENT", "LIST", "TYPE", "pubsub"]) else {
@@ -363,6 +371,13 @@ fn keyspace_notifications() {
         ["__keyspace@0__:lazy expired", "__keyspace@0__:lazy append"]
     );
     c.cmd(&["DEBUG", "SET-ACTIVE-EXPIRE", "1"]);
+    // The commands of a script report their own events.
+    let script = "redis.call('set', KEYS[1], 'a'); redis.call('lpush', KEYS[2], 'b')";
+    c.cmd(&["EVAL", script, "2", "sk", "sl"]);
+    assert_eq!(
+        events(&mut sub, 2),
+        ["__keyspace@0__:sk set", "__keyspace@0__:sl lpush"]
+    );
     // Nothing for an untouched key.
     c.cmd(&["SREM", "nosuchset", "x"]);
     c.cmd(&["CONFIG", "SET", "notify-keyspace-events", ""]);

@@ -371,6 +371,8 @@ pub struct WriteLog {
     touched: RefCell<Vec<Touched>>,
     swapped: RefCell<Vec<usize>>,
     published: RefCell<Vec<Published>>,
+    /// How many of `touched` have had their keyspace notifications generated.
+    notified: std::cell::Cell<usize>,
 }
 
 /// A pub/sub message waiting for its commit: channel, payload, and whether it is a shard
@@ -380,7 +382,22 @@ pub type Published = (Vec<u8>, Vec<u8>, bool);
 impl WriteLog {
     /// Takes the keys recorded so far.
     pub fn take(&self) -> Vec<Touched> {
+        self.notified.set(0);
         std::mem::take(&mut *self.touched.borrow_mut())
+    }
+
+    /// How many of the keys recorded so far had their keyspace notifications generated
+    /// (a script's commands generate theirs one by one; see [`WriteLog::unnotified`]).
+    pub fn notified(&self) -> usize {
+        self.notified.get()
+    }
+
+    /// The keys recorded since the last call (or [`WriteLog::take`]), without taking them.
+    pub fn unnotified(&self) -> Vec<Touched> {
+        let t = self.touched.borrow();
+        let from = self.notified.get().min(t.len());
+        self.notified.set(t.len());
+        t[from..].to_vec()
     }
 
     /// Records that SWAPDB exchanged logical databases `a` and `b`: any of their keys may
