@@ -337,6 +337,23 @@ pub fn after_script_command(flags: u32, log: &WriteLog, name: &str, args: &[Byte
     command_events(flags, log, name, args, &fresh);
 }
 
+/// Queues one event of class `class` named `event` for `key` in the context's database, for
+/// a handler whose events the command table cannot derive from the keys it changed (the
+/// stream consumer-group events such as `xgroup-createconsumer`). Only in the writer
+/// (outside it, `ctx.log` is absent and nothing is queued).
+pub fn event(ctx: &crate::commands::Ctx<'_>, class: u32, event: &str, key: &[u8]) {
+    if let Some(log) = ctx.log {
+        emit(
+            ctx.state.config.notify_flags(),
+            log,
+            class,
+            event,
+            ctx.db,
+            key,
+        );
+    }
+}
+
 /// Queues one event's messages (if its class is on).
 fn emit(flags: u32, log: &WriteLog, class: u32, event: &str, db: usize, key: &[u8]) {
     if flags & class == 0 {
