@@ -416,3 +416,63 @@ fn shard_channels() {
     );
     assert_eq!(s.cmd(&["PING"]), Frame::Simple("PONG".into()));
 }
+
+#[test]
+fn the_soft_limit_disconnects_after_its_seconds() {
+    let server = RivetServer::start(&[]);
+    let mut c = server.conn();
+    assert_eq!(
+        c.cmd(&[
+            "CONFIG",
+            "SET",
+            "client-output-buffer-limit",
+            "pubsub 0 1mb 1"
+        ]),
+        Frame::Simple("OK".into())
+    );
+    let mut raw = TcpStream::connect(("127.0.0.1", server.port())).unwrap();
+    raw.write_all(&Conn::encode(&["SUBSCRIBE", "soft"]))
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while c.cmd(&["PUBSUB", "NUMSUB", "soft"]) != arr(vec![b("soft"), int(1)]) {
+        assert!(Instant::now() < deadline, "the subscription never showed");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let payload = vec![b'y'; 256 << 10];
+    let started = Instant::now();
+    // Over the soft limit but under no hard limit: the subscriber stays until it has been
+    // over for more than a second.
+    loop {
+        let r = c.cmd(&[&b"PUBLISH"[..], b"soft", &payload]);
+        if r == int(0) {
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "never disconnected"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert!(
+        started.elapsed() >= Duration::from_secs(1),
+        "disconnected before the soft limit's seconds: {:?}",
+        started.elapsed()
+    );
+}
+
+#[test]
+fn subscribers_are_exempt_from_the_idle_timeout() {
+    let server = RivetServer::start(&[]);
+    let mut c = server.conn();
+    assert_eq!(
+        c.cmd(&["CONFIG", "SET", "timeout", "1"]),
+        Frame::Simple("OK".into())
+    );
+    let mut sub = server.conn();
+    sub.send(&["SUBSCRIBE", "quiet"]);
+    assert_eq!(sub.read(), confirm("subscribe", "quiet", 1));
+    std::thread::sleep(Duration::from_millis(2500));
+    let mut p = server.conn();
+    assert_eq!(p.cmd(&["PUBLISH", "quiet", "still here"]), int(1));
+    assert_eq!(sub.read(), msg(&["message", "quiet", "still here"]));
+}
