@@ -215,8 +215,10 @@ struct KeyChanges<'a> {
     removed: bool,
 }
 
-/// Groups `touched` by key, in order of first change.
-fn by_key(touched: &[Touched]) -> Vec<KeyChanges<'_>> {
+/// Groups `touched` by key, in order of first change. A key deleted and created again by
+/// the same command was overwritten (SET over a list), not created, unless `recreate`
+/// (RENAME and COPY onto an existing key report it as new, as Redis does).
+fn by_key(touched: &[Touched], recreate: bool) -> Vec<KeyChanges<'_>> {
     let mut out: Vec<KeyChanges<'_>> = Vec::new();
     for t in touched {
         let i = match out
@@ -239,7 +241,7 @@ fn by_key(touched: &[Touched]) -> Vec<KeyChanges<'_>> {
         match t.change {
             Change::Expired => k.expired = true,
             Change::Created => {
-                k.created = true;
+                k.created = recreate || !k.removed;
                 k.removed = false;
             }
             Change::Changed => k.removed = false,
@@ -265,7 +267,8 @@ pub fn command_events(flags: u32, log: &WriteLog, name: &str, args: &[Bytes], to
         "move" => k.removed,
         _ => Some(k.key) == first_key,
     };
-    let mut keys = by_key(touched);
+    let recreate = matches!(name, "rename" | "renamenx" | "copy" | "move");
+    let mut keys = by_key(touched, recreate);
     if let Rule::Pair(.., dest_first) = rule {
         // RENAME: rename_from, then rename_to; LMOVE: the push, then the pop.
         keys.sort_by_key(|k| is_source(k) == dest_first);
@@ -288,7 +291,20 @@ pub fn command_events(flags: u32, log: &WriteLog, name: &str, args: &[Bytes], to
         match rule {
             Rule::None => {}
             Rule::Each(c, e) => {
-                ev(c, e);
+                // MSET reports each pair, so a key given twice gets two events.
+                let times = match name {
+                    "mset" | "msetnx" => args
+                        .iter()
+                        .skip(1)
+                        .step_by(2)
+                        .filter(|a| a.as_ref() == k.key)
+                        .count()
+                        .max(1),
+                    _ => 1,
+                };
+                for _ in 0..times {
+                    ev(c, e);
+                }
                 if k.removed && e != "del" {
                     ev(GENERIC, "del");
                 }
@@ -300,8 +316,12 @@ pub fn command_events(flags: u32, log: &WriteLog, name: &str, args: &[Bytes], to
                     ev(c, e);
                 }
             }
-            Rule::Pair(c1, e1, c2, e2, _) => {
-                if is_source(&k) {
+            Rule::Pair(c1, e1, c2, e2, dest_first) => {
+                if dest_first && args.get(1) == args.get(2) {
+                    // LMOVE l l: the push, then the pop, on the one key.
+                    ev(c2, e2);
+                    ev(c1, e1);
+                } else if is_source(&k) {
                     ev(c1, e1);
                     if k.removed && !matches!(name, "rename" | "renamenx" | "move") {
                         ev(GENERIC, "del");
