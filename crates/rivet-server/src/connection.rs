@@ -4,7 +4,10 @@
 //! and share a commit with other clients' writes; their replies arrive after the commit. A
 //! read waits for this connection's outstanding writes first (read-your-writes), then runs
 //! on this task in its own read transaction. The connection also owns the session state:
-//! selected database, protocol version, authentication, name, MULTI queue and WATCHed keys.
+//! selected database, protocol version, authentication, name, MULTI queue and WATCHed keys,
+//! and its pub/sub subscriptions: a subscriber waits for input and for messages alike, and
+//! writes queued messages before the reply of the request that follows them. (A PUBLISH is
+//! a read here: it runs once this connection's pending writes are committed.)
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
