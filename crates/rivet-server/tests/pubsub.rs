@@ -476,3 +476,19 @@ fn subscribers_are_exempt_from_the_idle_timeout() {
     assert_eq!(p.cmd(&["PUBLISH", "quiet", "still here"]), int(1));
     assert_eq!(sub.read(), msg(&["message", "quiet", "still here"]));
 }
+
+#[test]
+fn client_kill_and_list_by_type_pubsub() {
+    let server = RivetServer::start(&[]);
+    let mut c = server.conn();
+    let mut sub = server.conn();
+    sub.send(&["PSUBSCRIBE", "*"]);
+    assert_eq!(sub.read(), confirm("psubscribe", "*", 1));
+    let Frame::Bulk(Some(normal)) = c.cmd(&["CLIENT", "LIST", "TYPE", "normal"]) else {
+        panic!("CLIENT LIST");
+    };
+    assert_eq!(String::from_utf8_lossy(&normal).lines().count(), 1);
+    assert_eq!(c.cmd(&["CLIENT", "KILL", "TYPE", "pubsub"]), int(1));
+    assert!(sub.try_read().is_err(), "the subscriber was closed");
+    assert_eq!(c.cmd(&["PUBSUB", "NUMPAT"]), int(0));
+}
