@@ -6,7 +6,7 @@
 //! that set them keep working, with no effect on a server that has no such knob.
 
 use std::collections::BTreeMap;
-use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU32, AtomicU64, Ordering};
 use std::sync::RwLock;
 
 /// How a parameter's value is checked.
@@ -20,6 +20,10 @@ enum Kind {
     Text,
     /// One of a few words.
     Enum(&'static [&'static str]),
+    /// `notify-keyspace-events` flags (see [`crate::notify`]).
+    Events,
+    /// `client-output-buffer-limit`: `class hard soft seconds` groups.
+    BufferLimits,
 }
 
 /// One known parameter.
@@ -218,7 +222,7 @@ static PARAMS: &[Param] = &[
     int("maxmemory-samples", "5", 1, MAX),
     int("lua-time-limit", "5000", 0, MAX),
     int("busy-reply-threshold", "5000", 0, MAX),
-    text("notify-keyspace-events", ""),
+    param("notify-keyspace-events", "", Kind::Events, true),
     int("hz", "10", 1, 500),
     int("slowlog-log-slower-than", "10000", -1, MAX),
     int("slowlog-max-len", "128", 0, MAX),
@@ -244,9 +248,11 @@ static PARAMS: &[Param] = &[
     flag("lazyfree-lazy-user-flush", "no"),
     flag("activerehashing", "yes"),
     flag("activedefrag", "no"),
-    text(
+    param(
         "client-output-buffer-limit",
         "normal 0 0 0 slave 268435456 67108864 60 pubsub 33554432 8388608 60",
+        Kind::BufferLimits,
+        true,
     ),
     int("tcp-keepalive", "300", 0, MAX),
     int("active-expire-effort", "1", 1, 10),
@@ -280,6 +286,8 @@ pub struct Config {
     maxclients: AtomicU64,
     timeout: AtomicU64,
     has_password: AtomicBool,
+    notify_flags: AtomicU32,
+    pubsub_limit: [AtomicU64; 3],
 }
 
 impl std::fmt::Debug for Config {
@@ -302,8 +310,58 @@ impl Default for Config {
             maxclients: AtomicU64::new(10000),
             timeout: AtomicU64::new(0),
             has_password: AtomicBool::new(false),
+            notify_flags: AtomicU32::new(0),
+            pubsub_limit: [
+                AtomicU64::new(32 << 20),
+                AtomicU64::new(8 << 20),
+                AtomicU64::new(60),
+            ],
         }
     }
+}
+
+/// Applies `client-output-buffer-limit` groups (`class hard soft seconds`, sizes with
+/// memory units) to the `current` value; the result lists every class in Redis's order.
+fn merge_buffer_limits(current: &str, value: &str) -> Result<String, String> {
+    let classes = ["normal", "slave", "pubsub"];
+    let mut limits: Vec<[u64; 3]> = vec![[0; 3]; 3];
+    let cur: Vec<&str> = current.split_whitespace().collect();
+    for g in cur.chunks(4) {
+        if let Some(i) = classes.iter().position(|c| Some(c) == g.first()) {
+            for (j, l) in limits[i].iter_mut().enumerate() {
+                *l = g.get(j + 1).and_then(|v| v.parse().ok()).unwrap_or(0);
+            }
+        }
+    }
+    let w: Vec<&str> = value.split_whitespace().collect();
+    if w.is_empty() || !w.len().is_multiple_of(4) {
+        return Err("Wrong number of arguments in buffer limit configuration.".into());
+    }
+    for g in w.chunks(4) {
+        let class = match g[0].to_ascii_lowercase().as_str() {
+            "normal" => 0,
+            "slave" | "replica" => 1,
+            "pubsub" => 2,
+            _ => {
+                return Err("Invalid client class specified in buffer limit configuration.".into())
+            }
+        };
+        let hard = parse_memory(g[1]).filter(|n| *n >= 0);
+        let soft = parse_memory(g[2]).filter(|n| *n >= 0);
+        let secs = g[3].parse::<i64>().ok().filter(|n| *n >= 0);
+        let (Some(h), Some(s), Some(t)) = (hard, soft, secs) else {
+            return Err(
+                "Error in hard, soft or soft_seconds setting in buffer limit configuration.".into(),
+            );
+        };
+        limits[class] = [h as u64, s as u64, t as u64];
+    }
+    Ok(classes
+        .iter()
+        .zip(&limits)
+        .map(|(c, l)| format!("{c} {} {} {}", l[0], l[1], l[2]))
+        .collect::<Vec<_>>()
+        .join(" "))
 }
 
 /// Parses `123`, `1k`, `1kb`, `2mb`, `1gb` (Redis's `memtoull`: k = 1000, kb = 1024...).
@@ -347,6 +405,21 @@ impl Config {
     /// `timeout`: idle seconds before a client is closed (0 = never).
     pub fn timeout(&self) -> u64 {
         self.timeout.load(Ordering::Relaxed)
+    }
+
+    /// `notify-keyspace-events` as flag bits ([`crate::notify`]); 0 when off.
+    pub fn notify_flags(&self) -> u32 {
+        self.notify_flags.load(Ordering::Relaxed)
+    }
+
+    /// The `pubsub` class of `client-output-buffer-limit`.
+    pub fn pubsub_limit(&self) -> crate::pubsub::BufferLimit {
+        let g = |i: usize| self.pubsub_limit[i].load(Ordering::Relaxed);
+        crate::pubsub::BufferLimit {
+            hard: g(0),
+            soft: g(1),
+            soft_secs: g(2),
+        }
     }
 
     /// The password, if `requirepass` is set.
@@ -422,6 +495,16 @@ impl Config {
                 l
             }
             Kind::Text => value.to_string(),
+            // Kept as given: `apply` stores the flags (CONFIG GET's canonical form drops
+            // `n` next to `A`; the flags keep it, as in Redis).
+            Kind::Events => match crate::notify::parse_flags(value) {
+                Some(_) => value.to_string(),
+                None => return Err("Invalid event class character. Use 'Ag$lshzxeKEtmdn'.".into()),
+            },
+            Kind::BufferLimits => {
+                let current = self.get(p.name).unwrap_or_else(|| p.default.to_string());
+                merge_buffer_limits(&current, value)?
+            }
         };
         Ok((p.name, v))
     }
@@ -439,6 +522,22 @@ impl Config {
             "requirepass" => self
                 .has_password
                 .store(!value.is_empty(), Ordering::Relaxed),
+            "notify-keyspace-events" => {
+                let flags = crate::notify::parse_flags(&value).unwrap_or(0);
+                self.notify_flags.store(flags, Ordering::Relaxed);
+                let mut values = self.values.write().unwrap_or_else(|e| e.into_inner());
+                values.insert(name, crate::notify::flags_string(flags));
+                return;
+            }
+            "client-output-buffer-limit" => {
+                let w: Vec<&str> = value.split_whitespace().collect();
+                if let Some(i) = w.iter().position(|c| *c == "pubsub") {
+                    for j in 0..3 {
+                        let n = w.get(i + 1 + j).and_then(|v| v.parse().ok()).unwrap_or(0);
+                        self.pubsub_limit[j].store(n, Ordering::Relaxed);
+                    }
+                }
+            }
             _ => {}
         }
         let mut values = self.values.write().unwrap_or_else(|e| e.into_inner());

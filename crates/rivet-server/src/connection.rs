@@ -4,7 +4,10 @@
 //! and share a commit with other clients' writes; their replies arrive after the commit. A
 //! read waits for this connection's outstanding writes first (read-your-writes), then runs
 //! on this task in its own read transaction. The connection also owns the session state:
-//! selected database, protocol version, authentication, name, MULTI queue and WATCHed keys.
+//! selected database, protocol version, authentication, name, MULTI queue and WATCHed keys,
+//! and its pub/sub subscriptions: a subscriber waits for input and for messages alike, and
+//! writes queued messages before the reply of the request that follows them. (A PUBLISH is
+//! a read here: it runs once this connection's pending writes are committed.)
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -21,6 +24,7 @@ use crate::commands::{BLOCKING, CONN, NO_AUTH, NO_MULTI, NO_QUEUE, WRITE};
 use crate::resp::parse::{parse_i64, Limits, RequestParser};
 use crate::resp::{Reply, OK};
 use crate::state::{lock, now_ms, ClientHandle, ServerState};
+use crate::subscriptions::{Class, Subscriptions};
 use crate::writer::{refused_reply, Job, Queued, Watched};
 
 /// Writes gathered before they are sent to the writer regardless of what follows.
@@ -77,6 +81,8 @@ struct Conn {
     read_tx: Option<rivet::Tx>,
     /// When the current command started.
     started: Instant,
+    /// Pub/sub subscriptions, from the first (P|S)SUBSCRIBE on.
+    subs: Option<Subscriptions>,
 }
 
 /// Serves one accepted connection until it closes, is killed, or the server shuts down.
@@ -97,6 +103,7 @@ pub async fn serve(mut socket: TcpStream, state: Arc<ServerState>, handle: Arc<C
         group_silent: Vec::new(),
         read_tx: None,
         started: Instant::now(),
+        subs: None,
     };
     let mut io = Buffers::new();
     let mut parser = RequestParser::new();
@@ -138,32 +145,60 @@ pub async fn serve(mut socket: TcpStream, state: Arc<ServerState>, handle: Arc<C
                 Ok(None) => break,
                 Err(e) => {
                     conn.flush_writes(&mut io.out).await;
+                    conn.drain_messages(&mut io.out);
                     tracing::debug!(client = handle.id, error = %e.0, "protocol error; closing");
                     Reply::Error(format!("ERR {}", e.0)).encode(conn.proto, &mut io.out);
                     close = true;
                     break;
                 }
             }
+            conn.drain_messages(&mut io.out);
             if io.out.len() >= OUT_FLUSH {
                 conn.flush_writes(&mut io.out).await;
                 conn.read_tx = None;
-                if write_out(&mut socket, &mut io.out, &state).await.is_err() {
+                if write_killable(&mut socket, &mut io.out, &state, &handle)
+                    .await
+                    .is_err()
+                {
                     break 'conn;
                 }
             }
         }
         conn.flush_writes(&mut io.out).await;
+        conn.drain_messages(&mut io.out);
         conn.read_tx = None;
-        if write_out(&mut socket, &mut io.out, &state).await.is_err() || close {
-            break;
-        }
-        if !io
-            .next_input(&mut socket, &state, &handle, &mut shutdown)
+        if write_killable(&mut socket, &mut io.out, &state, &handle)
             .await
+            .is_err()
+            || close
         {
             break;
         }
+        // A subscriber waits for input and for messages alike; pub/sub clients are exempt
+        // from the idle `timeout`, as in Redis.
+        let more = match conn.subs.as_mut() {
+            Some(subs) if subs.active() => {
+                io.idle_exempt = true;
+                let proto = conn.proto;
+                let mut msgs = Vec::new();
+                let more = tokio::select! {
+                    more = io.next_input(&mut socket, &state, &handle, &mut shutdown) => more,
+                    _ = subs.next(proto, &mut msgs) => true,
+                };
+                io.out.extend_from_slice(&msgs);
+                more
+            }
+            _ => {
+                io.idle_exempt = false;
+                io.next_input(&mut socket, &state, &handle, &mut shutdown)
+                    .await
+            }
+        };
+        if !more {
+            break;
+        }
     }
+    conn.subs = None;
     conn.unwatch_all();
     lock(&state.clients).remove(&handle.id);
 }
@@ -177,6 +212,8 @@ pub(crate) struct Buffers {
     /// `rbuf` held a big request since it was last reallocated. (After `split_to`,
     /// `capacity()` shows only the tail, so it cannot tell.)
     big_input: bool,
+    /// The idle `timeout` does not apply (a pub/sub client).
+    pub idle_exempt: bool,
 }
 
 impl Buffers {
@@ -185,6 +222,7 @@ impl Buffers {
             rbuf: BytesMut::with_capacity(16 * 1024),
             out: Vec::with_capacity(16 * 1024),
             big_input: false,
+            idle_exempt: false,
         }
     }
 
@@ -209,7 +247,12 @@ impl Buffers {
         if handle.killed.load(Ordering::Acquire) || state.shutting_down() {
             return false;
         }
-        if read_more(socket, &mut self.rbuf, state, handle, shutdown)
+        let idle = if self.idle_exempt {
+            0
+        } else {
+            state.config.timeout()
+        };
+        if read_more(socket, &mut self.rbuf, idle, state, handle, shutdown)
             .await
             .is_none()
         {
@@ -226,11 +269,11 @@ impl Buffers {
 async fn read_more(
     socket: &mut TcpStream,
     rbuf: &mut BytesMut,
+    idle: u64,
     state: &ServerState,
     handle: &ClientHandle,
     shutdown: &mut tokio::sync::watch::Receiver<bool>,
 ) -> Option<usize> {
-    let idle = state.config.timeout();
     let idle_sleep = async {
         if idle == 0 {
             std::future::pending::<()>().await
@@ -322,7 +365,62 @@ pub(crate) async fn write_out(
     Ok(())
 }
 
+/// Like [`write_out`], but gives up when the client is killed meanwhile (a subscriber that
+/// stopped reading is killed by its output buffer limit while this write waits).
+async fn write_killable(
+    socket: &mut TcpStream,
+    out: &mut Vec<u8>,
+    state: &ServerState,
+    handle: &ClientHandle,
+) -> std::io::Result<()> {
+    if out.is_empty() {
+        return Ok(());
+    }
+    tokio::select! {
+        r = write_out(socket, out, state) => r,
+        _ = handle.kill_notify.notified() => {
+            // Keep the wake-up for the connection's other waits.
+            handle.kill_notify.notify_one();
+            Err(std::io::Error::other("client killed"))
+        }
+    }
+}
+
 impl Conn {
+    /// Appends the pub/sub messages queued for this connection to `out`.
+    fn drain_messages(&mut self, out: &mut Vec<u8>) {
+        if let Some(s) = self.subs.as_mut() {
+            s.drain(self.proto, out);
+        }
+    }
+
+    /// In pub/sub mode (RESP2 restricts the commands allowed).
+    fn subscribed(&self) -> bool {
+        self.subs.as_ref().is_some_and(|s| s.active())
+    }
+
+    /// The (P|S)(UN)SUBSCRIBE commands: their confirmations are pushed whatever CLIENT
+    /// REPLY says, as in Redis.
+    fn subscription(&mut self, name: &str, a: &[Bytes], out: &mut Vec<u8>) {
+        let _ = self.silent_next();
+        let (class, subscribe) = match name {
+            "subscribe" => (Class::Channel, true),
+            "unsubscribe" => (Class::Channel, false),
+            "psubscribe" => (Class::Pattern, true),
+            "punsubscribe" => (Class::Pattern, false),
+            "ssubscribe" => (Class::Shard, true),
+            _ => (Class::Shard, false),
+        };
+        let subs = self
+            .subs
+            .get_or_insert_with(|| Subscriptions::new(self.state.clone(), self.handle.clone()));
+        if subscribe {
+            subs.subscribe(class, &a[1..], self.proto, out);
+        } else {
+            subs.unsubscribe(class, &a[1..], self.proto, Some(out));
+        }
+    }
+
     /// Encodes `r` unless CLIENT REPLY suppresses it.
     fn emit(&mut self, out: &mut Vec<u8>, r: Reply) {
         let silent = self.silent_next();
@@ -399,6 +497,8 @@ impl Conn {
 
     /// Runs or queues one request.
     async fn dispatch(&mut self, args: Vec<Bytes>, out: &mut Vec<u8>) -> Flow {
+        // Messages published before this request was read go out before its reply.
+        self.drain_messages(out);
         let spec = commands::lookup(&args[0]);
         // Read once: the checks below must agree with the grouping decision.
         let busy = self.state.scripts.busy();
@@ -443,6 +543,33 @@ impl Conn {
         if busy && !crate::scripting::allowed_while_busy(spec.name, &args) {
             self.reject(spec, err(crate::scripting::BUSY), out);
             return Flow::Continue;
+        }
+        if self.proto == 2 && self.subscribed() {
+            if !matches!(
+                spec.name,
+                "subscribe"
+                    | "ssubscribe"
+                    | "unsubscribe"
+                    | "sunsubscribe"
+                    | "psubscribe"
+                    | "punsubscribe"
+                    | "ping"
+                    | "quit"
+                    | "reset"
+            ) {
+                let r = Reply::err(format!("ERR Can't execute '{}': only (P|S)SUBSCRIBE / (P|S)UNSUBSCRIBE / PING / QUIT / RESET are allowed in this context", spec.name));
+                self.reject(spec, r, out);
+                return Flow::Continue;
+            }
+            if spec.name == "ping" && self.multi.is_none() {
+                let msg = args.get(1).map_or(&b""[..], |m| m.as_ref());
+                self.state.record_call(spec, 0, false);
+                self.emit(
+                    out,
+                    Reply::Array(vec![Reply::bulk(b"pong"), Reply::bulk(msg)]),
+                );
+                return Flow::Continue;
+            }
         }
         if let Some(m) = &mut self.multi {
             if spec.flags & NO_MULTI != 0 {
@@ -501,6 +628,9 @@ impl Conn {
             return Flow::Continue;
         }
         let r = self.run_read(spec, &args);
+        // A RESP3 client that publishes to itself gets the message before the reply, as
+        // Redis sends it.
+        self.drain_messages(out);
         self.emit(out, r);
         Flow::Continue
     }
@@ -614,6 +744,9 @@ impl Conn {
             "reset" => {
                 self.multi = None;
                 self.unwatch_all();
+                if let Some(s) = self.subs.as_mut() {
+                    s.clear();
+                }
                 self.db = 0;
                 self.proto = 2;
                 self.name.clear();
@@ -645,6 +778,11 @@ impl Conn {
             }
             "client" if a.len() >= 2 && is(&a[1], "unblock") => self.client_unblock(a).await,
             "client" => return self.client(a, out),
+            "subscribe" | "unsubscribe" | "psubscribe" | "punsubscribe" | "ssubscribe"
+            | "sunsubscribe" => {
+                self.subscription(spec.name, a, out);
+                return Flow::Continue;
+            }
             "shutdown" => return self.shutdown(a, out),
             _ => err("ERR internal: unhandled connection command"),
         };
@@ -937,6 +1075,7 @@ impl Conn {
 
     fn client_list(&self, a: &[Bytes]) -> Reply {
         let mut ids: Option<Vec<u64>> = None;
+        let mut kind: Option<String> = None;
         let mut i = 0;
         while i < a.len() {
             if is(&a[i], "type") && i + 1 < a.len() {
@@ -950,9 +1089,7 @@ impl Conn {
                         String::from_utf8_lossy(&a[i + 1])
                     ));
                 }
-                if t != "normal" {
-                    return Reply::Verbatim(String::new());
-                }
+                kind = Some(t);
                 i += 2;
             } else if is(&a[i], "id") && i + 1 < a.len() {
                 let mut v = Vec::new();
@@ -978,6 +1115,17 @@ impl Conn {
         for c in clients {
             if ids.as_ref().is_some_and(|ids| !ids.contains(&c.id)) {
                 continue;
+            }
+            if let Some(k) = &kind {
+                let pubsub = lock(&c.info).pubsub();
+                let matches = match k.as_str() {
+                    "normal" => !pubsub,
+                    "pubsub" => pubsub,
+                    _ => false,
+                };
+                if !matches {
+                    continue;
+                }
             }
             text.push_str(&client_line(&c));
         }
@@ -1007,7 +1155,7 @@ impl Conn {
         let mut addr = None;
         let mut laddr = None;
         let mut skipme = true;
-        let mut only_normal = true;
+        let mut kind: Option<&str> = None;
         for p in a.chunks(2) {
             let v = String::from_utf8_lossy(&p[1]).to_string();
             match lower(&p[0]).as_str() {
@@ -1028,15 +1176,16 @@ impl Conn {
                     _ => return err("ERR syntax error"),
                 },
                 "type" => match v.to_ascii_lowercase().as_str() {
-                    "normal" => only_normal = true,
-                    "master" | "replica" | "slave" | "pubsub" => only_normal = false,
+                    "normal" => kind = Some("normal"),
+                    "pubsub" => kind = Some("pubsub"),
+                    "master" | "replica" | "slave" => kind = Some("replica"),
                     _ => return Reply::err(format!("ERR Unknown client type '{v}'")),
                 },
                 "maxage" => {}
                 _ => return err("ERR syntax error"),
             }
         }
-        if !only_normal {
+        if kind == Some("replica") {
             return Reply::Int(0);
         }
         let targets: Vec<Arc<ClientHandle>> = lock(&self.state.clients)
@@ -1045,6 +1194,7 @@ impl Conn {
             .filter(|c| addr.as_ref().is_none_or(|a| &c.addr == a))
             .filter(|c| laddr.as_ref().is_none_or(|a| &c.laddr == a))
             .filter(|c| !(skipme && c.id == self.handle.id))
+            .filter(|c| kind.is_none_or(|k| (k == "pubsub") == lock(&c.info).pubsub()))
             .cloned()
             .collect();
         for c in &targets {
@@ -1086,14 +1236,18 @@ fn kill(c: &ClientHandle) {
 fn client_line(c: &ClientHandle) -> String {
     let info = lock(&c.info).clone();
     format!(
-        "id={} addr={} laddr={} fd=0 name={} age={} idle={} flags=N db={} sub=0 psub=0 ssub=0 multi={} qbuf=0 qbuf-free=0 argv-mem=0 multi-mem=0 rbs=0 rbp=0 obl=0 oll=0 omem=0 tot-mem=0 events=r cmd={} user=default redir=-1 resp={}\n",
+        "id={} addr={} laddr={} fd=0 name={} age={} idle={} flags={} db={} sub={} psub={} ssub={} multi={} qbuf=0 qbuf-free=0 argv-mem=0 multi-mem=0 rbs=0 rbp=0 obl=0 oll=0 omem=0 tot-mem=0 events=r cmd={} user=default redir=-1 resp={}\n",
         c.id,
         c.addr,
         c.laddr,
         info.name,
         c.created.elapsed().as_secs(),
         info.last_active.elapsed().as_secs(),
+        if info.pubsub() { "P" } else { "N" },
         info.db,
+        info.sub,
+        info.psub,
+        info.ssub,
         info.multi,
         info.last_cmd,
         info.resp,

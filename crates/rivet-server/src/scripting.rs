@@ -421,6 +421,10 @@ fn script_call(
         cc.ctx.state.scripts.wrote.store(true, Ordering::Release);
     }
     let reply = handler(cc.ctx, &argv).map_err(|e| mlua::Error::RuntimeError(e.to_string()))?;
+    if let Some(log) = cc.ctx.log {
+        let flags = cc.ctx.state.config.notify_flags();
+        crate::notify::after_script_command(flags, log, spec.name, &argv);
+    }
     if let Reply::Error(e) = &reply {
         return Ok(Err(reply_error_table(lua, e)?));
     }

@@ -178,6 +178,42 @@ pub struct ClientInfo {
     pub no_evict: bool,
     /// CLIENT NO-TOUCH.
     pub no_touch: bool,
+    /// Channels subscribed (CLIENT LIST `sub`).
+    pub sub: usize,
+    /// Patterns subscribed (`psub`).
+    pub psub: usize,
+    /// Shard channels subscribed (`ssub`).
+    pub ssub: usize,
+}
+
+impl ClientInfo {
+    /// A new connection's info.
+    pub fn new() -> ClientInfo {
+        ClientInfo {
+            name: String::new(),
+            db: 0,
+            resp: 2,
+            last_cmd: "NULL".into(),
+            last_active: Instant::now(),
+            multi: -1,
+            no_evict: false,
+            no_touch: false,
+            sub: 0,
+            psub: 0,
+            ssub: 0,
+        }
+    }
+
+    /// In pub/sub mode (any subscription).
+    pub fn pubsub(&self) -> bool {
+        self.sub + self.psub + self.ssub > 0
+    }
+}
+
+impl Default for ClientInfo {
+    fn default() -> ClientInfo {
+        ClientInfo::new()
+    }
 }
 
 /// The watchers of one key: (client id, that client's dirty flag, whether the key was
@@ -288,6 +324,8 @@ pub struct ServerState {
     pub next_client_id: AtomicU64,
     /// WATCH registrations.
     pub watches: Watches,
+    /// Pub/sub subscriptions.
+    pub pubsub: crate::pubsub::PubSub,
     /// When the server started.
     pub started: Instant,
     /// Unix time in seconds when the server started.

@@ -419,7 +419,7 @@ fn commit_batch(state: &Arc<ServerState>, reg: &mut Registry, jobs: Vec<Job>, sw
             Ok(m) => more_due = m,
             Err(e) => failure = Some(e),
         }
-        notify_touched(state, &log, reg);
+        notify_touched(state, &log, reg, None);
     }
     if let Some(e) = failure {
         tracing::error!(error = %e, "write batch failed; rolled back");
@@ -448,6 +448,12 @@ fn commit_batch(state: &Arc<ServerState>, reg: &mut Registry, jobs: Vec<Job>, sw
             s.commit_usec_total.fetch_add(us, Ordering::Relaxed);
             s.commit_usec_max.fetch_max(us, Ordering::Relaxed);
             publish_dbmap(&store);
+            // Messages of this commit (keyspace notifications, PUBLISH in MULTI or a
+            // script) go out once it is durable, before the replies.
+            let limit = state.config.pubsub_limit();
+            for (chan, msg, shard) in log.take_published() {
+                state.pubsub.publish(&chan, &msg, shard, limit, true);
+            }
             for d in done {
                 d.send();
             }
@@ -518,9 +524,23 @@ fn reject(job: Job, e: &Reply) {
     }
 }
 
-/// Tells watchers (and parked clients) about every key the log recorded.
-fn notify_touched(state: &Arc<ServerState>, log: &WriteLog, reg: &mut Registry) {
+/// Tells watchers (and parked clients) about every key the log recorded, and queues the
+/// keyspace notifications of the command `cmd` (name and arguments; `None` for the expiry
+/// sweep) that changed them.
+fn notify_touched(
+    state: &Arc<ServerState>,
+    log: &WriteLog,
+    reg: &mut Registry,
+    cmd: Option<(&str, &[Bytes])>,
+) {
+    let done = log.notified();
     let touched = log.take();
+    let flags = state.config.notify_flags();
+    if flags != 0 {
+        let (name, args) = cmd.unwrap_or(("", &[]));
+        let fresh = touched.get(done..).unwrap_or(&[]);
+        crate::notify::command_events(flags, log, name, args, fresh);
+    }
     state
         .stats
         .dirty
@@ -589,7 +609,7 @@ fn run_command(
         .stats
         .commands_processed
         .fetch_add(1, Ordering::Relaxed);
-    notify_touched(state, log, reg);
+    notify_touched(state, log, reg, Some((spec.name, args)));
     Ok(reply)
 }
 

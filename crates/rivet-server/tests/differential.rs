@@ -45,6 +45,14 @@
 //! - `DIFF_PARANOID=1`: after every operation also compare `KEYS *` and DBSIZE of databases
 //!   0..3 (slow; finds the operation where the states start to differ).
 //!
+//! A separate test, `pubsub_differential_against_redis`, runs the pub/sub scenario: several
+//! subscriber connections per server (one in RESP3) get random SUBSCRIBE, PSUBSCRIBE,
+//! UNSUBSCRIBE and PUNSUBSCRIBE, a control connection PUBLISHes and asks PUBSUB NUMSUB,
+//! NUMPAT and CHANNELS (compared sorted), and after every PUBLISH each subscriber's received
+//! messages are compared in order (a PING marks the end; the pattern messages of one PUBLISH
+//! as a sorted list, since Redis walks its patterns in hash order). It honours `DIFF_SEED`,
+//! `DIFF_SEEDS` and `DIFF_OPS` (a tenth of it).
+//!
 //! The first seed (so also a lone `DIFF_SEED`) runs rivet-server with its default (durable)
 //! settings, the others with `--no-sync`. After each seed rivet-server is stopped with SIGTERM (it must exit 0) and
 //! `rivet check` must find its data file clean.
@@ -2760,4 +2768,412 @@ fn resp_parser_reads_every_type() {
         assert_eq!(conn.read(), w);
     }
     writer.join().expect("writer thread");
+}
+
+// ---------------------------------------------------------------------------------------
+// Pub/sub scenario
+// ---------------------------------------------------------------------------------------
+
+/// Channels and patterns the pub/sub scenario draws from (patterns overlap the channels).
+const PS_CHANNELS: &[&str] = &["c0", "c1", "c2", "news.a", "news.b", "x"];
+const PS_PATTERNS: &[&str] = &["c*", "news.*", "c[01]", "*", "?", "n*s.?"];
+/// Subscriber connections per server; the last one speaks RESP3.
+const PS_SUBSCRIBERS: usize = 4;
+
+/// One server's side of the pub/sub scenario: a control connection (PUBLISH, PUBSUB) and
+/// the subscribers.
+struct PsSide {
+    ctl: Conn,
+    subs: Vec<Conn>,
+}
+
+impl PsSide {
+    fn new(port: u16) -> PsSide {
+        let mut subs: Vec<Conn> = (0..PS_SUBSCRIBERS).map(|_| Conn::connect(port)).collect();
+        let hello = subs[PS_SUBSCRIBERS - 1].cmd(&["HELLO", "3"]);
+        assert!(matches!(hello, Frame::Map(_)), "HELLO 3: {hello}");
+        PsSide {
+            ctl: Conn::connect(port),
+            subs,
+        }
+    }
+
+    /// Sends PING to subscriber `i` and returns what it received before the PING's reply
+    /// (the messages published so far: every PUBLISH has returned before).
+    fn messages(&mut self, i: usize) -> Vec<Frame> {
+        let c = &mut self.subs[i];
+        c.send(&["PING"]);
+        let mut got = Vec::new();
+        loop {
+            let f = c.read();
+            let pong = match &f {
+                Frame::Simple(s) => s == "PONG",
+                Frame::Array(Some(v)) => v.first() == Some(&Frame::bulk("pong")),
+                _ => false,
+            };
+            if pong {
+                return got;
+            }
+            got.push(f);
+        }
+    }
+}
+
+/// A message frame's elements, whatever its RESP type.
+fn ps_items(f: &Frame) -> Vec<Frame> {
+    match f {
+        Frame::Array(Some(v)) | Frame::Push(v) => v.clone(),
+        other => vec![other.clone()],
+    }
+}
+
+/// One PUBLISH's deliveries to one subscriber: the channel message first, then the pattern
+/// messages in any order (Redis walks its patterns in hash order).
+fn ps_canonical(frames: &[Frame]) -> Vec<Frame> {
+    let (mut pat, plain): (Vec<Frame>, Vec<Frame>) = frames
+        .iter()
+        .cloned()
+        .partition(|f| ps_items(f).first() == Some(&Frame::bulk("pmessage")));
+    pat.sort_by_key(|f| f.to_string());
+    plain.into_iter().chain(pat).collect()
+}
+
+/// Seeded random SUBSCRIBE/PSUBSCRIBE/UNSUBSCRIBE/PUNSUBSCRIBE on several subscribers (one
+/// in RESP3), PUBLISH, PUBSUB NUMSUB/NUMPAT/CHANNELS and a command refused in RESP2
+/// subscribed mode, on redis-server and rivet-server alike; every reply and every
+/// subscriber's received messages must agree (PUBSUB CHANNELS as a sorted list; the
+/// confirmations of an argument-less UNSUBSCRIBE as sorted names and counts).
+#[test]
+fn pubsub_differential_against_redis() {
+    let seeds: Vec<u64> = match (env_u64("DIFF_SEED"), env_u64("DIFF_SEEDS")) {
+        (Some(s), _) => vec![s],
+        (None, Some(n)) => (1..=n).collect(),
+        (None, None) => vec![1, 2, 3],
+    };
+    let ops = env_u64("DIFF_OPS").unwrap_or(4000) / 10;
+    let Some(reference) = redis_or_skip("pub/sub differential test") else {
+        return;
+    };
+    let target = RivetServer::start(&["--no-sync"]);
+    for seed in seeds {
+        let mut rng = Rng(seed);
+        let mut sides = [PsSide::new(reference.port()), PsSide::new(target.port())];
+        // What each subscriber is subscribed to (the same on both sides while they agree).
+        let mut model: Vec<[BTreeSet<&str>; 2]> = vec![Default::default(); PS_SUBSCRIBERS];
+        for op in 0..ops {
+            let ctx = |what: &str| format!("seed {seed}, op {op}: {what}");
+            match rng.below(10) {
+                0..=3 => {
+                    let i = rng.below(PS_SUBSCRIBERS as u64) as usize;
+                    let pattern = rng.chance(50);
+                    let sub = rng.chance(55);
+                    let pool = if pattern { PS_PATTERNS } else { PS_CHANNELS };
+                    let n = if sub {
+                        rng.range(1, 3)
+                    } else {
+                        rng.range(0, 2)
+                    } as usize;
+                    let names: Vec<&str> = (0..n).map(|_| rng.pick(pool)).collect();
+                    let cmd = match (pattern, sub) {
+                        (false, true) => "SUBSCRIBE",
+                        (false, false) => "UNSUBSCRIBE",
+                        (true, true) => "PSUBSCRIBE",
+                        (true, false) => "PUNSUBSCRIBE",
+                    };
+                    let set = &mut model[i][pattern as usize];
+                    let replies = if names.is_empty() {
+                        set.len().max(1)
+                    } else {
+                        names.len()
+                    };
+                    for n in &names {
+                        if sub {
+                            set.insert(n);
+                        } else {
+                            set.remove(n);
+                        }
+                    }
+                    if names.is_empty() {
+                        set.clear();
+                    }
+                    let args: Vec<&str> =
+                        std::iter::once(cmd).chain(names.iter().copied()).collect();
+                    let got: Vec<Vec<Frame>> = sides
+                        .iter_mut()
+                        .map(|s| {
+                            s.subs[i].send(&args);
+                            (0..replies).map(|_| s.subs[i].read()).collect()
+                        })
+                        .collect();
+                    let norm = |v: &[Frame]| -> Vec<Vec<Frame>> {
+                        let mut v: Vec<Vec<Frame>> = v.iter().map(ps_items).collect();
+                        if names.is_empty() {
+                            // Redis unsubscribes in hash order: compare names and counts
+                            // as sorted lists.
+                            let mut counts: Vec<Frame> =
+                                v.iter().filter_map(|x| x.get(2).cloned()).collect();
+                            counts.sort_by_key(|f| f.to_string());
+                            for x in v.iter_mut() {
+                                x.truncate(2);
+                            }
+                            v.sort_by_key(|x| format!("{x:?}"));
+                            v.push(counts);
+                        }
+                        v
+                    };
+                    assert_eq!(
+                        norm(&got[0]),
+                        norm(&got[1]),
+                        "{}",
+                        ctx(&format!("subscriber {i}: {args:?}"))
+                    );
+                }
+                4..=6 => {
+                    let chan = rng.pick(PS_CHANNELS);
+                    let payload = format!("m{op}");
+                    let r: Vec<Frame> = sides
+                        .iter_mut()
+                        .map(|s| s.ctl.cmd(&["PUBLISH", chan, &payload]))
+                        .collect();
+                    assert_eq!(r[0], r[1], "{}", ctx(&format!("PUBLISH {chan}")));
+                    for i in 0..PS_SUBSCRIBERS {
+                        let a = ps_canonical(&sides[0].messages(i));
+                        let b = ps_canonical(&sides[1].messages(i));
+                        assert_eq!(
+                            a,
+                            b,
+                            "{}",
+                            ctx(&format!("subscriber {i} after PUBLISH {chan}"))
+                        );
+                    }
+                }
+                7 => {
+                    let mut args = vec!["PUBSUB", "NUMSUB"];
+                    for _ in 0..rng.below(4) {
+                        args.push(rng.pick(PS_CHANNELS));
+                    }
+                    if rng.chance(30) {
+                        args = vec!["PUBSUB", "NUMPAT"];
+                    }
+                    let r: Vec<Frame> = sides.iter_mut().map(|s| s.ctl.cmd(&args)).collect();
+                    assert_eq!(r[0], r[1], "{}", ctx(&format!("{args:?}")));
+                }
+                8 => {
+                    let mut args = vec!["PUBSUB", "CHANNELS"];
+                    if rng.chance(60) {
+                        args.push(rng.pick(PS_PATTERNS));
+                    }
+                    let r: Vec<Frame> = sides
+                        .iter_mut()
+                        .map(|s| match s.ctl.cmd(&args) {
+                            Frame::Array(Some(v)) => Frame::Array(Some(sorted(&v))),
+                            other => other,
+                        })
+                        .collect();
+                    assert_eq!(r[0], r[1], "{}", ctx(&format!("{args:?}")));
+                }
+                _ => {
+                    // Refused in RESP2 subscribed mode, allowed otherwise and in RESP3.
+                    let i = rng.below(PS_SUBSCRIBERS as u64) as usize;
+                    let r: Vec<Frame> = sides
+                        .iter_mut()
+                        .map(|s| s.subs[i].cmd(&["ECHO", "hi"]))
+                        .collect();
+                    assert_eq!(r[0], r[1], "{}", ctx(&format!("ECHO on subscriber {i}")));
+                }
+            }
+        }
+        println!("pubsub differential: seed {seed}: {ops} ops agree");
+    }
+    stop_and_check(target);
+}
+
+/// Commands whose keyspace notifications the keyspace-events scenario compares (one
+/// command per string, split on spaces; deterministic: no random pops).
+const KS_COMMANDS: &[&str] = &[
+    "set k v",
+    "set k v2 EX 100",
+    "setnx k v",
+    "setnx k2 v",
+    "getset k v3",
+    "getdel k2",
+    "mset a 1 b 2",
+    "msetnx c 1 d 2",
+    "incr a",
+    "incrby a 3",
+    "decr a",
+    "incrbyfloat a 1.5",
+    "append a x",
+    "setrange a 0 zz",
+    "setbit bits 3 1",
+    "getex k EX 50",
+    "getex k PERSIST",
+    "expire k 100",
+    "persist k",
+    "pexpire k 100000",
+    "expire k -1",
+    "del a b nosuch",
+    "lpush l a b c",
+    "rpush l d",
+    "lpushx nol a",
+    "linsert l BEFORE a x",
+    "lset l 0 y",
+    "lrem l 1 y",
+    "ltrim l 0 1",
+    "lpop l",
+    "rpop l",
+    "rpop l",
+    "rpush l a b",
+    "rpoplpush l l2",
+    "lmove l l2 LEFT RIGHT",
+    "sadd s a b c",
+    "sadd s a",
+    "srem s x",
+    "srem s a",
+    "srem s b",
+    "smove s s2 c",
+    "sadd s a",
+    "sinterstore s3 s s2",
+    "sinterstore s3 nosuch s2",
+    "sunionstore s4 s s2",
+    "hset h a 1 b 2",
+    "hset h a 1",
+    "hsetnx h a 2",
+    "hsetnx h c 3",
+    "hincrby h a 5",
+    "hincrbyfloat h a 1.5",
+    "hdel h a x",
+    "hdel h b c",
+    "zadd z 1 a 2 b",
+    "zadd z 1 a",
+    "zadd z INCR 5 a",
+    "zincrby z 1 b",
+    "zrem z x",
+    "zrem z a",
+    "zadd z 1 a 3 c 4 d",
+    "zremrangebyscore z 0 1",
+    "zremrangebyrank z 0 0",
+    "zpopmin z",
+    "zpopmax z",
+    "zadd z 1 a 2 b",
+    "zunionstore z2 1 z",
+    "zinterstore z3 2 z nosuch",
+    "rename z2 z4",
+    "renamenx z4 z",
+    "copy z4 z5",
+    "move z5 1",
+    "set k v",
+    "del k",
+    "getex k PERSIST",
+    "set e 1",
+    "pexpire e 0",
+    "set big x",
+    "setex sx 100 v",
+    "psetex px 100000 v",
+    "sort l2 STORE sorted",
+    "sort nosuch STORE sorted",
+    "lpush l9 c b a",
+    "blpop l9 0",
+    "brpop l9 0",
+    "lmpop 1 l9 LEFT",
+    "zadd z9 1 a 2 b 3 c",
+    "zmpop 1 z9 MIN",
+    "bzpopmax z9 0",
+    "zadd zl 0 a 0 b 0 c",
+    "zremrangebylex zl [a [b",
+    "zrangestore zr zl 0 -1",
+    "zdiffstore zd 1 zl",
+    "sdiffstore sd s nosuch",
+    "bitop or bo bits bits",
+    "hset h2 f v",
+    "hdel h2 f",
+    "set n1 1",
+    "incrbyfloat n1 2",
+    "unlink n1",
+    "setrange sr 0 abc",
+    "append ap x",
+    "del nosuchkey",
+    "lpush tk a",
+    "set tk v",
+    "set a 1",
+    "set b 2",
+    "rename a b",
+    "sadd sa x",
+    "copy b sa REPLACE",
+    "hset h f 1",
+    "set h v XX",
+    "set h v GET",
+    "lpush l1 a",
+    "lpush l2 b",
+    "rpoplpush l1 l2",
+    "lmove l2 l2 LEFT RIGHT",
+    "sadd s1 a",
+    "smove s1 s1 a",
+    "smove s1 s2 a",
+    "zadd z 1 a",
+    "zunionstore z 1 nosuch",
+    "sinterstore nosuch2 nosuch",
+    "expireat b 1",
+    "set x 1",
+    "pexpireat x 1",
+    "set y 1 KEEPTTL",
+    "set y 2 EX 100",
+    "set y 3 KEEPTTL",
+    "getex y",
+    "mset y 1 y 2",
+    "incr y",
+    "hincrby hh f 1",
+    "hincrby hh f 1",
+];
+
+/// Runs [`KS_COMMANDS`] with `notify-keyspace-events KEAn` on one server and returns every
+/// notification as (command, channel, payload), a PING on the subscriber marking the end of
+/// each command's.
+fn keyspace_events(port: u16) -> Vec<(String, String, String)> {
+    let mut c = Conn::connect(port);
+    let mut sub = Conn::connect(port);
+    assert_eq!(c.cmd(&["FLUSHALL"]), Frame::Simple("OK".into()));
+    let set = c.cmd(&["CONFIG", "SET", "notify-keyspace-events", "KEAn"]);
+    assert_eq!(set, Frame::Simple("OK".into()));
+    sub.send(&["PSUBSCRIBE", "__key*"]);
+    sub.read();
+    let text = |f: &Frame| match f {
+        Frame::Bulk(Some(b)) => String::from_utf8_lossy(b).to_string(),
+        other => other.to_string(),
+    };
+    let mut events = Vec::new();
+    for line in KS_COMMANDS {
+        let args: Vec<&str> = line.split(' ').collect();
+        c.cmd(&args);
+        sub.send(&["PING"]);
+        loop {
+            let f = sub.read();
+            let Frame::Array(Some(v)) = &f else {
+                panic!("{line}: unexpected {f}");
+            };
+            if v.len() != 4 {
+                break;
+            }
+            events.push((line.to_string(), text(&v[2]), text(&v[3])));
+        }
+    }
+    c.cmd(&["CONFIG", "SET", "notify-keyspace-events", ""]);
+    events
+}
+
+/// Keyspace notifications (`__keyspace@<db>__:` and `__keyevent@<db>__:` channels, every
+/// class and `new`) of a fixed list of commands, in order, on redis-server and rivet-server.
+#[test]
+fn keyspace_events_differential_against_redis() {
+    let Some(reference) = redis_or_skip("keyspace events differential test") else {
+        return;
+    };
+    let target = RivetServer::start(&["--no-sync"]);
+    let want = keyspace_events(reference.port());
+    let got = keyspace_events(target.port());
+    for (i, (w, g)) in want.iter().zip(&got).enumerate() {
+        assert_eq!(w, g, "notification {i}");
+    }
+    assert_eq!(want.len(), got.len(), "number of notifications");
+    stop_and_check(target);
 }

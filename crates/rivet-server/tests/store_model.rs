@@ -53,7 +53,7 @@ use rivet::Tx;
 use rivet_server::store::collections::Coll;
 use rivet_server::store::keyspace::{key_hash, Body, Header, Kind};
 use rivet_server::store::strings::{string_len, CHUNK, INLINE_MAX};
-use rivet_server::store::{DbView, Store, Touched, WriteLog};
+use rivet_server::store::{Change, DbView, Store, Touched, WriteLog};
 
 // ---------------------------------------------------------------------------------------
 // Configuration
@@ -908,6 +908,7 @@ impl Harness {
                             db: *db,
                             key,
                             expired: true,
+                            change: Change::Expired,
                         })
                         .collect();
                     prop_assert_eq!(log.take(), touched, "write log of the sweep");

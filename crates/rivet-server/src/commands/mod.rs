@@ -16,6 +16,7 @@ pub mod hashes;
 pub mod keys;
 pub mod lists;
 pub mod member_scan;
+pub mod pubsub;
 pub mod server;
 pub mod sets;
 pub mod sort;

@@ -5,8 +5,8 @@ use std::collections::HashMap;
 use std::sync::OnceLock;
 
 use super::{
-    bits, bpop, hashes, keys, lists, member_scan, server, sets, sort, stream_cg, stream_info,
-    stream_read, streams, strings, zrange, zsetops, zsets, Handler,
+    bits, bpop, hashes, keys, lists, member_scan, pubsub, server, sets, sort, stream_cg,
+    stream_info, stream_read, streams, strings, zrange, zsetops, zsets, Handler,
 };
 use super::{
     ADMIN, BLOCKING, CONN, DENY_OOM, FAST, LOADING, NO_AUTH, NO_MULTI, NO_QUEUE, READONLY, STALE,
@@ -566,6 +566,79 @@ pub static COMMANDS: &[Spec] = &[
         NOKEYS,
         Some(keys::flushall),
         "server"
+    ),
+    // pub/sub: the connection runs the subscription commands
+    cmd!(
+        "subscribe",
+        -2,
+        CONN | LOADING | STALE,
+        NOKEYS,
+        None,
+        "pubsub"
+    ),
+    cmd!(
+        "unsubscribe",
+        -1,
+        CONN | LOADING | STALE,
+        NOKEYS,
+        None,
+        "pubsub"
+    ),
+    cmd!(
+        "psubscribe",
+        -2,
+        CONN | LOADING | STALE,
+        NOKEYS,
+        None,
+        "pubsub"
+    ),
+    cmd!(
+        "punsubscribe",
+        -1,
+        CONN | LOADING | STALE,
+        NOKEYS,
+        None,
+        "pubsub"
+    ),
+    cmd!(
+        "ssubscribe",
+        -2,
+        CONN | LOADING | STALE,
+        ALLKEYS,
+        None,
+        "pubsub"
+    ),
+    cmd!(
+        "sunsubscribe",
+        -1,
+        CONN | LOADING | STALE,
+        ALLKEYS,
+        None,
+        "pubsub"
+    ),
+    cmd!(
+        "publish",
+        3,
+        FAST | LOADING | STALE,
+        NOKEYS,
+        Some(pubsub::publish),
+        "pubsub"
+    ),
+    cmd!(
+        "spublish",
+        3,
+        FAST | LOADING | STALE,
+        KEY1,
+        Some(pubsub::spublish),
+        "pubsub"
+    ),
+    cmd!(
+        "pubsub",
+        -2,
+        LOADING | STALE,
+        NOKEYS,
+        Some(pubsub::pubsub),
+        "pubsub"
     ),
     // server
     cmd!(

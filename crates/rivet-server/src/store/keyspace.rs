@@ -276,8 +276,10 @@ impl<'tx> DbView<'tx> {
         keys.put(&slot, &new.encode())?;
         if old.is_none() {
             keys.set_sequence(keys.sequence() + 1)?;
+            self.record(key, super::Change::Created);
+        } else {
+            self.touch(key);
         }
-        self.touch(key);
         Ok(())
     }
 
@@ -305,7 +307,12 @@ impl<'tx> DbView<'tx> {
         let keys = self.keys()?;
         keys.delete(&slot)?;
         keys.set_sequence(keys.sequence().saturating_sub(1))?;
-        self.record(key, expired);
+        let change = if expired {
+            super::Change::Expired
+        } else {
+            super::Change::Removed
+        };
+        self.record(key, change);
         Ok(())
     }
 

@@ -370,12 +370,34 @@ fn init_layout(tx: &Tx, databases: usize) -> Result<Vec<u8>> {
 pub struct WriteLog {
     touched: RefCell<Vec<Touched>>,
     swapped: RefCell<Vec<usize>>,
+    published: RefCell<Vec<Published>>,
+    /// How many of `touched` have had their keyspace notifications generated.
+    notified: std::cell::Cell<usize>,
 }
+
+/// A pub/sub message waiting for its commit: channel, payload, and whether it is a shard
+/// message (SPUBLISH).
+pub type Published = (Vec<u8>, Vec<u8>, bool);
 
 impl WriteLog {
     /// Takes the keys recorded so far.
     pub fn take(&self) -> Vec<Touched> {
+        self.notified.set(0);
         std::mem::take(&mut *self.touched.borrow_mut())
+    }
+
+    /// How many of the keys recorded so far had their keyspace notifications generated
+    /// (a script's commands generate theirs one by one; see [`WriteLog::unnotified`]).
+    pub fn notified(&self) -> usize {
+        self.notified.get()
+    }
+
+    /// The keys recorded since the last call (or [`WriteLog::take`]), without taking them.
+    pub fn unnotified(&self) -> Vec<Touched> {
+        let t = self.touched.borrow();
+        let from = self.notified.get().min(t.len());
+        self.notified.set(t.len());
+        t[from..].to_vec()
     }
 
     /// Records that SWAPDB exchanged logical databases `a` and `b`: any of their keys may
@@ -388,6 +410,22 @@ impl WriteLog {
     /// on its keys are told, as after SWAPDB).
     pub fn database_flushed(&self, db: usize) {
         self.swapped.borrow_mut().push(db);
+    }
+
+    /// Queues a pub/sub message (channel, payload) to deliver once the transaction commits
+    /// (keyspace notifications, PUBLISH inside MULTI or a script).
+    pub fn publish(&self, channel: Vec<u8>, payload: Vec<u8>) {
+        self.published.borrow_mut().push((channel, payload, false));
+    }
+
+    /// Like [`WriteLog::publish`], for SPUBLISH.
+    pub fn publish_shard(&self, channel: Vec<u8>, payload: Vec<u8>) {
+        self.published.borrow_mut().push((channel, payload, true));
+    }
+
+    /// Takes the queued messages: (channel, payload, shard).
+    pub fn take_published(&self) -> Vec<Published> {
+        std::mem::take(&mut *self.published.borrow_mut())
     }
 
     /// Takes the databases recorded by [`WriteLog::databases_swapped`] and
@@ -406,6 +444,21 @@ pub struct Touched {
     pub key: Vec<u8>,
     /// The change was the deletion of an expired key (WATCH treats it specially).
     pub expired: bool,
+    /// What happened to the key.
+    pub change: Change,
+}
+
+/// What a write did to a key (keyspace notifications tell them apart).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Change {
+    /// The key was created.
+    Created,
+    /// The key's value or expiry changed.
+    Changed,
+    /// The key was deleted.
+    Removed,
+    /// The key was deleted because it had expired.
+    Expired,
 }
 
 /// One logical database inside one transaction.
@@ -424,15 +477,16 @@ impl<'tx> DbView<'tx> {
 
     /// Records that `key` changed.
     pub fn touch(&self, key: &[u8]) {
-        self.record(key, false);
+        self.record(key, Change::Changed);
     }
 
-    fn record(&self, key: &[u8], expired: bool) {
+    fn record(&self, key: &[u8], change: Change) {
         if let Some(log) = self.log {
             log.touched.borrow_mut().push(Touched {
                 db: self.index,
                 key: key.to_vec(),
-                expired,
+                expired: change == Change::Expired,
+                change,
             });
         }
     }
