@@ -23,7 +23,7 @@ use bytes::Bytes;
 use mlua::{Function, HookTriggers, Lua, LuaOptions, MultiValue, StdLib, Table, Value, VmState};
 
 use crate::commands::args::{err, int, is, lower};
-use crate::commands::{self, arity_ok, unknown_subcommand, CmdResult, Ctx, CONN, WRITE};
+use crate::commands::{self, arity_ok, unknown_subcommand, CmdResult, Ctx, BLOCKING, CONN, WRITE};
 use crate::functions::Libraries;
 use crate::resp::{Reply, OK};
 use crate::state::{lock, now_ms, ServerState};
@@ -135,6 +135,8 @@ pub fn sha1_hex(b: &[u8]) -> String {
 thread_local! {
     /// The writer thread's Lua VM, created on first use.
     static VM: RefCell<Option<Lua>> = const { RefCell::new(None) };
+    /// The kill hook replaced the busy hook (see `install_hook`).
+    static KILLED: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
     /// The protocol `redis.call` replies are converted from (`redis.setresp`).
     static RESP: std::cell::Cell<u8> = const { std::cell::Cell::new(2) };
 }
@@ -237,28 +239,61 @@ fn base_vm() -> mlua::Result<Lua> {
     let redis = lua.create_table()?;
     redis.set(
         "sha1hex",
-        lua.create_function(|_, s: mlua::String| Ok(sha1_hex(&s.as_bytes())))?,
-    )?;
-    redis.set(
-        "error_reply",
-        lua.create_function(|lua, s: mlua::String| {
-            let t = lua.create_table()?;
-            t.set("err", s)?;
-            Ok(t)
+        lua.create_function(|_, a: MultiValue| {
+            if a.len() != 1 {
+                return Err(mlua::Error::RuntimeError(
+                    "ERR wrong number of arguments".into(),
+                ));
+            }
+            let b = match a.front() {
+                Some(Value::String(s)) => s.as_bytes().to_vec(),
+                Some(Value::Integer(i)) => i.to_string().into_bytes(),
+                Some(Value::Number(n)) => crate::lua::fmt_g(*n, 14).into_bytes(),
+                _ => Vec::new(),
+            };
+            Ok(sha1_hex(&b))
         })?,
     )?;
-    redis.set(
-        "status_reply",
-        lua.create_function(|lua, s: mlua::String| {
-            let t = lua.create_table()?;
-            t.set("ok", s)?;
-            Ok(t)
-        })?,
-    )?;
+    for (name, field) in [("error_reply", "err"), ("status_reply", "ok")] {
+        redis.set(
+            name,
+            lua.create_function(move |lua, a: MultiValue| {
+                let t = lua.create_table()?;
+                match (a.len(), a.front()) {
+                    (1, Some(Value::String(s))) => t.set(field, s.clone())?,
+                    _ => t.set("err", "ERR wrong number or type of arguments")?,
+                }
+                Ok(t)
+            })?,
+        )?;
+    }
     redis.set(
         "log",
-        lua.create_function(|_, (level, msg): (i64, mlua::String)| {
-            tracing::info!(level, message = %msg.to_string_lossy(), "script log");
+        lua.create_function(|_, a: MultiValue| {
+            let a: Vec<Value> = a.into_iter().collect();
+            if a.len() < 2 {
+                return Err(mlua::Error::RuntimeError(
+                    "ERR redis.log() requires two arguments or more.".into(),
+                ));
+            }
+            let Some(level) = crate::lua::to_number(&a[0]) else {
+                return Err(mlua::Error::RuntimeError(
+                    "ERR First argument must be a number (log level).".into(),
+                ));
+            };
+            if !(0.0..=3.0).contains(&level) {
+                return Err(mlua::Error::RuntimeError("ERR Invalid debug level.".into()));
+            }
+            let msg: Vec<String> = a[1..]
+                .iter()
+                .map(|v| match v {
+                    Value::String(s) => s.to_string_lossy().to_string(),
+                    Value::Integer(i) => i.to_string(),
+                    Value::Number(n) => crate::lua::fmt_g(*n, 14),
+                    _ => String::new(),
+                })
+                .collect();
+            tracing::info!(level, message = %msg.join(" "), "script log");
             Ok(())
         })?,
     )?;
@@ -313,36 +348,50 @@ fn base_vm() -> mlua::Result<Lua> {
     Ok(lua)
 }
 
-fn new_vm(state: &Arc<ServerState>) -> mlua::Result<Lua> {
-    let lua = base_vm()?;
+/// Installs the busy/kill hook: every 10000 instructions it checks for SCRIPT KILL,
+/// shutdown and the busy threshold.
+fn install_hook(lua: &Lua, state: &Arc<ServerState>) {
     let st = state.clone();
     lua.set_hook(
         HookTriggers::new().every_nth_instruction(10_000),
-        move |_, _| {
+        move |lua, _| {
             let s = &st.scripts;
             // SHUTDOWN (allowed while busy) and SIGTERM stop a running script, written or not.
-            if st.shutting_down() {
-                return Err(mlua::Error::RuntimeError(
-                    "Script killed because the server is shutting down".into(),
-                ));
-            }
-            if s.kill.load(Ordering::Acquire) {
-                return Err(mlua::Error::RuntimeError(
-                    "Script killed by user with SCRIPT KILL...".into(),
-                ));
+            let stop = if st.shutting_down() {
+                Some("Script killed because the server is shutting down")
+            } else if s.kill.load(Ordering::Acquire) {
+                Some("Script killed by user with SCRIPT KILL...")
+            } else {
+                None
+            };
+            if let Some(msg) = stop {
+                // From now on every line fails, so a pcall in the script cannot keep it
+                // running (as Redis does); `run` puts the normal hook back.
+                KILLED.with(|k| k.set(true));
+                lua.set_hook(HookTriggers::EVERY_LINE, move |_, _| {
+                    Err(mlua::Error::RuntimeError(msg.into()))
+                });
+                return Err(mlua::Error::RuntimeError(msg.into()));
             }
             let started = s.started_ms.load(Ordering::Acquire);
-            let limit: i64 = st
-                .config
-                .get("busy-reply-threshold")
-                .and_then(|v| v.parse().ok())
-                .unwrap_or(5000);
-            if started > 0 && now_ms() - started >= limit && !s.busy.swap(true, Ordering::AcqRel) {
-                tracing::warn!("a script has been running for {limit} ms; answering BUSY");
+            if started > 0 && !s.busy.load(Ordering::Acquire) {
+                let limit: i64 = st
+                    .config
+                    .get("busy-reply-threshold")
+                    .and_then(|v| v.parse().ok())
+                    .unwrap_or(5000);
+                if now_ms() - started >= limit && !s.busy.swap(true, Ordering::AcqRel) {
+                    tracing::warn!("a script has been running for {limit} ms; answering BUSY");
+                }
             }
             Ok(VmState::Continue)
         },
     );
+}
+
+fn new_vm(state: &Arc<ServerState>) -> mlua::Result<Lua> {
+    let lua = base_vm()?;
+    install_hook(&lua, state);
     // The function libraries loaded so far (from the file, or before a VM restart).
     let libs = lock(&state.scripts.libs).clone();
     for (name, lib) in &libs.libs {
@@ -596,7 +645,7 @@ fn script_call(
             "Wrong number of args calling Redis command from script",
         )?));
     }
-    let no_script = spec.flags & CONN != 0
+    let no_script = spec.flags & (CONN | BLOCKING) != 0
         || matches!(
             spec.name,
             "eval"
@@ -688,6 +737,9 @@ fn run(
             Target::Function { name } => Some((name.to_string(), command.to_vec())),
             Target::Eval { .. } => None,
         };
+        if KILLED.with(|k| k.replace(false)) {
+            install_hook(lua, &state);
+        }
         s.started_ms.store(now_ms(), Ordering::Release);
         RESP.with(|r| r.set(2));
         let out = execute(lua, ctx, &target, keys, argv, read_only);

@@ -71,12 +71,16 @@ fn encode(out: &mut W, v: &Value, level: usize) -> mlua::Result<()> {
                 }
             }
             None => {
-                let pairs: Vec<(Value, Value)> = t
-                    .clone()
-                    .pairs::<Value, Value>()
-                    .collect::<mlua::Result<_>>()?;
-                rmp::encode::write_map_len(out, pairs.len() as u32).map_err(enc_err)?;
-                for (k, v) in pairs {
+                // Counted first, then encoded while iterating: holding every pair at once
+                // would exhaust mlua's reference slots on big tables.
+                let mut n = 0u32;
+                for pair in t.clone().pairs::<Value, Value>() {
+                    pair?;
+                    n += 1;
+                }
+                rmp::encode::write_map_len(out, n).map_err(enc_err)?;
+                for pair in t.clone().pairs::<Value, Value>() {
+                    let (k, v) = pair?;
                     encode(out, &k, level + 1)?;
                     encode(out, &v, level + 1)?;
                 }
