@@ -187,7 +187,12 @@ pub fn lua_source(code: &[u8]) -> Vec<u8> {
 pub fn lua_error_message(e: &mlua::Error) -> String {
     match e {
         mlua::Error::CallbackError { cause, .. } => lua_error_message(cause),
-        mlua::Error::RuntimeError(m) => m.clone(),
+        // Lua errors raised through mlua carry a traceback after the message.
+        mlua::Error::RuntimeError(m) => m
+            .split("\nstack traceback:")
+            .next()
+            .unwrap_or(m)
+            .to_string(),
         mlua::Error::SyntaxError { message, .. } => message.clone(),
         mlua::Error::ExternalError(x) => x.to_string(),
         other => other.to_string(),
@@ -471,6 +476,7 @@ fn install(
     codes: &[Bytes],
     replace: bool,
     flush: bool,
+    restore: bool,
 ) -> Result<Result<Vec<String>, String>, rivet::Error> {
     let current = lock(&ctx.state.scripts.libs).clone();
     let mut loaded = Vec::new();
@@ -481,7 +487,12 @@ fn install(
             Err(e) => return Ok(Err(e)),
         };
         if !flush && !replace && current.libs.contains_key(&name) {
-            return Ok(Err(format!("ERR Library '{name}' already exists")));
+            // FUNCTION LOAD quotes the name, RESTORE does not (as Redis).
+            return Ok(Err(if codes.len() == 1 && !restore {
+                format!("ERR Library '{name}' already exists")
+            } else {
+                format!("ERR Library {name} already exists")
+            }));
         }
         match load(lua, code) {
             Ok(l) => loaded.push(l),
@@ -767,7 +778,7 @@ pub fn function(ctx: &mut Ctx<'_>, a: &[Bytes]) -> CmdResult {
             }
             let code = a[i].clone();
             crate::scripting::with_vm(ctx, |ctx, lua| {
-                Ok(match install(ctx, lua, &[code], replace, false)? {
+                Ok(match install(ctx, lua, &[code], replace, false, false)? {
                     Ok(names) => Reply::Bulk(names.concat().into_bytes()),
                     Err(e) => Reply::Error(e),
                 })
@@ -806,10 +817,12 @@ pub fn function(ctx: &mut Ctx<'_>, a: &[Bytes]) -> CmdResult {
                 return Ok(err("ERR DUMP payload version or checksum are wrong"));
             };
             crate::scripting::with_vm(ctx, |ctx, lua| {
-                Ok(match install(ctx, lua, &codes, replace, flush_first)? {
-                    Ok(_) => OK,
-                    Err(e) => Reply::Error(e),
-                })
+                Ok(
+                    match install(ctx, lua, &codes, replace, flush_first, true)? {
+                        Ok(_) => OK,
+                        Err(e) => Reply::Error(e),
+                    },
+                )
             })
         }
         _ => Ok(Reply::err(format!(
