@@ -100,6 +100,20 @@ impl Scripts {
         OK
     }
 
+    /// Scripts in the EVAL cache (INFO's `number_of_cached_scripts`).
+    pub fn cached_count(&self) -> usize {
+        lock(&self.cache).len()
+    }
+
+    /// Loaded libraries and functions (INFO's `number_of_libraries`/`number_of_functions`).
+    pub fn library_counts(&self) -> (usize, usize) {
+        let libs = lock(&self.libs);
+        (
+            libs.libs.len(),
+            libs.libs.values().map(|l| l.functions.len()).sum(),
+        )
+    }
+
     fn source(&self, sha: &str) -> Option<Bytes> {
         lock(&self.cache).get(sha).cloned()
     }
@@ -418,6 +432,11 @@ pub fn with_vm(ctx: &mut Ctx<'_>, f: impl FnOnce(&mut Ctx<'_>, &Lua) -> CmdResul
         let Some(lua) = slot.as_ref() else {
             return Ok(err("ERR Lua is unavailable"));
         };
+        // A killed script left the hook that fails every line: put the normal one back
+        // before any Lua runs again (a script, or a library being loaded).
+        if KILLED.with(|k| k.replace(false)) {
+            install_hook(lua, &state);
+        }
         f(ctx, lua)
     })
 }
@@ -519,7 +538,15 @@ fn lua_to_reply(v: &Value, proto: u8, depth: usize) -> Reply {
         Value::String(s) => Reply::Bulk(s.as_bytes().to_vec()),
         Value::Table(t) => {
             if let Ok(Value::String(e)) = t.raw_get::<Value>("err") {
-                return Reply::Error(e.to_string_lossy().to_string());
+                // redis.error_reply's text may start with the `-` of the protocol; an empty
+                // one is a bare ERR.
+                let e = e.to_string_lossy();
+                let e = e.strip_prefix('-').unwrap_or(&e).trim_end();
+                return Reply::Error(if e.is_empty() {
+                    "ERR".into()
+                } else {
+                    e.to_string()
+                });
             }
             if let Ok(Value::String(s)) = t.raw_get::<Value>("ok") {
                 return Reply::StatusOwned(s.to_string_lossy().to_string());
@@ -634,10 +661,14 @@ fn script_call(
         )?));
     }
     let Some(spec) = commands::lookup(&argv[0]) else {
-        return Ok(Err(error_table(
-            lua,
-            "Unknown Redis command called from script",
-        )?));
+        // CLUSTER is a Redis command scripts may not run; rivet-server has no cluster
+        // mode, but answers as Redis does.
+        let msg = if is(&argv[0], "cluster") {
+            "This Redis command is not allowed from script"
+        } else {
+            "Unknown Redis command called from script"
+        };
+        return Ok(Err(error_table(lua, msg)?));
     };
     if !arity_ok(spec.arity, argv.len()) {
         return Ok(Err(error_table(
@@ -737,9 +768,6 @@ fn run(
             Target::Function { name } => Some((name.to_string(), command.to_vec())),
             Target::Eval { .. } => None,
         };
-        if KILLED.with(|k| k.replace(false)) {
-            install_hook(lua, &state);
-        }
         s.started_ms.store(now_ms(), Ordering::Release);
         RESP.with(|r| r.set(2));
         let out = execute(lua, ctx, &target, keys, argv, read_only);
