@@ -20,7 +20,7 @@ use bytes::Bytes;
 use mlua::{Function, Lua, MultiValue, Table, Value};
 
 use crate::commands::args::{err, is, lower};
-use crate::commands::{unknown_subcommand, CmdResult, Ctx};
+use crate::commands::{CmdResult, Ctx};
 use crate::resp::{Reply, OK};
 use crate::state::lock;
 use crate::store::META_BUCKET;
@@ -84,9 +84,13 @@ pub struct Libraries {
 impl Libraries {
     /// The library and metadata of function `name`.
     pub fn function(&self, name: &str) -> Option<(&str, &FunctionInfo)> {
-        self.libs
-            .iter()
-            .find_map(|(l, lib)| lib.functions.get(name).map(|f| (l.as_str(), f)))
+        // Function names are case-insensitive, as in Redis.
+        self.libs.iter().find_map(|(l, lib)| {
+            lib.functions
+                .iter()
+                .find(|(f, _)| f.eq_ignore_ascii_case(name))
+                .map(|(_, f)| (l.as_str(), f))
+        })
     }
 
     fn function_count(&self) -> usize {
@@ -277,6 +281,53 @@ fn read_registration(args: MultiValue) -> Result<(String, Option<String>, u32, F
     }
 }
 
+thread_local! {
+    /// The functions registered by the library being loaded (None outside FUNCTION LOAD).
+    static LOADING: std::cell::RefCell<Option<Vec<Registered>>> = const { std::cell::RefCell::new(None) };
+    /// Unix ms after which the library being loaded is stopped (0: none loading).
+    static LOAD_DEADLINE: std::cell::Cell<i64> = const { std::cell::Cell::new(0) };
+}
+
+/// How long a library's code may run while it loads (Redis's 500 ms).
+const LOAD_TIMEOUT_MS: i64 = 500;
+
+/// True when a library being loaded has run past its time (checked by the VM hook).
+pub fn load_timed_out() -> bool {
+    LOAD_DEADLINE.with(|d| {
+        let t = d.get();
+        t != 0 && crate::state::now_ms() > t
+    })
+}
+
+/// `redis.register_function` of the load-time API.
+fn register_function(_: &Lua, args: MultiValue) -> mlua::Result<()> {
+    let loading = LOADING.with(|l| l.borrow().is_some());
+    if !loading {
+        return Err(mlua::Error::RuntimeError(
+            "redis.register_function can only be called on FUNCTION LOAD command".into(),
+        ));
+    }
+    let (fname, desc, flags, cb) = read_registration(args).map_err(mlua::Error::RuntimeError)?;
+    if !valid_name(&fname) {
+        return Err(mlua::Error::RuntimeError(NAME_ERR.into()));
+    }
+    LOADING.with(|l| {
+        let mut l = l.borrow_mut();
+        let r = l.get_or_insert_with(Vec::new);
+        if r.iter().any(|x| x.name.eq_ignore_ascii_case(&fname)) {
+            return Err(mlua::Error::RuntimeError(
+                "Function already exists in the library".into(),
+            ));
+        }
+        r.push(Registered {
+            name: fname,
+            info: FunctionInfo { desc, flags },
+            callback: cb,
+        });
+        Ok(())
+    })
+}
+
 /// Lua code making the function environment: globals read through to `_G` (or, while a
 /// library loads, to the load-time API only), and never written.
 const FENV: &str = r#"
@@ -331,29 +382,11 @@ pub fn load(lua: &Lua, code: &Bytes) -> Result<Loaded, String> {
     let strict: Function = lua.named_registry_value("__fstrict").map_err(vm_err)?;
     let setfenv: Function = lua.globals().raw_get("setfenv").map_err(vm_err)?;
     setfenv.call::<()>((chunk.clone(), env)).map_err(vm_err)?;
-    let registered: std::cell::RefCell<Vec<Registered>> = Default::default();
-    let run = lua.scope(|scope| {
+    LOADING.with(|l| *l.borrow_mut() = Some(Vec::new()));
+    LOAD_DEADLINE.with(|d| d.set(crate::state::now_ms() + LOAD_TIMEOUT_MS));
+    let run = (|| -> mlua::Result<mlua::Result<()>> {
         let redis = lua.create_table()?;
-        let reg = scope.create_function(|_, args: MultiValue| {
-            let (fname, desc, flags, cb) =
-                read_registration(args).map_err(mlua::Error::RuntimeError)?;
-            if !valid_name(&fname) {
-                return Err(mlua::Error::RuntimeError(NAME_ERR.into()));
-            }
-            let mut r = registered.borrow_mut();
-            if r.iter().any(|x| x.name == fname) {
-                return Err(mlua::Error::RuntimeError(
-                    "Function already exists in the library".into(),
-                ));
-            }
-            r.push(Registered {
-                name: fname,
-                info: FunctionInfo { desc, flags },
-                callback: cb,
-            });
-            Ok(())
-        })?;
-        redis.raw_set("register_function", reg)?;
+        redis.raw_set("register_function", lua.create_function(register_function)?)?;
         let real: Table = lua.named_registry_value("__redis")?;
         for k in [
             "log",
@@ -373,7 +406,9 @@ pub fn load(lua: &Lua, code: &Bytes) -> Result<Loaded, String> {
         let out = chunk.call::<()>(());
         mt.raw_set("__index", lua.named_registry_value::<Table>("__P")?)?;
         Ok(out)
-    });
+    })();
+    LOAD_DEADLINE.with(|d| d.set(0));
+    let registered = LOADING.with(|l| l.borrow_mut().take()).unwrap_or_default();
     match run {
         Ok(Ok(())) => {}
         Ok(Err(e)) | Err(e) => {
@@ -386,7 +421,7 @@ pub fn load(lua: &Lua, code: &Bytes) -> Result<Loaded, String> {
             ));
         }
     }
-    let functions = registered.into_inner();
+    let functions = registered;
     if functions.is_empty() {
         return Err("ERR No functions registered".into());
     }
@@ -402,12 +437,12 @@ pub fn link(lua: &Lua, removed: &[Library], loaded: &[Loaded]) -> mlua::Result<(
     let t: Table = lua.named_registry_value("__functions")?;
     for lib in removed {
         for f in lib.functions.keys() {
-            t.raw_set(f.as_str(), Value::Nil)?;
+            t.raw_set(f.to_ascii_lowercase(), Value::Nil)?;
         }
     }
     for l in loaded {
         for r in &l.functions {
-            t.raw_set(r.name.as_str(), r.callback.clone())?;
+            t.raw_set(r.name.to_ascii_lowercase(), r.callback.clone())?;
         }
     }
     Ok(())
@@ -416,7 +451,7 @@ pub fn link(lua: &Lua, removed: &[Library], loaded: &[Loaded]) -> mlua::Result<(
 /// The callback of function `name` in `lua`.
 pub fn callback(lua: &Lua, name: &str) -> mlua::Result<Option<Function>> {
     let t: Table = lua.named_registry_value("__functions")?;
-    t.raw_get(name)
+    t.raw_get(name.to_ascii_lowercase())
 }
 
 /// Reads the stored libraries' code from the data file.
@@ -517,9 +552,11 @@ fn install(
     for (i, l) in loaded.iter().enumerate() {
         for r in &l.functions {
             if next.function(&r.name).is_some()
-                || loaded[..i]
-                    .iter()
-                    .any(|o| o.functions.iter().any(|x| x.name == r.name))
+                || loaded[..i].iter().any(|o| {
+                    o.functions
+                        .iter()
+                        .any(|x| x.name.eq_ignore_ascii_case(&r.name))
+                })
             {
                 return Ok(Err(format!("ERR Function {} already exists", r.name)));
             }
@@ -746,13 +783,7 @@ pub fn function(ctx: &mut Ctx<'_>, a: &[Bytes]) -> CmdResult {
         "dump" if a.len() == 2 => return Ok(Reply::Bulk(dump(&lock(&ctx.state.scripts.libs)))),
         "load" | "delete" | "flush" | "restore" => {}
         _ => {
-            let known = ["help", "stats", "kill", "dump"];
-            if known.contains(&sub.as_str()) {
-                return Ok(Reply::err(format!(
-                    "ERR wrong number of arguments for 'function|{sub}' command"
-                )));
-            }
-            return Ok(unknown_subcommand("function", &a[1]));
+            return Ok(subcommand_error(&a[1]));
         }
     }
     if ctx.log.is_none() {
@@ -825,10 +856,16 @@ pub fn function(ctx: &mut Ctx<'_>, a: &[Bytes]) -> CmdResult {
                 )
             })
         }
-        _ => Ok(Reply::err(format!(
-            "ERR wrong number of arguments for 'function|{sub}' command"
-        ))),
+        _ => Ok(subcommand_error(&a[1])),
     }
+}
+
+/// Redis's reply to an unknown subcommand or a wrong argument count.
+fn subcommand_error(sub: &[u8]) -> Reply {
+    Reply::err(format!(
+        "ERR unknown subcommand or wrong number of arguments for '{}'. Try FUNCTION HELP.",
+        String::from_utf8_lossy(sub)
+    ))
 }
 
 /// Drops every library (FUNCTION FLUSH; FLUSHALL does not touch functions, as in Redis).

@@ -371,6 +371,9 @@ fn install_hook(lua: &Lua, state: &Arc<ServerState>) {
         move |lua, _| {
             let s = &st.scripts;
             // SHUTDOWN (allowed while busy) and SIGTERM stop a running script, written or not.
+            if crate::functions::load_timed_out() {
+                return Err(mlua::Error::RuntimeError("FUNCTION LOAD timeout".into()));
+            }
             let stop = if st.shutting_down() {
                 Some("Script killed because the server is shutting down")
             } else if s.kill.load(Ordering::Acquire) {
