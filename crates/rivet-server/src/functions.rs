@@ -138,6 +138,39 @@ fn valid_name(s: &str) -> bool {
 
 const NAME_ERR: &str = "Library names can only contain letters, numbers, or underscores(_) and must be at least one character long";
 
+/// Splits a shebang line into words like Redis's `sdssplitargs`: whitespace separates,
+/// and double or single quotes group (and are removed).
+pub fn split_args(line: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut cur = String::new();
+    let mut quote: Option<char> = None;
+    let mut in_word = false;
+    for ch in line.chars() {
+        match quote {
+            Some(q) if ch == q => quote = None,
+            Some(_) => cur.push(ch),
+            None if ch == '"' || ch == '\'' => {
+                quote = Some(ch);
+                in_word = true;
+            }
+            None if ch.is_whitespace() => {
+                if in_word {
+                    out.push(std::mem::take(&mut cur));
+                    in_word = false;
+                }
+            }
+            None => {
+                cur.push(ch);
+                in_word = true;
+            }
+        }
+    }
+    if in_word {
+        out.push(cur);
+    }
+    out
+}
+
 /// Parses the `#!<engine> name=<lib>` line: the library name, or the error reply text.
 pub fn parse_metadata(code: &[u8]) -> Result<String, String> {
     if !code.starts_with(b"#!") {
@@ -147,7 +180,8 @@ pub fn parse_metadata(code: &[u8]) -> Result<String, String> {
         return Err("ERR Invalid library metadata".into());
     };
     let line = String::from_utf8_lossy(&code[..end]);
-    let mut parts = line.split_whitespace();
+    let parts = split_args(&line);
+    let mut parts = parts.iter().map(String::as_str);
     let engine = parts
         .next()
         .unwrap_or("#!")
@@ -888,6 +922,10 @@ mod tests {
     #[test]
     fn metadata_errors_match_redis() {
         assert_eq!(parse_metadata(b"#!lua name=lib\n").as_deref(), Ok("lib"));
+        assert_eq!(
+            parse_metadata(b"#!lua name=\"foo\"\n").as_deref(),
+            Ok("foo")
+        );
         assert_eq!(
             parse_metadata(b"lua name=x\n"),
             Err("ERR Missing library metadata".into())

@@ -371,10 +371,9 @@ fn install_hook(lua: &Lua, state: &Arc<ServerState>) {
         move |lua, _| {
             let s = &st.scripts;
             // SHUTDOWN (allowed while busy) and SIGTERM stop a running script, written or not.
-            if crate::functions::load_timed_out() {
-                return Err(mlua::Error::RuntimeError("FUNCTION LOAD timeout".into()));
-            }
-            let stop = if st.shutting_down() {
+            let stop = if crate::functions::load_timed_out() {
+                Some("FUNCTION LOAD timeout")
+            } else if st.shutting_down() {
                 Some("Script killed because the server is shutting down")
             } else if s.kill.load(Ordering::Acquire) {
                 Some("Script killed by user with SCRIPT KILL...")
@@ -1001,7 +1000,8 @@ fn shebang_flags(body: &[u8]) -> Result<Option<u32>, Reply> {
         return Err(err("ERR Invalid script shebang"));
     };
     let line = String::from_utf8_lossy(&body[..end]);
-    let mut parts = line.split_whitespace();
+    let parts = crate::functions::split_args(&line);
+    let mut parts = parts.iter().map(String::as_str);
     let engine = parts.next().unwrap_or("#!");
     if engine != "#!lua" {
         return Err(Reply::err(format!(
