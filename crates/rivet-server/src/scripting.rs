@@ -536,7 +536,7 @@ fn lua_to_reply(v: &Value, proto: u8, depth: usize) -> Reply {
         Value::Boolean(true) => Reply::Int(1),
         Value::Boolean(false) => Reply::Nil,
         Value::Integer(n) => Reply::Int(*n),
-        Value::Number(n) => Reply::Int(*n as i64),
+        Value::Number(n) => Reply::Int(c_llong(*n)),
         Value::String(s) => Reply::Bulk(s.as_bytes().to_vec()),
         Value::Table(t) => {
             if let Ok(Value::String(e)) = t.raw_get::<Value>("err") {
@@ -646,7 +646,8 @@ fn script_call(
     for a in args.iter() {
         match a {
             Value::String(s) => argv.push(Bytes::copy_from_slice(&s.as_bytes())),
-            Value::Integer(n) => argv.push(Bytes::from(n.to_string())),
+            // Lua 5.1 numbers are doubles (mlua hands integral ones over as integers).
+            Value::Integer(n) => argv.push(Bytes::from(lua_number(*n as f64))),
             Value::Number(n) => argv.push(Bytes::from(lua_number(*n))),
             _ => {
                 return Ok(Err(error_table(
@@ -719,13 +720,19 @@ fn script_call(
     Ok(Ok(reply_to_lua(lua, &reply, resp)?))
 }
 
-/// Lua's `%.14g` number-to-string conversion, as Redis uses for numeric arguments.
+/// A Lua number as a command argument: Redis formats it with `%.17g` (not Lua's lossy
+/// `%.14g`).
 fn lua_number(n: f64) -> String {
-    if n.fract() == 0.0 && n.abs() < 1e15 {
-        format!("{}", n as i64)
+    crate::lua::fmt_g(n, 17)
+}
+
+/// C's `(long long)` cast of a double on x86-64, which Redis applies to numbers a script
+/// returns: truncation, and `LLONG_MIN` for NaN and out-of-range values.
+fn c_llong(n: f64) -> i64 {
+    if n.is_nan() || !(-9.223372036854775808e18..9.223372036854775808e18).contains(&n) {
+        i64::MIN
     } else {
-        let s = format!("{n:.14e}");
-        s.parse::<f64>().map(|v| v.to_string()).unwrap_or(s)
+        n as i64
     }
 }
 
@@ -1165,6 +1172,19 @@ mod tests {
             sha1_hex(b"return 1"),
             "e0e1f9fabfc9d4800c877a703b823ac0578ff8db"
         );
+    }
+
+    #[test]
+    fn numbers_convert_like_redis() {
+        assert_eq!(lua_number(0.1), "0.10000000000000001");
+        assert_eq!(lua_number(3.0), "3");
+        assert_eq!(
+            lua_number(9.223372036854775807e18),
+            "9.2233720368547758e+18"
+        );
+        assert_eq!(c_llong(9.223372036854775807e18), i64::MIN);
+        assert_eq!(c_llong(-2.5), -2);
+        assert_eq!(c_llong(f64::NAN), i64::MIN);
     }
 
     #[test]

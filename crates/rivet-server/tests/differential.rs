@@ -38,6 +38,9 @@
 //!   scenario parks BLPOP, BRPOP, BLMOVE, BRPOPLPUSH, BLMPOP, BZPOPMIN, BZPOPMAX or BZMPOP on
 //!   a second connection (keys `bl0`/`bl1`, `bz0`/`bz1`, deleted first) and serves it with
 //!   pushes on the first, or lets a 0.1 s timeout expire; the parked reply is compared too.
+//!   A scripts scenario runs EVALs of small templates mixing reads and writes (some failing
+//!   half-way after writing, some catching errors with `redis.pcall`) and reads the keys
+//!   back.
 //! - `DIFF_VERBOSE=1`: print every command and redis' reply.
 //! - `DIFF_PARANOID=1`: after every operation also compare `KEYS *` and DBSIZE of databases
 //!   0..3 (slow; finds the operation where the states start to differ).
@@ -137,6 +140,26 @@ impl C {
         (self.0, cmp)
     }
 }
+
+/// Scripts of the SCRIPTS scenario (`EVAL script 2 k1 k2 value int`).
+const SCRIPT_TEMPLATES: &[&str] = &[
+    "redis.call('SET', KEYS[1], ARGV[1]) return redis.call('GET', KEYS[1])",
+    "local n = redis.call('INCRBY', KEYS[1], ARGV[2]) redis.call('SET', KEYS[2], n) return {n, redis.call('STRLEN', KEYS[2])}",
+    // Writes, then fails on a non-integer value or a wrong type; the write stays.
+    "redis.call('SET', KEYS[1], ARGV[2]) redis.call('INCRBY', KEYS[2], ARGV[1]) return redis.call('GET', KEYS[2])",
+    "redis.call('APPEND', KEYS[1], 'x') return redis.call('LPUSH', KEYS[2], ARGV[1])",
+    "local r = redis.pcall('INCR', KEYS[1]) if type(r) == 'table' and r.err then redis.call('SET', KEYS[2], 'caught') return r.err end return r",
+    "local r = redis.pcall('HSET', KEYS[1], 'f', ARGV[1]) return {type(r), redis.call('EXISTS', KEYS[1], KEYS[2])}",
+    "return redis.call('MGET', KEYS[1], KEYS[2])",
+    "redis.call('DEL', KEYS[1]) return redis.call('APPEND', KEYS[1], ARGV[1])",
+    "return {1, 2.7, 'x', true, {ok='fine'}, redis.call('TYPE', KEYS[1])}",
+    // (+ 0: mlua hands -0 to Rust as the integer 0, so cjson here writes 0 for -0.)
+    "return cjson.encode({redis.call('GET', KEYS[2]) or 'none', tonumber(ARGV[2]) + 0})",
+    "return redis.error_reply('MYERR custom')",
+    "if redis.call('EXISTS', KEYS[1]) == 1 then return redis.call('GETDEL', KEYS[1]) else return redis.call('SETNX', KEYS[1], ARGV[1]) end",
+    "redis.call('SET', KEYS[1], ARGV[1]) error('boom')",
+    "local t = {} for i = 1, tonumber(ARGV[2]) % 5 do t[i] = redis.call('INCR', KEYS[2]) end return t",
+];
 
 const KEYS: &[&[u8]] = &[
     b"k0",
@@ -504,6 +527,7 @@ impl Gen {
             123..=192 => "PIPELINE",
             193..=232 if self.other_types => "COLLECTIONS",
             233..=247 if self.other_types => "BLOCKING",
+            248..=267 => "SCRIPTS",
             _ => "",
         };
         if name.is_empty() || self.excluded(name) || (name == "WATCH" && self.excluded("MULTI")) {
@@ -523,6 +547,7 @@ impl Gen {
             "WATCH" => self.watch(),
             "COLLECTIONS" => self.collections(),
             "BLOCKING" => self.blocking(),
+            "SCRIPTS" => self.scripts(),
             _ => self.pipeline(),
         }
     }
@@ -1618,6 +1643,23 @@ impl Gen {
             _ => return,
         };
         self.queue.push_back(Op::Single(step(0, read)));
+    }
+
+    /// 1..4 EVALs of small script templates mixing reads and writes on the string keys
+    /// (which may hold other types): some fail half-way with a `redis.call` error after
+    /// writing (the writes stay, as in Redis), some catch errors with `redis.pcall`, some use
+    /// cjson or return mixed Lua types.
+    fn scripts(&mut self) {
+        for _ in 0..self.rng.range(1, 4) {
+            let script = self.rng.pick(SCRIPT_TEMPLATES);
+            let (k1, k2) = (self.key(), self.key());
+            let (a1, a2) = (self.value(), self.pick_str(INTS));
+            let built = c("EVAL").a(script).a("2").a(k1).a(k2).a(a1).a(a2).exact();
+            self.queue.push_back(Op::Single(step(0, built)));
+            // Read back what the script may have written.
+            let read = c("MGET").a(k1).a(k2).exact();
+            self.queue.push_back(Op::Single(step(0, read)));
+        }
     }
 
     /// Two small strings on keys only this scenario writes (LCS is quadratic), then LCS.
