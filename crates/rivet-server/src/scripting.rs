@@ -729,7 +729,7 @@ fn lua_number(n: f64) -> String {
 /// C's `(long long)` cast of a double on x86-64, which Redis applies to numbers a script
 /// returns: truncation, and `LLONG_MIN` for NaN and out-of-range values.
 fn c_llong(n: f64) -> i64 {
-    if n.is_nan() || !(-9.223372036854775808e18..9.223372036854775808e18).contains(&n) {
+    if n.is_nan() || !((i64::MIN as f64)..(i64::MAX as f64)).contains(&n) {
         i64::MIN
     } else {
         n as i64
