@@ -82,14 +82,14 @@ pub struct Libraries {
 }
 
 impl Libraries {
-    /// The library and metadata of function `name`.
-    pub fn function(&self, name: &str) -> Option<(&str, &FunctionInfo)> {
+    /// The library, registered name and metadata of function `name`.
+    pub fn function(&self, name: &str) -> Option<(&str, &str, &FunctionInfo)> {
         // Function names are case-insensitive, as in Redis.
         self.libs.iter().find_map(|(l, lib)| {
             lib.functions
                 .iter()
                 .find(|(f, _)| f.eq_ignore_ascii_case(name))
-                .map(|(_, f)| (l.as_str(), f))
+                .map(|(f, info)| (l.as_str(), f.as_str(), info))
         })
     }
 

@@ -9,10 +9,12 @@
 //! and SCRIPT KILL stops a script that has not written.
 //!
 //! Supported: `redis.call`, `redis.pcall`, `redis.error_reply`, `redis.status_reply`,
-//! `redis.sha1hex`, `redis.log`, `redis.setresp` (RESP2 conversions), `redis.set_repl` and
-//! `redis.replicate_commands` (accepted), KEYS/ARGV, and a sandbox without `io`, `os`,
-//! `loadfile`, `dofile` or `debug`. Not yet: the `cjson`, `cmsgpack`, `bit` and `struct`
-//! libraries, RESP3 conversions.
+//! `redis.sha1hex`, `redis.log`, `redis.setresp` (RESP2 or RESP3 conversions both ways),
+//! `redis.set_repl` and `redis.replicate_commands` (accepted), KEYS/ARGV, the libraries
+//! Redis loads (`cjson`, `cmsgpack`, `bit`, `struct`: see [`crate::lua`]), `#!lua flags=...`
+//! shebangs, and a sandbox without `io`, `os`, `loadfile`, `dofile`, `print` or `debug`
+//! whose globals and library tables are read-only. The same VM runs Redis 7 functions
+//! (FCALL; libraries are loaded by [`crate::functions`]).
 
 use std::cell::RefCell;
 use std::collections::HashMap;
@@ -1070,9 +1072,9 @@ pub fn evalsha(ctx: &mut Ctx<'_>, a: &[Bytes]) -> CmdResult {
 /// FCALL function numkeys [key ...] [arg ...] (and FCALL_RO).
 pub fn fcall(ctx: &mut Ctx<'_>, a: &[Bytes]) -> CmdResult {
     let ro = is(&a[0], "fcall_ro");
-    let name = String::from_utf8_lossy(&a[1]).to_string();
-    let flags = match lock(&ctx.state.scripts.libs).function(&name) {
-        Some((_, f)) => f.flags,
+    let asked = String::from_utf8_lossy(&a[1]).to_string();
+    let (name, flags) = match lock(&ctx.state.scripts.libs).function(&asked) {
+        Some((_, name, f)) => (name.to_string(), f.flags),
         None => return Ok(err("ERR Function not found")),
     };
     let n = match int(&a[2]) {
