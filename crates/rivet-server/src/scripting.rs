@@ -688,6 +688,8 @@ fn script_call(
                 | "evalsha"
                 | "eval_ro"
                 | "evalsha_ro"
+                | "fcall"
+                | "fcall_ro"
                 | "script"
                 | "function"
                 | "save"

@@ -38,6 +38,19 @@ fn pcall_error_tables_carry_the_err_code() {
             "return redis.pcall('config', 'get', 'port')",
             "ERR This Redis command is not allowed from script",
         ),
+        // A script calling a script or function would re-enter the one Lua VM.
+        (
+            "return redis.pcall('fcall', 'f', '0')",
+            "ERR This Redis command is not allowed from script",
+        ),
+        (
+            "return redis.pcall('eval', 'return 1', '0')",
+            "ERR This Redis command is not allowed from script",
+        ),
+        (
+            "return redis.pcall('blpop', 'k', '0')",
+            "ERR This Redis command is not allowed from script",
+        ),
     ] {
         assert_eq!(err_text(c.cmd(&["EVAL", script, "0"])), want, "{script}");
     }
