@@ -681,7 +681,11 @@ fn script_call(
             "Wrong number of args calling Redis command from script",
         )?));
     }
-    let no_script = spec.flags & (CONN | BLOCKING) != 0
+    // Blocking commands are Redis's `noscript`, except XREAD/XREADGROUP, which scripts may
+    // run without BLOCK (the commands themselves refuse BLOCK in a script).
+    let blocking = spec.flags & BLOCKING != 0 && !matches!(spec.name, "xread" | "xreadgroup");
+    let no_script = spec.flags & CONN != 0
+        || blocking
         || matches!(
             spec.name,
             "eval"
