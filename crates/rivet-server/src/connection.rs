@@ -507,7 +507,7 @@ impl Conn {
         // included) is written now, so the group's replies must go out first to keep replies
         // in request order.
         let joins_group = spec.is_some_and(|s| {
-            s.flags & WRITE != 0
+            commands::is_write(s, &args)
                 && s.flags & (CONN | BLOCKING) == 0
                 && arity_ok(s.arity, args.len())
                 && self.authenticated
@@ -541,7 +541,7 @@ impl Conn {
             return Flow::Continue;
         }
         if busy && !crate::scripting::allowed_while_busy(spec.name, &args) {
-            self.reject(spec, err(crate::scripting::BUSY), out);
+            self.reject(spec, self.state.scripts.busy_reply(), out);
             return Flow::Continue;
         }
         if self.proto == 2 && self.subscribed() {
@@ -588,7 +588,7 @@ impl Conn {
             self.read_tx = None;
             return self.connection_command(spec, &args, out).await;
         }
-        if spec.flags & (WRITE | BLOCKING) != 0 {
+        if commands::is_write(spec, &args) || spec.flags & BLOCKING != 0 {
             if let Some(why) = refused {
                 self.emit(out, refused_reply(&why));
                 return Flow::Continue;

@@ -141,8 +141,10 @@ fn trashed(state: &ServerState, tx: &rivet::Tx) -> Result<u64, rivet::Error> {
 fn memory(state: &ServerState, tx: &rivet::Tx) -> Result<String, rivet::Error> {
     let (rss, anon) = rss_bytes();
     let pending = trashed(state, tx)?;
+    let scripts = state.scripts.cached_count();
+    let (libraries, functions) = state.scripts.library_counts();
     Ok(format!(
-        "used_memory:{anon}\r\nused_memory_human:{:.2}M\r\nused_memory_rss:{rss}\r\nused_memory_rss_human:{:.2}M\r\nused_memory_peak:{anon}\r\nused_memory_lua:0\r\nmaxmemory:0\r\nmaxmemory_policy:noeviction\r\nmem_fragmentation_ratio:1.00\r\nmem_allocator:system\r\nlazyfree_pending_objects:{pending}\r\n",
+        "used_memory:{anon}\r\nused_memory_human:{:.2}M\r\nused_memory_rss:{rss}\r\nused_memory_rss_human:{:.2}M\r\nused_memory_peak:{anon}\r\nused_memory_lua:0\r\nmaxmemory:0\r\nmaxmemory_policy:noeviction\r\nmem_fragmentation_ratio:1.00\r\nmem_allocator:system\r\nlazyfree_pending_objects:{pending}\r\nnumber_of_cached_scripts:{scripts}\r\nnumber_of_functions:{functions}\r\nnumber_of_libraries:{libraries}\r\n",
         anon as f64 / 1048576.0,
         rss as f64 / 1048576.0
     ))

@@ -198,6 +198,13 @@ async fn start_store(
     if let Some(a) = memcached_addr {
         memcached.port.store(a.port(), Ordering::Relaxed);
     }
+    let scripts = crate::scripting::Scripts::default();
+    {
+        let tx = store.db().begin_read().map_err(|e| e.to_string())?;
+        let libs = crate::functions::load_stored(&tx)
+            .map_err(|e| format!("{}: {e}", opts.db.display()))?;
+        *crate::state::lock(&scripts.libs) = libs;
+    }
     let (handle, rx) = WriterHandle::new();
     let (shutdown, _) = tokio::sync::watch::channel(false);
     let now_unix = crate::state::unix_now().as_secs();
@@ -222,7 +229,7 @@ async fn start_store(
         shutdown,
         bgsave_running: AtomicBool::new(false),
         compaction_running: AtomicBool::new(false),
-        scripts: Default::default(),
+        scripts,
         memcached,
     });
     let ws = state.clone();

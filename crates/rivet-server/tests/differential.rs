@@ -41,6 +41,9 @@
 //!   A streams scenario (`DIFF_EXCLUDE=STREAMS` turns it off) runs stream and consumer group
 //!   commands on keys `x0`..`x3` with explicit entry ids, then parks an XREAD or
 //!   XREADGROUP on the second connection and serves it with an XADD on the first.
+//!   A scripts scenario runs EVALs of small templates mixing reads and writes (some failing
+//!   half-way after writing, some catching errors with `redis.pcall`) and reads the keys
+//!   back.
 //! - `DIFF_VERBOSE=1`: print every command and redis' reply.
 //! - `DIFF_PARANOID=1`: after every operation also compare `KEYS *` and DBSIZE of databases
 //!   0..3 (slow; finds the operation where the states start to differ).
@@ -148,6 +151,26 @@ impl C {
         (self.0, cmp)
     }
 }
+
+/// Scripts of the SCRIPTS scenario (`EVAL script 2 k1 k2 value int`).
+const SCRIPT_TEMPLATES: &[&str] = &[
+    "redis.call('SET', KEYS[1], ARGV[1]) return redis.call('GET', KEYS[1])",
+    "local n = redis.call('INCRBY', KEYS[1], ARGV[2]) redis.call('SET', KEYS[2], n) return {n, redis.call('STRLEN', KEYS[2])}",
+    // Writes, then fails on a non-integer value or a wrong type; the write stays.
+    "redis.call('SET', KEYS[1], ARGV[2]) redis.call('INCRBY', KEYS[2], ARGV[1]) return redis.call('GET', KEYS[2])",
+    "redis.call('APPEND', KEYS[1], 'x') return redis.call('LPUSH', KEYS[2], ARGV[1])",
+    "local r = redis.pcall('INCR', KEYS[1]) if type(r) == 'table' and r.err then redis.call('SET', KEYS[2], 'caught') return r.err end return r",
+    "local r = redis.pcall('HSET', KEYS[1], 'f', ARGV[1]) return {type(r), redis.call('EXISTS', KEYS[1], KEYS[2])}",
+    "return redis.call('MGET', KEYS[1], KEYS[2])",
+    "redis.call('DEL', KEYS[1]) return redis.call('APPEND', KEYS[1], ARGV[1])",
+    "return {1, 2.7, 'x', true, {ok='fine'}, redis.call('TYPE', KEYS[1])}",
+    // (+ 0: mlua hands -0 to Rust as the integer 0, so cjson here writes 0 for -0.)
+    "return cjson.encode({redis.call('GET', KEYS[2]) or 'none', tonumber(ARGV[2]) + 0})",
+    "return redis.error_reply('MYERR custom')",
+    "if redis.call('EXISTS', KEYS[1]) == 1 then return redis.call('GETDEL', KEYS[1]) else return redis.call('SETNX', KEYS[1], ARGV[1]) end",
+    "redis.call('SET', KEYS[1], ARGV[1]) error('boom')",
+    "local t = {} for i = 1, tonumber(ARGV[2]) % 5 do t[i] = redis.call('INCR', KEYS[2]) end return t",
+];
 
 const KEYS: &[&[u8]] = &[
     b"k0",
@@ -519,6 +542,7 @@ impl Gen {
             193..=232 if self.other_types => "COLLECTIONS",
             233..=247 if self.other_types => "BLOCKING",
             248..=262 if self.other_types => "STREAMS",
+            263..=282 => "SCRIPTS",
             _ => "",
         };
         if name.is_empty() || self.excluded(name) || (name == "WATCH" && self.excluded("MULTI")) {
@@ -539,6 +563,7 @@ impl Gen {
             "COLLECTIONS" => self.collections(),
             "BLOCKING" => self.blocking(),
             "STREAMS" => self.streams(),
+            "SCRIPTS" => self.scripts(),
             _ => self.pipeline(),
         }
     }
@@ -1848,6 +1873,23 @@ impl Gen {
             _ => return,
         };
         self.queue.push_back(Op::Single(step(0, read)));
+    }
+
+    /// 1..4 EVALs of small script templates mixing reads and writes on the string keys
+    /// (which may hold other types): some fail half-way with a `redis.call` error after
+    /// writing (the writes stay, as in Redis), some catch errors with `redis.pcall`, some use
+    /// cjson or return mixed Lua types.
+    fn scripts(&mut self) {
+        for _ in 0..self.rng.range(1, 4) {
+            let script = self.rng.pick(SCRIPT_TEMPLATES);
+            let (k1, k2) = (self.key(), self.key());
+            let (a1, a2) = (self.value(), self.pick_str(INTS));
+            let built = c("EVAL").a(script).a("2").a(k1).a(k2).a(a1).a(a2).exact();
+            self.queue.push_back(Op::Single(step(0, built)));
+            // Read back what the script may have written.
+            let read = c("MGET").a(k1).a(k2).exact();
+            self.queue.push_back(Op::Single(step(0, read)));
+        }
     }
 
     /// Two small strings on keys only this scenario writes (LCS is quadratic), then LCS.

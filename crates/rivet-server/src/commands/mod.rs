@@ -114,6 +114,13 @@ impl<'a> Ctx<'a> {
     }
 }
 
+/// Whether this command goes to the writer: write commands, except FUNCTION KILL|STATS|HELP,
+/// which must answer on the connection while a function runs.
+pub fn is_write(spec: &Spec, args: &[Bytes]) -> bool {
+    spec.flags & WRITE != 0
+        && !(spec.name == "function" && crate::functions::runs_on_connection(args))
+}
+
 /// The arity error, with Redis's text (`fullname` is `cmd` or `cmd|sub`).
 pub fn arity_error(fullname: &str) -> Reply {
     Reply::err(format!(

@@ -177,16 +177,6 @@ pub fn memory(ctx: &mut Ctx<'_>, a: &[Bytes]) -> CmdResult {
     Ok(unknown_subcommand("memory", &a[1]))
 }
 
-/// FUNCTION FLUSH|LIST: Redis 7 functions are not supported yet, so there are none to list
-/// and flushing them has nothing to do; other subcommands are errors.
-pub fn function(_ctx: &mut Ctx<'_>, a: &[Bytes]) -> CmdResult {
-    match lower(&a[1]).as_str() {
-        "flush" if a.len() <= 3 => Ok(OK),
-        "list" => Ok(Reply::Array(vec![])),
-        _ => Ok(err("ERR FUNCTION is not supported by rivet-server yet")),
-    }
-}
-
 /// DEBUG SET-ACTIVE-EXPIRE|RELOAD|OBJECT|JMAP|... (DEBUG SLEEP runs on the connection).
 pub fn debug(ctx: &mut Ctx<'_>, a: &[Bytes]) -> CmdResult {
     match lower(&a[1]).as_str() {

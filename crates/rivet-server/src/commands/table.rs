@@ -712,9 +712,25 @@ pub static COMMANDS: &[Spec] = &[
     cmd!(
         "function",
         -2,
-        ADMIN,
+        WRITE,
         NOKEYS,
-        Some(server::function),
+        Some(crate::functions::function),
+        "scripting"
+    ),
+    cmd!(
+        "fcall",
+        -3,
+        WRITE,
+        NOKEYS,
+        Some(crate::scripting::fcall),
+        "scripting"
+    ),
+    cmd!(
+        "fcall_ro",
+        -3,
+        WRITE,
+        NOKEYS,
+        Some(crate::scripting::fcall),
         "scripting"
     ),
     cmd!("memory", -2, R, NOKEYS, Some(server::memory), "server"),

@@ -34,6 +34,8 @@ pub enum Reply {
     Bool(bool),
     /// A RESP3 verbatim string (`=len\r\ntxt:...`); RESP2 sends a bulk string.
     Verbatim(String),
+    /// A RESP3 big number (`(`); RESP2 sends it as a bulk string.
+    BigNumber(String),
     /// Bytes already encoded (used for EXEC's nested replies).
     Raw(Vec<u8>),
 }
@@ -137,6 +139,18 @@ impl Reply {
                     out.extend_from_slice(b"\r\n");
                 } else {
                     bulk(out, text.as_bytes());
+                }
+            }
+            Reply::BigNumber(n) => {
+                // One line: CR and LF become spaces, as Redis does.
+                let n: Vec<u8> = n
+                    .bytes()
+                    .map(|c| if c == b'\r' || c == b'\n' { b' ' } else { c })
+                    .collect();
+                if proto >= 3 {
+                    line(out, b'(', &n);
+                } else {
+                    bulk(out, &n);
                 }
             }
             Reply::Raw(b) => out.extend_from_slice(b),
