@@ -239,20 +239,10 @@ pub fn page(args: &PageArgs, timeout: Duration) -> CliResult<u8> {
             out.line("")?;
         }
         if id >= raw.page_count() {
-            // The file ends inside this page: show the bytes it has.
-            let data = raw.read_at(offset, (raw.len() - offset) as usize)?;
-            out.line(format!(
-                "Page {id} (partial: the file ends {} bytes into it, offset {offset:#x})",
-                data.len()
-            ))?;
-            for line in hexdump(&data, offset) {
-                out.line(line)?;
-            }
+            partial_page(&raw, id, offset, &mut out)?;
             continue;
         }
-        let run = runs
-            .iter()
-            .find(|r| r.id < id && id <= r.id + u64::from(r.overflow));
+        let run = run_holding(&runs, id);
         let lines = match run {
             Some(r) => continuation(&args.db, id, r),
             None => describe(
@@ -270,6 +260,25 @@ pub fn page(args: &PageArgs, timeout: Duration) -> CliResult<u8> {
     }
     out.flush()?;
     Ok(EXIT_OK)
+}
+
+/// Prints the bytes a file that ends inside page `id` (at `offset`) still holds.
+fn partial_page(raw: &RawFile, id: u64, offset: u64, out: &mut Out) -> CliResult<()> {
+    let data = raw.read_at(offset, (raw.len() - offset) as usize)?;
+    out.line(format!(
+        "Page {id} (partial: the file ends {} bytes into it, offset {offset:#x})",
+        data.len()
+    ))?;
+    for line in hexdump(&data, offset) {
+        out.line(line)?;
+    }
+    Ok(())
+}
+
+/// The overflow run page `id` lies inside (not its first page), if any.
+fn run_holding(runs: &[Row], id: u64) -> Option<&Row> {
+    runs.iter()
+        .find(|r| r.id < id && id <= r.id + u64::from(r.overflow))
 }
 
 /// Page `id` inside the overflow run starting at `run.id`: it has no header of its own.
@@ -453,20 +462,10 @@ pub fn dump(args: &DumpArgs, timeout: Duration) -> CliResult<u8> {
             out.line("")?;
         }
         if id >= raw.page_count() {
-            // The file ends inside this page: show the bytes it has.
-            let data = raw.read_at(offset, (raw.len() - offset) as usize)?;
-            out.line(format!(
-                "Page {id} (partial: the file ends {} bytes into it, offset {offset:#x})",
-                data.len()
-            ))?;
-            for line in hexdump(&data, offset) {
-                out.line(line)?;
-            }
+            partial_page(&raw, id, offset, &mut out)?;
             continue;
         }
-        let run = runs
-            .iter()
-            .find(|r| r.id < id && id <= r.id + u64::from(r.overflow));
+        let run = run_holding(&runs, id);
         if let Some(r) = run {
             // Inside an overflow run: this page alone, named by its run (it has no header).
             let data = raw.page(id)?;
