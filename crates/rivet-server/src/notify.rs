@@ -363,14 +363,12 @@ pub fn after_script_command(flags: u32, log: &WriteLog, name: &str, args: &[Byte
 /// (outside it, `ctx.log` is absent and nothing is queued).
 pub fn event(ctx: &crate::commands::Ctx<'_>, class: u32, event: &str, key: &[u8]) {
     if let Some(log) = ctx.log {
-        emit(
-            ctx.state.config.notify_flags(),
-            log,
-            class,
-            event,
-            ctx.db,
-            key,
-        );
+        let flags = ctx.state.config.notify_flags();
+        // What the command changed before this point comes first, as in Redis: the `new` of
+        // the key XGROUP CREATE ... MKSTREAM made precedes `xgroup-create`.
+        let earlier = log.unnotified();
+        command_events(flags, log, "", &[], &earlier);
+        emit(flags, log, class, event, ctx.db, key);
     }
 }
 

@@ -3166,6 +3166,23 @@ const KS_COMMANDS: &[&str] = &[
     "incr y",
     "hincrby hh f 1",
     "hincrby hh f 1",
+    // Streams and their consumer groups (Redis's unit/pubsub "stream events" sequence, and
+    // the events a consumer created implicitly or deleted gives).
+    "xgroup create st g $ MKSTREAM",
+    "xgroup createconsumer st g Bob",
+    "xgroup createconsumer st g Bob",
+    "xadd st 1-1 f A",
+    "xreadgroup GROUP g Alice STREAMS st >",
+    "xclaim st g Mike 0 1-1 FORCE",
+    "xgroup delconsumer st g Lee",
+    "xautoclaim st g Bob 0 1-1",
+    "xgroup delconsumer st g Bob",
+    "xgroup setid st g 0",
+    "xdel st 1-1",
+    "xtrim st MAXLEN 0",
+    "xsetid st 5-0",
+    "xgroup destroy st g",
+    "xgroup destroy st g",
 ];
 
 /// Runs [`KS_COMMANDS`] with `notify-keyspace-events KEAn` on one server and returns every

@@ -4,6 +4,8 @@
 
 use bytes::Bytes;
 
+use crate::notify;
+
 use super::args::{err, int, is, lower, SYNTAX};
 use super::stream_groups::{create_group, destroy_group, GroupEdit, Nack};
 use super::streams::{
@@ -136,6 +138,7 @@ pub fn xgroup(ctx: &mut Ctx<'_>, a: &[Bytes]) -> CmdResult {
             if !create_group(&v, sid, g, id, entries_read)? {
                 return Ok(err("BUSYGROUP Consumer Group name already exists"));
             }
+            notify::event(ctx, notify::STREAM, "xgroup-create", key);
             Ok(OK)
         }
         "setid" if a.len() == 5 || a.len() == 7 => {
@@ -154,6 +157,7 @@ pub fn xgroup(ctx: &mut Ctx<'_>, a: &[Bytes]) -> CmdResult {
             ge.g.entries_read = entries_read;
             ge.touch();
             ge.save()?;
+            notify::event(ctx, notify::STREAM, "xgroup-setid", key);
             Ok(OK)
         }
         "destroy" => {
@@ -163,6 +167,7 @@ pub fn xgroup(ctx: &mut Ctx<'_>, a: &[Bytes]) -> CmdResult {
             if destroy_group(&v, s.c.id, g)? {
                 // Touching the key wakes XREADGROUP clients parked on the group (-NOGROUP).
                 s.save(&v, key)?;
+                notify::event(ctx, notify::STREAM, "xgroup-destroy", key);
                 Ok(Reply::Int(1))
             } else {
                 Ok(Reply::Int(0))
@@ -177,6 +182,9 @@ pub fn xgroup(ctx: &mut Ctx<'_>, a: &[Bytes]) -> CmdResult {
             };
             let created = ge.ensure_consumer(&a[4], ctx.now_ms, false)?;
             ge.save()?;
+            if created {
+                notify::event(ctx, notify::STREAM, "xgroup-createconsumer", key);
+            }
             Ok(Reply::Int(created as i64))
         }
         "delconsumer" => {
@@ -188,6 +196,9 @@ pub fn xgroup(ctx: &mut Ctx<'_>, a: &[Bytes]) -> CmdResult {
             };
             let pending = ge.delete_consumer(&a[4])?;
             ge.save()?;
+            if pending.is_some() {
+                notify::event(ctx, notify::STREAM, "xgroup-delconsumer", key);
+            }
             Ok(Reply::Int(pending.unwrap_or(0) as i64))
         }
         _ => Ok(sub_syntax("xgroup", &a[1])),
@@ -442,7 +453,9 @@ pub fn xclaim(ctx: &mut Ctx<'_>, a: &[Bytes]) -> CmdResult {
             continue;
         }
         if !have_consumer {
-            ge.ensure_consumer(name, now, true)?;
+            if ge.ensure_consumer(name, now, true)? {
+                notify::event(ctx, notify::STREAM, "xgroup-createconsumer", &a[1]);
+            }
             have_consumer = true;
         }
         let count = if retry >= 0 {
@@ -528,7 +541,9 @@ pub fn xautoclaim(ctx: &mut Ctx<'_>, a: &[Bytes]) -> CmdResult {
                 continue;
             }
             if !have_consumer {
-                ge.ensure_consumer(name, now, true)?;
+                if ge.ensure_consumer(name, now, true)? {
+                    notify::event(ctx, notify::STREAM, "xgroup-createconsumer", &a[1]);
+                }
                 have_consumer = true;
             }
             let new = Nack {

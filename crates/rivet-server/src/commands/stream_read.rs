@@ -245,7 +245,7 @@ pub fn xread(ctx: &mut Ctx<'_>, a: &[Bytes]) -> CmdResult {
             continue;
         };
         let served = match &o.group {
-            Some((g, c)) => serve_group(ctx, &v, &s, g, c, *id, o.count, o.noack)?,
+            Some((g, c)) => serve_group(ctx, &v, k, &s, g, c, *id, o.count, o.noack)?,
             None => {
                 let gt = id.unwrap_or_default();
                 let top = if s.c.len > 0 {
@@ -331,6 +331,7 @@ pub fn xread(ctx: &mut Ctx<'_>, a: &[Bytes]) -> CmdResult {
 fn serve_group(
     ctx: &Ctx<'_>,
     v: &DbView<'_>,
+    key: &[u8],
     s: &Stream<'_>,
     g: &[u8],
     c: &[u8],
@@ -345,7 +346,9 @@ fn serve_group(
     let mut out = Vec::new();
     match id {
         Some(after) => {
-            ge.ensure_consumer(c, now, true)?;
+            if ge.ensure_consumer(c, now, true)? {
+                crate::notify::event(ctx, crate::notify::STREAM, "xgroup-createconsumer", key);
+            }
             let ids = match after.next() {
                 Some(from) => ge.consumer_pel(c, from, StreamId::MAX, count as usize)?,
                 None => Vec::new(),
@@ -378,7 +381,9 @@ fn serve_group(
             if top <= ge.g.last {
                 return Ok(None);
             }
-            ge.ensure_consumer(c, now, true)?;
+            if ge.ensure_consumer(c, now, true)? {
+                crate::notify::event(ctx, crate::notify::STREAM, "xgroup-createconsumer", key);
+            }
             let st = State::of(v, s)?;
             let items = range(v, s.c.id, from, StreamId::MAX, false, count as usize)?;
             for (id, val) in &items {
