@@ -424,12 +424,7 @@ impl Conn {
     /// Encodes `r` unless CLIENT REPLY suppresses it.
     fn emit(&mut self, out: &mut Vec<u8>, r: Reply) {
         let silent = self.silent_next();
-        if r.is_error() {
-            self.state
-                .stats
-                .error_replies
-                .fetch_add(1, Ordering::Relaxed);
-        }
+        self.state.stats.count_reply_errors(&r);
         if !silent {
             r.encode(self.proto, out);
         }
@@ -468,12 +463,7 @@ impl Conn {
             vec![err("ERR server is shutting down"); n]
         };
         for (r, s) in replies.into_iter().zip(silent) {
-            if r.is_error() {
-                self.state
-                    .stats
-                    .error_replies
-                    .fetch_add(1, Ordering::Relaxed);
-            }
+            self.state.stats.count_reply_errors(&r);
             if !s {
                 r.encode(self.proto, out);
             }

@@ -59,7 +59,7 @@ pub fn render(state: &ServerState, tx: &rivet::Tx, args: &[Bytes]) -> Result<Str
             "replication" => "role:master\r\nconnected_slaves:0\r\nmaster_failover_state:no-failover\r\nmaster_replid:0000000000000000000000000000000000000000\r\nmaster_repl_offset:0\r\nsecond_repl_offset:-1\r\nrepl_backlog_active:0\r\nrepl_backlog_size:1048576\r\nrepl_backlog_first_byte_offset:0\r\nrepl_backlog_histlen:0\r\n".to_string(),
             "cpu" => cpu(),
             "modules" => String::new(),
-            "errorstats" => String::new(),
+            "errorstats" => errorstats(state),
             "cluster" => "cluster_enabled:0\r\n".to_string(),
             "keyspace" => keyspace(state, tx)?,
             "commandstats" => commandstats(state),
@@ -186,6 +186,19 @@ durability:{}\r\ncompactions:{}\r\ncompaction_bytes_returned:{}\r\ndata_file_siz
         s.commit_usec_max.load(Ordering::Relaxed),
         state.writer.refused().is_some() as u8,
     )
+}
+
+/// `errorstat_<CODE>:count=<n>` per error code sent (Redis's errorstats section).
+fn errorstats(state: &ServerState) -> String {
+    let codes = state
+        .stats
+        .error_codes
+        .lock()
+        .unwrap_or_else(|e| e.into_inner());
+    codes
+        .iter()
+        .map(|(code, n)| format!("errorstat_{code}:count={n}\r\n"))
+        .collect()
 }
 
 fn stats(state: &ServerState) -> String {

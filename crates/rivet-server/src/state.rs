@@ -63,6 +63,8 @@ pub struct Stats {
     pub compaction_failed: AtomicBool,
     /// Error replies sent.
     pub error_replies: AtomicU64,
+    /// Error replies sent by error code (the first word of the message; INFO errorstats).
+    pub error_codes: std::sync::Mutex<std::collections::BTreeMap<String, u64>>,
     /// Keyspace lookups that found a key / did not (GET-like commands).
     pub keyspace_hits: AtomicU64,
     /// See `keyspace_hits`.
@@ -71,6 +73,41 @@ pub struct Stats {
     pub net_input_bytes: AtomicU64,
     /// Bytes written to clients.
     pub net_output_bytes: AtomicU64,
+}
+
+/// Distinct error codes INFO errorstats keeps (Redis's limit too); later codes are counted
+/// in `error_replies` only.
+const MAX_ERROR_CODES: usize = 128;
+
+impl Stats {
+    /// Counts the error replies in a reply sent to a client, nested ones included (an EXEC
+    /// whose commands failed), as Redis counts them.
+    pub fn count_reply_errors(&self, r: &crate::resp::Reply) {
+        use crate::resp::Reply;
+        match r {
+            Reply::Error(e) => self.count_error(e),
+            Reply::Array(v) | Reply::Set(v) => v.iter().for_each(|x| self.count_reply_errors(x)),
+            Reply::Map(v) => v.iter().for_each(|(k, x)| {
+                self.count_reply_errors(k);
+                self.count_reply_errors(x);
+            }),
+            _ => {}
+        }
+    }
+
+    /// Counts an error reply sent to a client: `error_replies` and the per-code count (the
+    /// code is the first word of `message`, as Redis's errorstats).
+    pub fn count_error(&self, message: &str) {
+        self.error_replies.fetch_add(1, Ordering::Relaxed);
+        let code = message.split(' ').next().unwrap_or("");
+        let code = if code.is_empty() { "ERR" } else { code };
+        let mut codes = self.error_codes.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(n) = codes.get_mut(code) {
+            *n += 1;
+        } else if codes.len() < MAX_ERROR_CODES {
+            codes.insert(code.to_string(), 1);
+        }
+    }
 }
 
 /// Per-command counters for INFO commandstats: one slot per command-table entry, updated

@@ -257,6 +257,12 @@ pub fn config(ctx: &mut Ctx<'_>, a: &[Bytes]) -> CmdResult {
         }
         "resetstat" if a.len() == 2 => {
             ctx.state.command_stats.reset();
+            ctx.state
+                .stats
+                .error_codes
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .clear();
             let s = &ctx.state.stats;
             for c in [
                 &s.commands_processed,
