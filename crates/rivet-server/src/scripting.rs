@@ -793,6 +793,17 @@ fn run(
         RESP.with(|r| r.set(2));
         let out = execute(lua, ctx, &target, keys, argv, read_only);
         RESP.with(|r| r.set(2));
+        // Stopped by shutdown after it wrote: its writes must not be committed half (Redis
+        // would have finished it; an interrupted script is all or nothing). Failing the
+        // batch rolls back the whole write transaction, and nothing of it was acknowledged.
+        if state.shutting_down() && KILLED.with(|k| k.get()) && s.wrote.load(Ordering::Acquire) {
+            s.started_ms.store(0, Ordering::Release);
+            *lock(&s.running_fn) = None;
+            return Err(rivet::Error::Callback(
+                "a script was stopped by shutdown after it wrote; its writes are rolled back"
+                    .into(),
+            ));
+        }
         s.started_ms.store(0, Ordering::Release);
         s.busy.store(false, Ordering::Release);
         s.kill.store(false, Ordering::Release);
