@@ -414,7 +414,7 @@ pub fn load(lua: &Lua, code: &Bytes) -> Result<Loaded, String> {
     let env: Table = lua.named_registry_value("__fenv").map_err(vm_err)?;
     let mt: Table = lua.named_registry_value("__fenv_mt").map_err(vm_err)?;
     let strict: Function = lua.named_registry_value("__fstrict").map_err(vm_err)?;
-    let setfenv: Function = lua.globals().raw_get("setfenv").map_err(vm_err)?;
+    let setfenv: Function = lua.named_registry_value("__setfenv").map_err(vm_err)?;
     setfenv.call::<()>((chunk.clone(), env)).map_err(vm_err)?;
     LOADING.with(|l| *l.borrow_mut() = Some(Vec::new()));
     LOAD_DEADLINE.with(|d| d.set(crate::state::now_ms() + LOAD_TIMEOUT_MS));

@@ -217,7 +217,26 @@ for _, name in ipairs({'redis', 'cjson', 'cmsgpack', 'bit', 'struct', 'string', 
 end
 local P = proxy(R, true)
 local setmt, rset, ls, sfe = setmetatable, rawset, loadstring, setfenv
+-- Redis has no getfenv/setfenv/newproxy for scripts: through them a script could reach the
+-- real globals (or a library's environment) behind the read-only proxies.
+rset(R, 'getfenv', nil)
+rset(R, 'setfenv', nil)
+rset(R, 'newproxy', nil)
+-- Strings' metatable: scripts see a read-only stand-in whose __index is the (read-only)
+-- string library, as in Redis; the real one keeps the real library for method lookups.
+local smt = getmetatable('')
+smt.__metatable = proxy({__index = rawget(R, 'string')})
 rset(R, '_G', P)
+-- A read-only proxy has no metatable for scripts (Redis's read-only tables have none): its
+-- real one leads to the writable table behind it.
+-- The globals have one, as in Redis (it guards them), but a read-only stand-in.
+local gmt = getmetatable
+local g_mt = proxy({})
+rset(R, 'getmetatable', function(t)
+  if t == P then return g_mt end
+  if ro[t] then return nil end
+  return gmt(t)
+end)
 rset(R, 'setmetatable', function(t, m)
   if ro[t] then error("Attempt to modify a readonly table", 2) end
   return setmt(t, m)
@@ -327,7 +346,7 @@ fn base_vm() -> mlua::Result<Lua> {
                     Ok(())
                 }
                 _ => Err(mlua::Error::RuntimeError(
-                    "RESP version must be 2 or 3.".into(),
+                    "ERR RESP version must be 2 or 3.".into(),
                 )),
             }
         })?,
@@ -338,6 +357,32 @@ fn base_vm() -> mlua::Result<Lua> {
     )?;
     redis.set("REDIS_VERSION_NUM", 0x0007_000f)?;
     redis.set("set_repl", lua.create_function(|_, _v: i64| Ok(()))?)?;
+    // The script debugger's calls do nothing outside a debugging session, as in Redis.
+    redis.set(
+        "breakpoint",
+        lua.create_function(|_, _a: MultiValue| Ok(()))?,
+    )?;
+    redis.set("debug", lua.create_function(|_, _a: MultiValue| Ok(()))?)?;
+    // Every client is the `default` user with every permission: a known command is allowed.
+    redis.set(
+        "acl_check_cmd",
+        lua.create_function(|_, a: MultiValue| {
+            let name = match a.front() {
+                Some(Value::String(s)) => s.as_bytes().to_vec(),
+                _ => {
+                    return Err(mlua::Error::RuntimeError(
+                        "ERR Please specify at least one argument for this redis lib call".into(),
+                    ))
+                }
+            };
+            if crate::commands::lookup(&name).is_none() {
+                return Err(mlua::Error::RuntimeError(
+                    "ERR Invalid command passed to redis.acl_check_cmd()".into(),
+                ));
+            }
+            Ok(true)
+        })?,
+    )?;
     redis.set("replicate_commands", lua.create_function(|_, ()| Ok(true))?)?;
     for (i, name) in ["LOG_DEBUG", "LOG_VERBOSE", "LOG_NOTICE", "LOG_WARNING"]
         .iter()
@@ -708,13 +753,16 @@ fn script_call(
         )?));
     };
     let mut cc = cc.borrow_mut();
+    // PUBLISH/SPUBLISH change nothing in the file but are `may-replicate` in Redis, which
+    // read-only scripts may not call either.
+    let may_replicate = matches!(spec.name, "publish" | "spublish");
+    if (spec.flags & WRITE != 0 || may_replicate) && cc.read_only {
+        return Ok(Err(error_table(
+            lua,
+            "Write commands are not allowed from read-only scripts.",
+        )?));
+    }
     if spec.flags & WRITE != 0 {
-        if cc.read_only {
-            return Ok(Err(error_table(
-                lua,
-                "Write commands are not allowed from read-only scripts.",
-            )?));
-        }
         cc.ctx.state.scripts.wrote.store(true, Ordering::Release);
     }
     let resp = RESP.with(|r| r.get());

@@ -153,6 +153,84 @@ fn shutdown_never_keeps_half_a_script() {
     }
 }
 
+/// No script can reach what is behind the read-only globals (new-user trial: `getfenv`,
+/// a proxy's metatable and the string metatable let one script change `redis.call`,
+/// `cjson` or string methods for every later script). Each attempt fails as in Redis 7.0.15
+/// and later scripts see the real libraries; read-only scripts may not PUBLISH.
+#[test]
+fn scripts_cannot_poison_the_shared_lua_state() {
+    let server = RivetServer::start(&[]);
+    let mut c = server.conn();
+    for attack in [
+        "local g = getfenv(0) g.redis = {call = function() return 'pwned' end} return 1",
+        "setfenv(1, {}) return 1",
+        "return newproxy",
+        "getmetatable(redis).__index.call = function() return 'pwned' end return 1",
+        "getmetatable(string).__index.upper = function() return 'pwned' end return 1",
+        "getmetatable(math).__index.floor = function() return 'pwned' end return 1",
+        "getmetatable('').__index.upper = function() return 'pwned' end return 1",
+        "getmetatable('').__index = {upper = function() return 'pwned' end} return 1",
+        "rawset(string, 'upper', function() return 'pwned' end) return 1",
+        "string.upper = function() return 'pwned' end return 1",
+        "cjson.encode = function() return 'pwned' end return 1",
+    ] {
+        match eval(&mut c, attack) {
+            Frame::Error(_) => {}
+            other => panic!("{attack}: answered {other}"),
+        }
+    }
+    assert_eq!(
+        eval(&mut c, "return redis.call('ping')"),
+        Frame::Simple("PONG".into())
+    );
+    assert_eq!(
+        eval(
+            &mut c,
+            "return ('a'):upper() .. string.upper('b') .. math.floor(1.5)"
+        ),
+        Frame::Bulk(Some(b"AB1".to_vec()))
+    );
+    assert_eq!(
+        eval(&mut c, "return cjson.encode({1})"),
+        Frame::Bulk(Some(b"[1]".to_vec()))
+    );
+    assert_eq!(
+        eval(
+            &mut c,
+            "return tostring(getmetatable('').__index == string)"
+        ),
+        Frame::Bulk(Some(b"true".to_vec()))
+    );
+    // The rest of Redis's `redis` API (new-user trial), with Redis's answers.
+    assert!(err_text(eval(&mut c, "return redis.setresp(4)"))
+        .starts_with("ERR RESP version must be 2 or 3. script:"));
+    assert_eq!(eval(&mut c, "return redis.breakpoint()"), Frame::Bulk(None));
+    assert_eq!(eval(&mut c, "return redis.debug('x')"), Frame::Bulk(None));
+    assert_eq!(
+        eval(&mut c, "return redis.acl_check_cmd('set', 'a', 'b')"),
+        Frame::Integer(1)
+    );
+    assert!(
+        err_text(eval(&mut c, "return redis.acl_check_cmd('nosuch')"))
+            .starts_with("ERR Invalid command passed to redis.acl_check_cmd()")
+    );
+    for ro in [
+        vec![
+            "EVAL",
+            "#!lua flags=no-writes\nreturn redis.call('publish', 'c', 'm')",
+            "0",
+        ],
+        vec!["EVAL_RO", "return redis.call('publish', 'c', 'm')", "0"],
+    ] {
+        let e = err_text(c.cmd(&ro));
+        assert!(
+            e.starts_with("ERR Write commands are not allowed from read-only scripts."),
+            "{e}"
+        );
+    }
+    common::stop_and_check(server);
+}
+
 fn eval(c: &mut common::Conn, script: &str) -> Frame {
     c.cmd(&["EVAL", script, "0"])
 }
