@@ -155,6 +155,10 @@ impl Registry {
             .collect();
         for id in due {
             if let Some(p) = self.remove(state, id) {
+                // The parked call is counted now that it is answered (see the writer).
+                if let Some(spec) = crate::commands::lookup(&p.args[0]) {
+                    state.record_call(spec, 0, false);
+                }
                 let _ = p.reply.send(p.wait.timeout_reply);
             }
         }

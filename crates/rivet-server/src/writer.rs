@@ -298,6 +298,9 @@ fn unblock(
         } else {
             p.wait.timeout_reply
         };
+        if let Some(spec) = commands::lookup(&p.args[0]) {
+            state.record_call(spec, 0, r.is_error());
+        }
         let _ = p.reply.send(r);
     }
     if let Some(d) = done {
@@ -604,7 +607,11 @@ fn run_command(
         *db = ctx.db;
         (r, ctx.would_block.take())
     };
-    state.record_call(spec, t0.elapsed().as_micros() as u64, reply.0.is_error());
+    // A command that parks is counted when it is answered (served, timed out or unblocked),
+    // once, as Redis counts a blocked command's call.
+    if reply.1.is_none() {
+        state.record_call(spec, t0.elapsed().as_micros() as u64, reply.0.is_error());
+    }
     state
         .stats
         .commands_processed
@@ -678,6 +685,9 @@ fn serve_stream_reader(
     let view = run.state.store.view(run.tx, db)?;
     if let Some(r) = commands::stream_read::parked_unblock(&view, key, &p.args, now_ms())? {
         if let Some(p) = reg.remove(run.state, id) {
+            if let Some(spec) = commands::lookup(&p.args[0]) {
+                run.state.record_call(spec, 0, r.is_error());
+            }
             done.push(Done::Single(p.reply, r));
         }
         return Ok(());

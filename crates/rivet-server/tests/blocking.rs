@@ -159,3 +159,61 @@ fn client_unblock_and_served_pops_survive_a_restart() {
         "the served pop was committed before its reply"
     );
 }
+
+/// A blocked command is one call in INFO commandstats, counted when it is answered (served,
+/// timed out, or unblocked with an error, which is a failed call), as in Redis 7.0.15
+/// (its suite checks `failed_calls=1` after XGROUP DESTROY unblocks an XREADGROUP).
+#[test]
+fn a_blocked_command_counts_as_one_call_when_answered() {
+    let s = RivetServer::start(&[]);
+    let mut c = s.conn();
+    c.cmd(&["CONFIG", "RESETSTAT"]);
+    assert_eq!(c.cmd(&["BLPOP", "nokey", "0.05"]), Frame::Array(None));
+    let mut waiter = s.conn();
+    waiter.send(&["BLPOP", "l", "5"]);
+    std::thread::sleep(std::time::Duration::from_millis(100));
+    assert_eq!(c.cmd(&["RPUSH", "l", "x"]), Frame::Integer(1));
+    waiter.read();
+    c.cmd(&["XGROUP", "CREATE", "ms", "g", "$", "MKSTREAM"]);
+    waiter.send(&[
+        "XREADGROUP",
+        "GROUP",
+        "g",
+        "Alice",
+        "BLOCK",
+        "0",
+        "STREAMS",
+        "ms",
+        ">",
+    ]);
+    std::thread::sleep(std::time::Duration::from_millis(100));
+    assert_eq!(c.cmd(&["XGROUP", "DESTROY", "ms", "g"]), Frame::Integer(1));
+    assert!(matches!(waiter.read(), Frame::Error(e) if e.starts_with("NOGROUP")));
+    let Frame::Bulk(Some(stats)) = c.cmd(&["INFO", "commandstats"]) else {
+        panic!("INFO commandstats is not a bulk string");
+    };
+    let stats = String::from_utf8(stats).unwrap();
+    let calls = |cmd: &str| {
+        let line = stats
+            .lines()
+            .find(|l| l.starts_with(&format!("cmdstat_{cmd}:")))
+            .unwrap_or_else(|| panic!("no cmdstat_{cmd}:\n{stats}"));
+        let field = |f: &str| {
+            line.split(',')
+                .find_map(|kv| kv.split_once('=').filter(|(k, _)| k.ends_with(f)))
+                .map(|(_, v)| v.to_string())
+                .unwrap_or_default()
+        };
+        (field("calls"), field("failed_calls"))
+    };
+    assert_eq!(
+        calls("blpop"),
+        ("2".to_string(), "0".to_string()),
+        "{stats}"
+    );
+    assert_eq!(
+        calls("xreadgroup"),
+        ("1".to_string(), "1".to_string()),
+        "{stats}"
+    );
+}
