@@ -316,7 +316,8 @@ impl Db {
         }
         // The last rounds' old pages are still pending: let commits release them and cut
         // the file until it stops shrinking.
-        for _ in 0..4 {
+        // Each commit cuts at most 64 MiB: a large cut takes as many commits as it needs.
+        for _ in 0..(p.start_bytes / crate::db::MAX_CUT_BYTES + 4) {
             let tx = self.begin_write()?;
             tx.shrink_pages.set(Some(1));
             tx.commit()?;
@@ -330,10 +331,21 @@ impl Db {
             }
         }
         // Growth padding past the high-water mark (from a round that had to extend the file)
-        // goes too: under the write lock nobody is extending the file meanwhile.
-        let tx = self.begin_write()?;
-        self.shared.shrink(&tx.meta, self.shared.file_size());
-        tx.rollback();
+        // goes too, 64 MiB per step: under the write lock nobody extends the file meanwhile,
+        // and other writers get their turn between the steps.
+        loop {
+            let tx = self.begin_write()?;
+            let (end, size) = (tx.size(), self.shared.file_size());
+            if size <= end {
+                break;
+            }
+            self.shared
+                .cut_file(end.max(size - crate::db::MAX_CUT_BYTES.min(size)), size);
+            tx.rollback();
+            if self.shared.file_size() >= size {
+                break;
+            }
+        }
         p.file_bytes = self.shared.file_size();
         Ok(p)
     }

@@ -15,6 +15,10 @@ use crate::readers::OpenReaders;
 use crate::storage::{self, FileStorage, LockMode, Mapping, OpenError, Storage};
 use crate::tx::Tx;
 
+/// Most bytes one commit cuts off the end of the file: freeing a file's extents takes the
+/// file system time (about a second for 2 GB here), and the commit holds the write lock
+/// meanwhile, so a large cut is spread over several commits.
+pub(crate) const MAX_CUT_BYTES: u64 = 64 << 20;
 /// Default [`Options::shrink_threshold`]: 1 MiB of free pages at the end of the file.
 pub const DEFAULT_SHRINK_THRESHOLD: u64 = 1 << 20;
 /// Default growth step of the file beyond 16 MiB (bbolt's `DefaultAllocSize`).
@@ -41,8 +45,9 @@ pub struct Options {
     pub max_size: u64,
     /// Give disk space back: when a commit leaves at least this many bytes of free pages at
     /// the end of the file (pages no open reader can see), the commit lowers the high-water
-    /// mark below them and the file is truncated once the new meta page is durable. 0 never
-    /// shrinks the file (bbolt's behaviour). Default 1 MiB.
+    /// mark below them and the file is truncated once the new meta page is durable (at most
+    /// 64 MiB per commit; later commits cut the rest). 0 never shrinks the file (bbolt's
+    /// behaviour). Default 1 MiB.
     pub shrink_threshold: u64,
     /// Largest number of calls coalesced into one `batch` transaction (0 disables batching).
     pub max_batch_size: usize,
@@ -686,7 +691,13 @@ impl Shared {
     /// power cut never leaves a shorter file with only the older meta on disk. The commit
     /// has happened already: a failure here leaves the file longer, nothing else.
     pub(crate) fn shrink(&self, meta: &Meta, file_size: u64) {
-        let new_len = meta.pgid * self.page_size as u64;
+        self.cut_file(meta.pgid * self.page_size as u64, file_size);
+    }
+
+    /// Cuts the file to `new_len` bytes (no shorter than the current meta's high-water mark:
+    /// the caller holds the write lock and checked), syncing first under `no_sync`. A
+    /// failure leaves the file longer, nothing else.
+    pub(crate) fn cut_file(&self, new_len: u64, file_size: u64) {
         if new_len >= file_size {
             return;
         }

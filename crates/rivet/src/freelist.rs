@@ -154,15 +154,20 @@ impl Freelist {
     }
 
     /// Removes the free span that ends at the high-water mark `hwm` when it is at least
-    /// `min` pages long, and returns its first page (the new high-water mark). Only free
+    /// `min` pages long, and returns the new high-water mark. Only free
     /// pages count: pending ones may still be read by an open snapshot.
-    pub fn take_tail(&mut self, hwm: Pgid, min: u64) -> Option<Pgid> {
+    /// At most `max` pages are taken (the top ones); the rest of the span stays free.
+    pub fn take_tail(&mut self, hwm: Pgid, min: u64, max: u64) -> Option<Pgid> {
         let (&start, &len) = self.spans.range(..hwm).next_back()?;
-        if start + len != hwm || len < min.max(1) {
+        if start + len != hwm || len < min.max(1) || max == 0 {
             return None;
         }
         self.remove_span(start, len);
-        Some(start)
+        let cut = len.min(max);
+        if cut < len {
+            self.insert_span(start, len - cut);
+        }
+        Some(hwm - cut)
     }
 
     /// Length of the longest free span (0 when nothing is free).
@@ -334,6 +339,20 @@ mod tests {
         fl.rollback(7, &[(a, 2), (10, 1)], 10);
         assert_eq!(fl.all_ids(), vec![4, 5, 6]);
         assert_eq!(fl.pending_count(), 0);
+    }
+
+    #[test]
+    fn take_tail_cuts_only_the_top_free_span_and_at_most_max_pages() {
+        let mut fl = Freelist::from_ids(&[5, 6, 10, 11, 12, 13, 14], 15, 2).unwrap();
+        // Too short, or not ending at the high-water mark.
+        assert_eq!(fl.take_tail(15, 6, 100), None);
+        assert_eq!(fl.take_tail(14, 1, 100), None);
+        // At most 3 of the 5 top pages: 12..15 go, 10..12 stay free.
+        assert_eq!(fl.take_tail(15, 1, 3), Some(12));
+        assert_eq!(fl.all_ids(), vec![5, 6, 10, 11]);
+        assert_eq!(fl.take_tail(12, 1, 100), Some(10));
+        assert_eq!(fl.all_ids(), vec![5, 6]);
+        assert_eq!(fl.free_count(), 2);
     }
 
     #[test]

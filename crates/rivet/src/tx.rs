@@ -382,6 +382,7 @@ impl Tx {
                 > 0;
         let mut pa = PageAllocator::new(fl, meta.pgid, txid, file_pages);
         pa.low_first = low_first;
+        pa.max_cut = (crate::db::MAX_CUT_BYTES / ps as u64).max(1);
         if let Some(est) = self.estimate_commit_pages(&pa.fl).filter(|_| !low_first) {
             if !pa.reserve_all(est.total) {
                 pa.reserve_hot(est.hot);
@@ -651,6 +652,9 @@ struct PageAllocator {
     trimmed: Option<(Pgid, Pgid)>,
     /// Runs come from the lowest free span that holds them instead of the best fit.
     low_first: bool,
+    /// Most pages one commit cuts off the end of the file (the truncation runs while the
+    /// commit holds the write lock: a bounded cut keeps other writers' waits short).
+    max_cut: u64,
 }
 
 impl PageAllocator {
@@ -666,6 +670,7 @@ impl PageAllocator {
             hot: None,
             trimmed: None,
             low_first: false,
+            max_cut: u64::MAX,
         }
     }
 
@@ -676,7 +681,7 @@ impl PageAllocator {
         if min == 0 {
             return;
         }
-        if let Some(start) = self.fl.take_tail(self.hwm, min) {
+        if let Some(start) = self.fl.take_tail(self.hwm, min, self.max_cut) {
             self.trimmed = Some((start, self.hwm));
             self.hwm = start;
         }
