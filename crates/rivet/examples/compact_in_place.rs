@@ -43,8 +43,9 @@ fn mb(b: u64) -> f64 {
     b as f64 / 1e6
 }
 
-/// Commits one durable put after another until `stop`; returns each commit's latency.
-fn writer(db: &Db, stop: &AtomicBool) -> Vec<Duration> {
+/// Commits one durable put after another until `stop`; returns each commit's start and
+/// latency.
+fn writer(db: &Db, stop: &AtomicBool) -> Vec<(Instant, Duration)> {
     let mut lat = Vec::new();
     let mut rng = Rng(99);
     while !stop.load(Ordering::Relaxed) {
@@ -55,12 +56,13 @@ fn writer(db: &Db, stop: &AtomicBool) -> Vec<Duration> {
                 .put(&k, &[1u8; 100])
         })
         .expect("writer commit");
-        lat.push(t.elapsed());
+        lat.push((t, t.elapsed()));
     }
     lat
 }
 
-fn summary(mut lat: Vec<Duration>) -> String {
+fn summary(lat: &[(Instant, Duration)]) -> String {
+    let mut lat: Vec<Duration> = lat.iter().map(|l| l.1).collect();
     lat.sort();
     let q = |p: f64| lat[((lat.len() - 1) as f64 * p) as usize].as_secs_f64() * 1e3;
     format!(
@@ -150,6 +152,8 @@ fn main() -> Result<(), Error> {
     let copy_time = t.elapsed();
 
     let stop = AtomicBool::new(false);
+    let t_start = Instant::now();
+    let mut events: Vec<(Instant, String)> = Vec::new();
     let (baseline, during, done, took) = std::thread::scope(|s| {
         let w = s.spawn(|| writer(&db, &stop));
         std::thread::sleep(Duration::from_secs(10));
@@ -160,6 +164,15 @@ fn main() -> Result<(), Error> {
         let t = Instant::now();
         let mut last = Instant::now();
         let done = db.compact_in_place(round, |p| {
+            events.push((
+                Instant::now(),
+                format!(
+                    "round {} pass {} file {:.1} MB",
+                    p.rounds,
+                    p.passes,
+                    mb(p.file_bytes)
+                ),
+            ));
             if last.elapsed() > Duration::from_secs(5) {
                 eprintln!(
                     "  round {}, pass {}: {} leaves moved, {} merged, file {:.1} MB",
@@ -213,8 +226,28 @@ fn main() -> Result<(), Error> {
         done.leaves_moved,
         done.nodes_merged
     );
-    println!("writer before (10 s): {}", summary(baseline));
-    println!("writer during compaction: {}", summary(during));
+    println!("writer before (10 s): {}", summary(&baseline));
+    println!("writer during compaction: {}", summary(&during));
+    let mut gaps: Vec<(f64, String)> = events
+        .windows(2)
+        .map(|w| (w[1].0.duration_since(w[0].0).as_secs_f64(), w[1].1.clone()))
+        .collect();
+    gaps.sort_by(|a, b| b.0.total_cmp(&a.0));
+    for g in gaps.iter().take(3) {
+        eprintln!("longest round: {:.2} s ending {}", g.0, g.1);
+    }
+    // The slowest commits during the compaction, and the round that ended next.
+    let mut slow = during.clone();
+    slow.sort_by_key(|l| std::cmp::Reverse(l.1));
+    for (at, d) in slow.iter().take(3) {
+        let next = events.iter().find(|e| e.0 >= *at + *d);
+        eprintln!(
+            "slow commit: {:.1} ms at {:.1} s; next round end: {:?}",
+            d.as_secs_f64() * 1e3,
+            at.duration_since(t_start).as_secs_f64(),
+            next.map(|e| (e.0.duration_since(t_start).as_secs_f64(), e.1.clone()))
+        );
+    }
     assert!(db.check()?.is_empty(), "check after in-place compaction");
     Ok(())
 }

@@ -38,6 +38,8 @@ const MAX_DEPTH: usize = 64;
 const MAX_PASSES: u64 = 8;
 /// Leaves a round touches even when no page is free.
 const MIN_ROUND_LEAVES: usize = 8;
+/// Leaves a round may look at per leaf it may touch, before it stops and commits.
+const VISITS_PER_TOUCH: usize = 64;
 
 /// Where an online compaction stands, reported after every round.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -78,6 +80,8 @@ struct Scan<'a> {
     targets: Vec<(Vec<u8>, bool)>,
     /// Leaves the targets rewrite (a packing target rewrites the rest of its parent's).
     used: usize,
+    /// Leaves looked at in this round.
+    visited: usize,
     /// Names of paged sub-buckets with keys at or after the start key.
     subs: Vec<Vec<u8>>,
     /// The key to resume from when the budget ran out.
@@ -92,6 +96,16 @@ fn leaf_used(p: &NodePage<'_>) -> Result<usize> {
         n += ELEMENT_SIZE + k.len() + v.len();
     }
     Ok(n)
+}
+
+/// The smallest key after every key of leaf `p` (where a later round resumes).
+fn after_last_key(p: &NodePage<'_>, start: &[u8]) -> Result<Vec<u8>> {
+    let mut next = match p.count() {
+        0 => start.to_vec(),
+        n => p.leaf_elem(n - 1)?.1.to_vec(),
+    };
+    next.push(0);
+    Ok(next)
 }
 
 impl Scan<'_> {
@@ -155,6 +169,7 @@ impl Scan<'_> {
             } else {
                 false
             };
+            self.visited += 1;
             if packing {
                 // Already rewritten by the packing of an earlier leaf of this parent.
                 self.note_subs(&cp, start)?;
@@ -168,6 +183,11 @@ impl Scan<'_> {
                 force = false;
             } else {
                 self.note_subs(&cp, start)?;
+            }
+            // Bound the walk too, not only the leaves touched: a round that finds little to
+            // do would otherwise read the whole bucket while holding the write lock.
+            if self.resume.is_none() && self.visited >= self.budget * VISITS_PER_TOUCH {
+                self.resume = Some(after_last_key(&cp, start)?);
             }
         }
         Ok(force)
@@ -188,13 +208,7 @@ impl Scan<'_> {
         self.used += pack.unwrap_or(1);
         self.note_subs(p, start)?;
         if self.used >= self.budget {
-            // Resume just past this leaf's last key.
-            let mut next = match p.count() {
-                0 => start.to_vec(),
-                n => p.leaf_elem(n - 1)?.1.to_vec(),
-            };
-            next.push(0);
-            self.resume = Some(next);
+            self.resume = Some(after_last_key(p, start)?);
         }
         Ok(())
     }
@@ -403,6 +417,7 @@ impl Db {
                 budget: left,
                 targets: Vec::new(),
                 used: 0,
+                visited: 0,
                 subs: Vec::new(),
                 resume: None,
             };
