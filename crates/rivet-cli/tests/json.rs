@@ -1,7 +1,9 @@
 //! The `--json` outputs, now written with `serde_json` (issue 13, kind 8), are byte for byte
 //! what the former hand-written writer produced: field order, compact layout, a non-UTF-8 path
 //! or prefix as `{"base64":...}`, percentages with two decimals. The expected lines below were
-//! produced by the hand-written writer (commit d798267) on the same commands.
+//! produced by the hand-written writer (commit d798267) on the same commands, plus the fields
+//! added since for the meta page in use (`info`: `meta_passed_over`; `check`: `meta_page`,
+//! `notes`, issue 12).
 
 mod common;
 
@@ -46,7 +48,7 @@ fn json_outputs_are_byte_for_byte_unchanged() {
     let got = |args: &[&OsStr]| run(d, args);
     assert_eq!(
         got(&[s("info"), s("--json"), db]),
-        r#"{"path":{"base64":"cSIB/y5kYg=="},"page_size":4096,"txid":5,"high_water_mark":10,"file_size":65536,"free_pages":2,"pending_pages":0,"freelist":"synced","freelist_page":3,"root_page":2,"meta_page":1}
+        r#"{"path":{"base64":"cSIB/y5kYg=="},"page_size":4096,"txid":5,"high_water_mark":10,"file_size":65536,"free_pages":2,"pending_pages":0,"freelist":"synced","freelist_page":3,"root_page":2,"meta_page":1,"meta_passed_over":null}
 "#
     );
     assert_eq!(
@@ -66,6 +68,6 @@ fn json_outputs_are_byte_for_byte_unchanged() {
     );
     assert_eq!(
         got(&[s("check"), s("--json"), db]),
-        "{\"ok\":true,\"txid\":5,\"problems\":[]}\n"
+        "{\"ok\":true,\"txid\":5,\"meta_page\":1,\"problems\":[],\"notes\":[]}\n"
     );
 }
