@@ -470,6 +470,12 @@ impl Conn {
         }
     }
 
+    /// CLIENT LIST's `multi=` goes back to -1 as soon as the transaction ends (it is
+    /// otherwise refreshed only when the next command starts).
+    fn multi_ended(&self) {
+        lock(&self.handle.info).multi = -1;
+    }
+
     fn note_command(&mut self, name: &str) {
         // The command's start serves CLIENT LIST's idle time and the command statistics.
         self.started = Instant::now();
@@ -633,6 +639,7 @@ impl Conn {
         // Redis aborts with EXECABORT whether or not a MULTI is open.
         if spec.name == "exec" {
             self.multi = None;
+            self.multi_ended();
             self.unwatch_all();
             let msg = match &r {
                 Reply::Error(e) => e.strip_prefix("ERR ").unwrap_or(e).to_string(),
@@ -742,7 +749,12 @@ impl Conn {
                 self.name.clear();
                 self.reply_mode = ReplyMode::On;
                 self.authenticated = self.state.config.requirepass().is_none();
-                lock(&self.handle.info).name.clear();
+                {
+                    let mut info = lock(&self.handle.info);
+                    info.name.clear();
+                    info.resp = 2;
+                }
+                self.multi_ended();
                 Reply::Status("RESET")
             }
             "multi" => {
@@ -756,6 +768,7 @@ impl Conn {
             "discard" => match self.multi.take() {
                 None => err("ERR DISCARD without MULTI"),
                 Some(_) => {
+                    self.multi_ended();
                     self.unwatch_all();
                     OK
                 }
@@ -784,6 +797,7 @@ impl Conn {
         let Some(m) = self.multi.take() else {
             return err("ERR EXEC without MULTI");
         };
+        self.multi_ended();
         if m.failed {
             self.unwatch_all();
             return err("EXECABORT Transaction discarded because of previous errors.");

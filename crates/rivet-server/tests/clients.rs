@@ -319,3 +319,45 @@ fn errorstats_count_error_replies_by_code() {
         "total_error_replies"
     );
 }
+
+/// CLIENT LIST/INFO show the session as it is now (new-user trial): `multi=-1` right after
+/// EXEC or DISCARD, and `resp=2` after RESET undid HELLO 3, as Redis.
+#[test]
+fn client_list_shows_the_session_after_exec_and_reset() {
+    let s = RivetServer::start(&[]);
+    let mut a = s.conn();
+    let mut other = s.conn();
+    let field = |c: &mut common::Conn, args: &[&str], key: &str| -> String {
+        let text = match c.cmd(args) {
+            common::Frame::Bulk(Some(b)) => String::from_utf8(b).unwrap(),
+            common::Frame::Verbatim(_, b) => String::from_utf8(b).unwrap(),
+            other => panic!("{args:?}: {other}"),
+        };
+        text.split_whitespace()
+            .find_map(|kv| kv.strip_prefix(&format!("{key}=")))
+            .unwrap_or_else(|| panic!("no {key}= in {text}"))
+            .to_string()
+    };
+    let common::Frame::Integer(id) = a.cmd(&["CLIENT", "ID"]) else {
+        panic!("CLIENT ID");
+    };
+    let id = id.to_string();
+    a.cmd(&["MULTI"]);
+    a.cmd(&["SET", "a", "1"]);
+    a.cmd(&["EXEC"]);
+    assert_eq!(
+        field(&mut other, &["CLIENT", "LIST", "ID", &id], "multi"),
+        "-1"
+    );
+    a.cmd(&["MULTI"]);
+    a.cmd(&["SET", "a", "1"]);
+    a.cmd(&["DISCARD"]);
+    assert_eq!(
+        field(&mut other, &["CLIENT", "LIST", "ID", &id], "multi"),
+        "-1"
+    );
+    a.cmd(&["HELLO", "3"]);
+    assert_eq!(field(&mut a, &["CLIENT", "INFO"], "resp"), "3");
+    a.cmd(&["RESET"]);
+    assert_eq!(field(&mut a, &["CLIENT", "INFO"], "resp"), "2");
+}
