@@ -8,7 +8,7 @@
 
 use mlua::{Lua, MultiValue, Table, Value};
 
-use super::{arg_error, check_number};
+use super::{check_number, check_string};
 
 const MAX_NESTING: usize = 16;
 
@@ -250,22 +250,6 @@ fn unpack_full(lua: &Lua, s: &[u8], limit: i64, offset: i64) -> mlua::Result<Mul
     Ok(MultiValue::from_iter(out))
 }
 
-fn string_arg(a: &[Value], func: &str) -> mlua::Result<Vec<u8>> {
-    match a.first() {
-        Some(Value::String(s)) => Ok(s.as_bytes().to_vec()),
-        Some(Value::Integer(i)) => Ok(i.to_string().into_bytes()),
-        Some(Value::Number(n)) => Ok(super::fmt_g(*n, 14).into_bytes()),
-        v => Err(arg_error(
-            1,
-            func,
-            &format!(
-                "string expected, got {}",
-                super::type_name(v.unwrap_or(&Value::Nil))
-            ),
-        )),
-    }
-}
-
 fn opt_int(a: &[Value], n: usize, func: &str, default: i64) -> mlua::Result<i64> {
     match a.get(n - 1) {
         None | Some(Value::Nil) => Ok(default),
@@ -295,7 +279,7 @@ pub fn library(lua: &Lua) -> mlua::Result<Table> {
         "unpack",
         lua.create_function(|lua, a: MultiValue| {
             let a: Vec<Value> = a.into_iter().collect();
-            let s = string_arg(&a, "unpack")?;
+            let s = check_string(&a, 1, "unpack")?;
             unpack_full(lua, &s, 0, 0)
         })?,
     )?;
@@ -303,7 +287,7 @@ pub fn library(lua: &Lua) -> mlua::Result<Table> {
         "unpack_one",
         lua.create_function(|lua, a: MultiValue| {
             let a: Vec<Value> = a.into_iter().collect();
-            let s = string_arg(&a, "unpack_one")?;
+            let s = check_string(&a, 1, "unpack_one")?;
             let off = opt_int(&a, 2, "unpack_one", 0)?;
             unpack_full(lua, &s, 1, off)
         })?,
@@ -312,7 +296,7 @@ pub fn library(lua: &Lua) -> mlua::Result<Table> {
         "unpack_limit",
         lua.create_function(|lua, a: MultiValue| {
             let a: Vec<Value> = a.into_iter().collect();
-            let s = string_arg(&a, "unpack_limit")?;
+            let s = check_string(&a, 1, "unpack_limit")?;
             let limit = check_number(&a, 2, "unpack_limit")? as i64;
             let off = opt_int(&a, 3, "unpack_limit", 0)?;
             unpack_full(lua, &s, limit, off)

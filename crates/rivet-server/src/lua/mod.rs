@@ -84,6 +84,24 @@ pub fn check_number(args: &[Value], n: usize, func: &str) -> mlua::Result<f64> {
         .ok_or_else(|| arg_error(n, func, &format!("number expected, got {}", type_name(v))))
 }
 
+/// Argument `n` (1-based) as a string, numbers converted as Lua does (`luaL_checklstring`),
+/// or Lua's error.
+pub fn check_string(args: &[Value], n: usize, func: &str) -> mlua::Result<Vec<u8>> {
+    match args.get(n - 1) {
+        Some(Value::String(s)) => Ok(s.as_bytes().to_vec()),
+        Some(Value::Integer(i)) => Ok(i.to_string().into_bytes()),
+        Some(Value::Number(x)) => Ok(fmt_g(*x, 14).into_bytes()),
+        v => Err(arg_error(
+            n,
+            func,
+            &format!(
+                "string expected, got {}",
+                type_name(v.unwrap_or(&Value::Nil))
+            ),
+        )),
+    }
+}
+
 /// C's `%.<prec>g` (what Lua's `tostring` and lua-cjson use for numbers).
 pub fn fmt_g(x: f64, prec: usize) -> String {
     if x.is_nan() {

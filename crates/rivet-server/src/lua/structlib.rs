@@ -6,7 +6,7 @@
 
 use mlua::{Lua, MultiValue, Table, Value};
 
-use super::{arg_error, check_number, type_name};
+use super::{arg_error, check_number, check_string};
 
 const MAXINTSIZE: usize = 32;
 const MAXALIGN: usize = 8;
@@ -117,22 +117,6 @@ fn get_int(data: &[u8], little: bool, signed: bool, size: usize) -> f64 {
         l |= u64::MAX << (bits - 1);
     }
     l as i64 as f64
-}
-
-fn check_string(args: &[Value], n: usize, func: &str) -> mlua::Result<Vec<u8>> {
-    match args.get(n - 1) {
-        Some(Value::String(s)) => Ok(s.as_bytes().to_vec()),
-        Some(Value::Integer(i)) => Ok(i.to_string().into_bytes()),
-        Some(Value::Number(x)) => Ok(super::fmt_g(*x, 14).into_bytes()),
-        v => Err(arg_error(
-            n,
-            func,
-            &format!(
-                "string expected, got {}",
-                type_name(v.unwrap_or(&Value::Nil))
-            ),
-        )),
-    }
 }
 
 fn pack(args: &[Value]) -> mlua::Result<Vec<u8>> {
