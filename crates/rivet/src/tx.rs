@@ -115,9 +115,8 @@ pub struct Tx {
     pub(crate) arena: Bump,
     done: Cell<bool>,
     stats: Cell<TxStats>,
-    /// Overrides `Options::shrink_threshold` for this commit, in pages, and places every
-    /// page as low as possible (online compaction gives back every free page at the end of
-    /// the file).
+    /// Overrides `Options::shrink_threshold` for this commit, in pages (online compaction
+    /// gives back every free page at the end of the file).
     pub(crate) shrink_pages: Cell<Option<u64>>,
 }
 
@@ -374,12 +373,12 @@ impl Tx {
 
         // Online compaction wants every page as low in the file as it can go: no contiguous
         // reservations (their best-fit span may lie near the end), lowest free page first.
-        let low_first = self.shrink_pages.get().is_some()
-            || self
-                .shared
-                .compacting
-                .load(std::sync::atomic::Ordering::Relaxed)
-                > 0;
+        // (Every commit while one runs, its own rounds included: see `Shared::compacting`.)
+        let low_first = self
+            .shared
+            .compacting
+            .load(std::sync::atomic::Ordering::Relaxed)
+            > 0;
         let mut pa = PageAllocator::new(fl, meta.pgid, txid, file_pages);
         pa.low_first = low_first;
         pa.max_cut = (crate::db::MAX_CUT_BYTES / ps as u64).max(1);
