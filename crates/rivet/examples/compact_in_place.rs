@@ -74,6 +74,21 @@ fn summary(lat: &[(Instant, Duration)]) -> String {
     )
 }
 
+/// Copy-compacts `db` into a new file at `path` (synced once at the end); returns its size.
+fn copy_compact(db: &Db, path: &std::path::Path) -> Result<u64, Error> {
+    let dst = Db::open(
+        path,
+        Options {
+            no_sync: true,
+            ..Options::default()
+        },
+    )?;
+    rivet::compact(&dst, db, 0)?;
+    dst.sync()?;
+    drop(dst);
+    Ok(std::fs::metadata(path).expect("stat").len())
+}
+
 fn main() -> Result<(), Error> {
     let dir = PathBuf::from(
         std::env::args()
@@ -137,18 +152,7 @@ fn main() -> Result<(), Error> {
     eprintln!("deleted 80%: file {:.1} MB", mb(start));
 
     let t = Instant::now();
-    {
-        let dst = Db::open(
-            &copy,
-            Options {
-                no_sync: true,
-                ..Options::default()
-            },
-        )?;
-        rivet::compact(&dst, &db, 0)?;
-        dst.sync()?;
-    }
-    let offline = std::fs::metadata(&copy).expect("stat").len();
+    let offline = copy_compact(&db, &copy)?;
     let copy_time = t.elapsed();
 
     let stop = AtomicBool::new(false);
@@ -194,18 +198,7 @@ fn main() -> Result<(), Error> {
     // Copy-compaction of the same content (the writer's keys included) for the comparison.
     let copy_after = dir.join("copy-after.db");
     let _ = std::fs::remove_file(&copy_after);
-    {
-        let dst = Db::open(
-            &copy_after,
-            Options {
-                no_sync: true,
-                ..Options::default()
-            },
-        )?;
-        rivet::compact(&dst, &db, 0)?;
-        dst.sync()?;
-    }
-    let offline_after = std::fs::metadata(&copy_after).expect("stat").len();
+    let offline_after = copy_compact(&db, &copy_after)?;
     println!(
         "file after deleting 80% of {keys} keys: {:.1} MB",
         mb(start)
